@@ -1,0 +1,33 @@
+# Two entry points: `make demo` (install + run the main job on the embedded data) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PRESETS := s m l
+DEMO := runs/demo
+
+.PHONY: install test demo clean
+
+install: $(STAMP)
+
+# torch is pinned to the build on this machine's disk, so no second torch is ever pulled in
+$(STAMP): setup.cfg setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+demo: install
+	mkdir -p $(DEMO)
+	$(BIN)/hyctas profile --arch $(foreach p,$(PRESETS),configs/arch/hyctas_$(p).json) --size 1024 2048 \
+		| tee $(DEMO)/profile.txt
+	for p in $(PRESETS); do \
+		$(BIN)/hyctas show --arch configs/arch/hyctas_$$p.json --out $(DEMO)/hyctas_$$p.png | tee $(DEMO)/hyctas_$$p.txt; \
+	done
+	@echo "demo outputs in $(DEMO)/"
+
+clean:
+	rm -rf $(VENV) runs lightning_logs src/*.egg-info

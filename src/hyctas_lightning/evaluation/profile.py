@@ -1,0 +1,54 @@
+"""Parameters and multiply-adds of a network, counted by ``torch.utils.flop_counter`` on the meta device,
+so even 1024x2048 costs neither memory nor compute."""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from hyctas_lightning.search_space import Architecture
+
+
+@dataclass(frozen=True)
+class Profile:
+    params_m: float
+    macs_g: float
+    size: tuple[int, int]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, size: Sequence[int], in_chans: int = 3) -> int:
+    """Multiply-adds of one batch-1 forward at ``size`` (H, W): the counter's FLOPs halved. Works on a
+    meta-device copy; the model itself is untouched."""
+    meta = model if next(model.parameters()).is_meta else copy.deepcopy(model).to("meta")
+    was_training = meta.training
+    meta.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        meta(torch.empty(1, in_chans, *size, device="meta"))
+    meta.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def profile_model(model: nn.Module, size: Sequence[int] = (1024, 2048), in_chans: int = 3) -> Profile:
+    """Parameters (M) and multiply-adds (G) of any image-to-logits model."""
+    return Profile(count_params(model) / 1e6, count_macs(model, size, in_chans) / 1e9, (int(size[0]), int(size[1])))
+
+
+def profile_architecture(arch: Architecture, size: Sequence[int] = (1024, 2048), num_classes: int = 19,
+                         fch: Optional[int] = None, output_stride: Optional[int] = None) -> Profile:
+    """Profile the ChildNet of ``arch``, built directly on the meta device."""
+    from hyctas_lightning.models import ChildNet
+
+    with torch.device("meta"):
+        model = ChildNet(arch, num_classes, fch=fch, output_stride=output_stride)
+    return profile_model(model, size)

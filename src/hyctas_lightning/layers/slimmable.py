@@ -1,0 +1,89 @@
+"""Slimmable layers: one full-width weight, run at any leading slice of its channels.
+
+A supernet cell holds each op once at full width; a sub-network asks for fewer output channels and gets the
+leading rows of the weight. A standalone child built at exactly those widths and loaded with
+``copy_prefix_`` computes the same function, because it runs the very same layer code.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SlimConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose forward takes the wanted output channels; input channels follow ``x``.
+
+    ``in_index`` picks non-leading input channels (the fixed slots of a fusion unit)."""
+
+    def forward(self, x: torch.Tensor, out_channels: Optional[int] = None,  # type: ignore[override]
+                in_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        out_channels = self.out_channels if out_channels is None else out_channels
+        weight = self.weight[:out_channels]
+        weight = weight.index_select(1, in_index) if in_index is not None else weight[:, : x.shape[1]]
+        bias = self.bias[:out_channels] if self.bias is not None else None
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
+
+
+class SlimBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm over the leading ``x.shape[1]`` channels; running statistics are shared across widths and
+    recalibrated per sub-network before it is evaluated (paper section 4.2)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        c = x.shape[1]
+        factor = 0.0
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        use_batch_stats = self.training or self.running_mean is None
+        return F.batch_norm(
+            x,
+            self.running_mean[:c] if self.running_mean is not None else None,
+            self.running_var[:c] if self.running_var is not None else None,
+            self.weight[:c] if self.weight is not None else None,
+            self.bias[:c] if self.bias is not None else None,
+            use_batch_stats, factor, self.eps,
+        )
+
+
+class ConvBNAct(nn.Module):
+    """Slimmable conv -> BN -> optional ReLU, the building brick of every op."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, stride: int = 1, act: bool = True) -> None:
+        super().__init__()
+        self.conv = SlimConv2d(c_in, c_out, kernel_size, stride, padding=kernel_size // 2, bias=False)
+        self.bn = SlimBatchNorm2d(c_out)
+        self.act = act
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
+
+    @property
+    def out_channels(self) -> int:
+        return self.conv.out_channels
+
+    def forward(self, x: torch.Tensor, out_channels: Optional[int] = None,
+                in_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        y = self.bn(self.conv(x, out_channels, in_index))
+        return F.relu(y) if self.act else y
+
+
+def half_size(size: Sequence[int]) -> tuple[int, int]:
+    """Spatial size after one down-sampling (ceil, like a padded stride-2 3x3 conv)."""
+    return (size[0] + 1) // 2, (size[1] + 1) // 2
+
+
+@torch.no_grad()
+def copy_prefix_(dst: nn.Module, src: nn.Module) -> None:
+    """Copy into ``dst`` the leading slice of each same-named tensor of ``src`` (weights and BN buffers)."""
+    src_state = src.state_dict()
+    for name, t in dst.state_dict().items():
+        if name not in src_state:
+            raise KeyError(f"cannot inherit '{name}': the supernet module has no such tensor")
+        s = src_state[name]
+        if t.dim() == 0:
+            t.copy_(s)
+            continue
+        if any(a > b for a, b in zip(t.shape, s.shape)) or t.dim() != s.dim():
+            raise ValueError(f"cannot inherit '{name}': child shape {tuple(t.shape)} exceeds supernet {tuple(s.shape)}")
+        t.copy_(s[tuple(slice(0, n) for n in t.shape)])

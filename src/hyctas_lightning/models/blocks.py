@@ -1,0 +1,135 @@
+"""Fixed-topology parts around the searched cells: stem, fusion nodes, aggregation heads, decoder."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hyctas_lightning.layers import ConvBNAct, copy_prefix_
+from hyctas_lightning.search_space import channels
+
+
+def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=tuple(size), mode="bilinear",
+                                                                      align_corners=False)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv-BN with a projected shortcut; the stem's stride-2 stages."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 2) -> None:
+        super().__init__()
+        self.conv1 = ConvBNAct(c_in, c_out, 3, stride)
+        self.conv2 = ConvBNAct(c_out, c_out, 3, 1, act=False)
+        self.shortcut = ConvBNAct(c_in, c_out, 1, stride, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
+
+
+class Stem(nn.Module):
+    """3x3 conv stride 2 -> residual block stride 2 (stride 4, the low-level feature) -> residual block
+    stride 2 (stride 8, the input of layer 0). Returns both the stride-4 and the stride-8 maps."""
+
+    def __init__(self, fch: int, in_chans: int = 3) -> None:
+        super().__init__()
+        c2, c4, c8 = channels(2, fch) * 2, channels(4, fch) * 2, channels(8, fch)
+        self.conv = ConvBNAct(in_chans, c2, 3, 2)
+        self.block4 = ResidualBlock(c2, c4)
+        self.block8 = ResidualBlock(c4, c8)
+        self.out_channels = {4: c4, 8: c8}
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x4 = self.block4(self.conv(x))
+        return x4, self.block8(x4)
+
+
+class Resample(nn.Module):
+    """Bring a sibling from scale index ``src`` to ``dst``: 1x1 projection (+ bilinear up) when it is
+    coarser or equal, a chain of stride-2 3x3 convs when it is finer (HRNet exchange)."""
+
+    def __init__(self, c_in: int, c_out: int, src: int, dst: int) -> None:
+        super().__init__()
+        steps = max(0, dst - src)
+        if steps == 0:
+            self.convs = nn.ModuleList([ConvBNAct(c_in, c_out, 1, act=False)])
+        else:
+            self.convs = nn.ModuleList(ConvBNAct(c_in if i == 0 else c_out, c_out, 3, 2, act=i < steps - 1)
+                                       for i in range(steps))
+
+    def forward(self, x: torch.Tensor, out_channels: int, size: Sequence[int]) -> torch.Tensor:
+        for conv in self.convs:
+            x = conv(x, out_channels)
+        return resize(x, size)
+
+
+class FusionNode(nn.Module):
+    """The ``fuse`` node (paper section 3.2): concatenate a cell output with its siblings brought to its scale,
+    then a 3x3 conv. The concat has one fixed slot per source scale; siblings sharing a scale are summed into
+    their slot, and an empty slot is sliced out of the conv's input channels."""
+
+    def __init__(self, scale: int, out_channels: int, sources: Mapping[int, int]) -> None:
+        super().__init__()
+        self.scale = scale
+        self.slots = tuple(sorted(sources))
+        self.resample = nn.ModuleDict({str(t): Resample(c, out_channels, t, scale) for t, c in sources.items()})
+        self.conv = ConvBNAct(out_channels * (1 + len(self.slots)), out_channels, 3)
+
+    def forward(self, x: torch.Tensor, siblings: Sequence[tuple[torch.Tensor, int]]) -> torch.Tensor:
+        c, full = x.shape[1], self.conv.out_channels
+        parts, index = [x], [torch.arange(c, device=x.device)]
+        for k, t in enumerate(self.slots, start=1):
+            same = [y for y, s in siblings if s == t]
+            if same:
+                parts.append(sum(self.resample[str(t)](y, c, x.shape[-2:]) for y in same))
+                index.append(torch.arange(k * full, k * full + c, device=x.device))
+        in_index = None if c * len(parts) == self.conv.conv.in_channels else torch.cat(index)
+        return self.conv(torch.cat(parts, 1), c, in_index)
+
+    @torch.no_grad()
+    def inherit_(self, src: "FusionNode") -> None:
+        """Load this (child) node from a supernet node: resample prefixes and the used conv input slots."""
+        c, full = self.conv.out_channels, src.conv.out_channels
+        cols = [torch.arange(c)]
+        for t in self.slots:
+            copy_prefix_(self.resample[str(t)], src.resample[str(t)])
+            k = src.slots.index(t) + 1
+            cols.append(torch.arange(k * full, k * full + c))
+        self.conv.conv.weight.copy_(src.conv.conv.weight[:c].index_select(1, torch.cat(cols)))
+        copy_prefix_(self.conv.bn, src.conv.bn)
+
+
+class AggregationHead(nn.Module):
+    """Feature aggregation head for one output combination (paper section 3.2): per final branch a slimmable
+    1x1 conv to ``channels``, bilinear up to stride 8, concat, 3x3 conv."""
+
+    def __init__(self, strides: Sequence[int], in_channels: Mapping[int, int], channels_: int) -> None:
+        super().__init__()
+        self.strides = tuple(strides)
+        self.proj = nn.ModuleDict({str(s): ConvBNAct(in_channels[s], channels_, 1) for s in self.strides})
+        self.fuse = ConvBNAct(channels_ * len(self.strides), channels_, 3)
+        self.out_channels = channels_
+
+    def forward(self, feats: Mapping[int, torch.Tensor], size: Sequence[int]) -> torch.Tensor:
+        """Aggregate at ``size`` (the stride-8 grid), so every combination predicts at output stride 8."""
+        return self.fuse(torch.cat([resize(self.proj[str(s)](feats[s]), size) for s in self.strides], 1))
+
+
+class LowLevelDecoder(nn.Module):
+    """Output stride 4: merge the stem's stride-4 feature into the head's stride-8 feature."""
+
+    def __init__(self, c_low: int, c_head: int, c_proj: int = 48) -> None:
+        super().__init__()
+        self.proj = ConvBNAct(c_low, c_proj, 1)
+        self.fuse = ConvBNAct(c_head + c_proj, c_head, 3)
+
+    def forward(self, x: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        low = self.proj(low)
+        return self.fuse(torch.cat([resize(x, low.shape[-2:]), low], 1))
+
+
+def combo_key(strides: Sequence[int]) -> str:
+    return "_".join(str(s) for s in strides)
+

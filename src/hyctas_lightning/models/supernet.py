@@ -1,0 +1,84 @@
+"""The weight-sharing supernet (paper section 3.2, SPEC section 2): runs any architecture of its space."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hyctas_lightning.ops import build_op
+from hyctas_lightning.search_space import (OUTPUT_COMBINATIONS, SCALES, Architecture, ArchitectureError,
+                                           SearchSpace, channels)
+
+from .blocks import AggregationHead, FusionNode, Stem, combo_key, resize
+from .graph import walk
+
+
+def cell_key(layer: int, scale: int, down: bool) -> str:
+    return f"L{layer}_S{scale}_D{int(down)}"
+
+
+class SuperNet(nn.Module):
+    """Per (layer, scale, down) a cell holding every op of the space at full width, per (layer, scale) a
+    fusion node with one slot per source scale, and one aggregation head + classifier per output combination.
+
+    ``forward(images, arch)`` runs the sub-network ``arch`` (sliced to its widths) and returns logits at the
+    input resolution. BatchNorm statistics are shared across widths; recalibrate them per sub-network before
+    evaluating it (see the search stage).
+    """
+
+    def __init__(self, space: SearchSpace, num_classes: int, in_chans: int = 3) -> None:
+        super().__init__()
+        self.space = space
+        self.num_classes = num_classes
+        self.fch = fch = space.fch
+        full = [channels(s, fch) for s in SCALES]
+        self.stem = Stem(fch, in_chans)
+        self.cells = nn.ModuleDict()
+        self.fuses = nn.ModuleDict()
+        for layer in range(space.layers):
+            for s in range(min(layer, 2) + 1):
+                for down in ((False, True) if s < 2 else (False,)):
+                    self.cells[cell_key(layer, s, down)] = nn.ModuleDict(
+                        {op: build_op(op, full[s], full[s + down], 2 if down else 1) for op in space.ops})
+            if "fuse" in space.nodes:
+                reach = min(layer + 1, 2)
+                for s in range(reach + 1):
+                    self.fuses[f"L{layer}_S{s}"] = FusionNode(s, full[s], {t: full[t] for t in range(reach + 1)})
+        c_head = channels(8, fch)
+        self.heads = nn.ModuleDict({combo_key(c): AggregationHead(c, {s: full[SCALES.index(s)] for s in c}, c_head)
+                                    for c in OUTPUT_COMBINATIONS})
+        self.classifiers = nn.ModuleDict({combo_key(c): nn.Conv2d(c_head, num_classes, 1)
+                                          for c in OUTPUT_COMBINATIONS})
+        self._checked: set[str] = set()
+
+    def check(self, arch: Architecture) -> None:
+        """Raise if ``arch`` is not a member of this supernet's space (cached per architecture hash)."""
+        if arch.hash in self._checked:
+            return
+        try:
+            self.space.validate(arch)
+        except ArchitectureError as e:
+            raise ArchitectureError(f"architecture does not fit this supernet: {e}") from None
+        self._checked.add(arch.hash)
+
+    def _run_cell(self, arch: Architecture, layer: int, branch: int, x: torch.Tensor, scale: int) -> torch.Tensor:
+        op, width, down, _ = arch.branches[branch].gene(layer)
+        c_out = channels(SCALES[scale + down], self.fch, width)
+        return self.cells[cell_key(layer, scale, down)][op](x, c_out)
+
+    def _run_fuse(self, layer: int, branch: int, x: torch.Tensor, scale: int, siblings) -> torch.Tensor:
+        return self.fuses[f"L{layer}_S{scale}"](x, siblings)
+
+    def forward(self, images: torch.Tensor, arch: Architecture) -> torch.Tensor:
+        self.check(arch)
+        _, x8 = self.stem(images)
+        feats = walk(arch, x8, lambda *a: self._run_cell(arch, *a), self._run_fuse)
+        key = combo_key(arch.end_scales)
+        feature = self.heads[key](feats, x8.shape[-2:])
+        return resize(self.classifiers[key](feature), images.shape[-2:])
+
+    def child(self, arch: Architecture) -> nn.Module:
+        """Standalone network of ``arch`` with inherited weights (see :meth:`ChildNet.from_supernet`)."""
+        from .childnet import ChildNet
+
+        return ChildNet.from_supernet(self, arch)
+

@@ -1,0 +1,60 @@
+"""Memory-efficient self-attention cell (paper section 3.3): exact attention inside a channel bottleneck."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hyctas_lightning.layers import ConvBNAct, SlimConv2d
+
+from .registry import register_op
+
+
+def _multiple(value: int, base: int) -> int:
+    return base * max(1, value // base)
+
+
+@register_op("mesa")
+class MemoryEfficientSelfAttention(nn.Module):
+    """1x1 reduce into a bottleneck of ``C/2`` channels, multi-head dot-product attention with query/key
+    dimension ``C/8`` and no FFN, 1x1 expand, plus a 1x1 bypass that keeps the uncompressed residue.
+
+    The attention runs through ``F.scaled_dot_product_attention`` (fused flash / memory-efficient kernels on
+    the GPU). The expand BN starts at zero scale, so a fresh cell begins as its bypass. Inner dimensions
+    follow the requested output width, so the cell stays slimmable. Down-sampling is 2x2 average pooling.
+    """
+
+    activation_factor = 6.0
+    heads = 2
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.stride = stride
+        c_b, c_qk = self.dims(c_out)
+        self.reduce = ConvBNAct(c_in, c_b, 1)
+        self.q = SlimConv2d(c_b, c_qk, 1, bias=False)
+        self.k = SlimConv2d(c_b, c_qk, 1, bias=False)
+        self.v = SlimConv2d(c_b, c_b, 1, bias=False)
+        self.expand = ConvBNAct(c_b, c_out, 1, act=False)
+        self.bypass = ConvBNAct(c_in, c_out, 1, act=False)
+        nn.init.zeros_(self.expand.bn.weight)
+
+    @classmethod
+    def dims(cls, c_out: int) -> tuple[int, int]:
+        """(bottleneck channels, query/key channels) for an output width, multiples of the head count."""
+        return _multiple(c_out // 2, cls.heads), _multiple(c_out // 8, cls.heads)
+
+    def forward(self, x: torch.Tensor, out_channels: Optional[int] = None) -> torch.Tensor:
+        out_channels = out_channels or self.expand.out_channels
+        if self.stride == 2:
+            x = F.avg_pool2d(x, 2, ceil_mode=True)
+        c_b, c_qk = self.dims(out_channels)
+        r = self.reduce(x, c_b)
+        b, _, h, w = r.shape
+        q, k, v = (t.flatten(2).unflatten(1, (self.heads, -1)).transpose(-1, -2)
+                   for t in (self.q(r, c_qk), self.k(r, c_qk), self.v(r, c_b)))
+        a = F.scaled_dot_product_attention(q, k, v)  # (b, heads, h*w, c_b / heads)
+        a = a.transpose(-1, -2).reshape(b, c_b, h, w)
+        return F.relu(self.expand(a, out_channels) + self.bypass(x, out_channels))

@@ -1,0 +1,41 @@
+"""Name -> factory registries, so users plug in operators, datasets and heads from their own files."""
+from __future__ import annotations
+
+from typing import Callable, Dict, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A named table of factories filled by a decorator (``@OPS.register("name")``)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: Dict[str, T] = {}
+
+    def register(self, name: str, *, overwrite: bool = False) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            if name in self._items and not overwrite and self._items[name] is not obj:
+                raise KeyError(f"{self.kind} '{name}' is already registered; pass overwrite=True to replace it")
+            self._items[name] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown {self.kind} '{name}'; registered: {', '.join(sorted(self._items))}. "
+                f"Import the module that registers it before use."
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def names(self) -> list[str]:
+        return list(self._items)

@@ -1,0 +1,317 @@
+"""The Architecture value: the one currency passed between supernet, search, retrain and plots.
+
+An architecture is 1 to 3 branches over a grid of layers x scales (stride 8, 16, 32). Every branch starts at
+stride 8 in layer 0 and may go down one scale per layer. Each layer of a branch carries four genes:
+``op`` (registered operator name), ``width`` (channel multiplier), ``down`` (the cell halves the resolution) and
+``node`` (``pass`` the cell output, ``fuse`` it with the sibling branches, or ``drop`` the cell).
+Branches whose genes agree on layers ``0..l`` are one computation up to ``l`` (HRNet-style forking).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Union
+
+SCALES: tuple[int, ...] = (8, 16, 32)
+NODES: tuple[str, ...] = ("pass", "fuse", "drop")
+OUTPUT_COMBINATIONS: tuple[tuple[int, ...], ...] = ((8,), (16,), (32,), (8, 16), (8, 32), (8, 16, 32))
+MAX_BRANCHES = 3
+WIDTH_DECIMALS = 4
+
+
+class ArchitectureError(ValueError):
+    """An architecture (or its JSON) breaks a rule; the message names the field or constraint."""
+
+
+def channels(stride: int, fch: int, width: float = 1.0) -> int:
+    """Channels of a feature map at ``stride`` (8/16/32): ``round(stride * Fch * width)``, at least 1."""
+    return max(1, int(round(stride * fch * width)))
+
+
+def _as_tuple(value: Any, field_name: str) -> tuple:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ArchitectureError(f"{field_name}: expected a list, got {type(value).__name__}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class Branch:
+    """Per-layer genes of one branch, stored column-wise (one tuple per gene kind)."""
+
+    ops: tuple[str, ...]
+    widths: tuple[float, ...]
+    downs: tuple[bool, ...]
+    nodes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ops", tuple(str(o) for o in _as_tuple(self.ops, "ops")))
+        widths = _as_tuple(self.widths, "widths")
+        try:
+            widths = tuple(round(float(w), WIDTH_DECIMALS) for w in widths)
+        except (TypeError, ValueError):
+            raise ArchitectureError(f"widths: every entry must be a number, got {list(widths)}") from None
+        object.__setattr__(self, "widths", widths)
+        downs = _as_tuple(self.downs, "downs")
+        if any(d not in (0, 1, True, False) for d in downs):
+            raise ArchitectureError(f"downs: entries must be 0/1 or true/false, got {list(downs)}")
+        object.__setattr__(self, "downs", tuple(bool(d) for d in downs))
+        object.__setattr__(self, "nodes", tuple(str(n) for n in _as_tuple(self.nodes, "nodes")))
+        n = len(self.ops)
+        for name in ("widths", "downs", "nodes"):
+            if len(getattr(self, name)) != n:
+                raise ArchitectureError(
+                    f"{name}: expected {n} entries (one per layer, as in 'ops'), got {len(getattr(self, name))}"
+                )
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.ops)
+
+    def scale_index(self, layer: int) -> int:
+        """Scale index (0/1/2 for stride 8/16/32) of the *input* of ``layer``."""
+        return sum(self.downs[:layer])
+
+    @property
+    def end_scale(self) -> int:
+        """Output stride of the branch's last layer."""
+        return SCALES[min(sum(self.downs), len(SCALES) - 1)]
+
+    def gene(self, layer: int) -> tuple[str, float, bool, str]:
+        return self.ops[layer], self.widths[layer], self.downs[layer], self.nodes[layer]
+
+    def active(self, layer: int) -> bool:
+        """Whether the cell at ``layer`` runs (``drop`` bypasses it)."""
+        return self.nodes[layer] != "drop"
+
+    def to_dict(self) -> dict:
+        return {"ops": list(self.ops), "widths": list(self.widths), "downs": [int(d) for d in self.downs],
+                "nodes": list(self.nodes)}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A validated, hashable, JSON-serialisable multi-branch network description.
+
+    ``fch`` (filter multiplier) and ``output_stride`` (8, or 4 merging the stem's stride-4 feature) are the
+    build settings a retrained network needs; the supernet runs every architecture at output stride 8.
+    """
+
+    branches: tuple[Branch, ...]
+    fch: int = 12
+    output_stride: int = 8
+    _groups: tuple = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        branches = tuple(b if isinstance(b, Branch) else Branch(**b) for b in _as_tuple(self.branches, "branches"))
+        # canonical order: by final stride, so equal networks compare and hash equal
+        branches = tuple(sorted(branches, key=lambda b: (b.end_scale, json.dumps(b.to_dict()))))
+        object.__setattr__(self, "branches", branches)
+        object.__setattr__(self, "_groups", self._compute_groups())
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def num_branches(self) -> int:
+        return len(self.branches)
+
+    @property
+    def num_layers(self) -> int:
+        return self.branches[0].num_layers if self.branches else 0
+
+    @property
+    def end_scales(self) -> tuple[int, ...]:
+        return tuple(b.end_scale for b in self.branches)
+
+    def _compute_groups(self) -> tuple[tuple[tuple[int, ...], ...], ...]:
+        if not self.branches or len({b.num_layers for b in self.branches}) != 1:
+            return ()
+        groups = []
+        for layer in range(self.num_layers):
+            keys: dict[tuple, list[int]] = {}
+            for i, b in enumerate(self.branches):
+                prefix = tuple(b.gene(j) for j in range(layer + 1))
+                keys.setdefault(prefix, []).append(i)
+            groups.append(tuple(tuple(v) for v in keys.values()))
+        return tuple(groups)
+
+    def groups(self, layer: int) -> tuple[tuple[int, ...], ...]:
+        """Branches that are one computation at ``layer`` (identical genes on layers ``0..layer``)."""
+        return self._groups[layer]
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, memory_limit_gb: Optional[float] = None, batch_size: int = 16,
+                 crop: Sequence[int] = (256, 512), known_ops: Optional[Iterable[str]] = None) -> "Architecture":
+        """Check structure and the four constraints of the paper (section 3.4); return self or raise."""
+        if known_ops is None:
+            from hyctas_lightning.ops import OPS
+
+            known_ops = OPS.names()
+        known_ops = set(known_ops)
+        if not self.branches:
+            raise ArchitectureError("constraint 1 (at least one branch): 'branches' is empty")
+        if len(self.branches) > MAX_BRANCHES:
+            raise ArchitectureError(f"branches: at most {MAX_BRANCHES} branches (one per final stride), "
+                                    f"got {len(self.branches)}")
+        layer_counts = [b.num_layers for b in self.branches]
+        if len(set(layer_counts)) != 1:
+            raise ArchitectureError(f"branches: every branch needs the same number of layers, got {layer_counts}")
+        if self.num_layers < 1:
+            raise ArchitectureError("branches[0].ops: a branch needs at least one layer")
+        if self.fch < 1:
+            raise ArchitectureError(f"fch: the filter multiplier must be a positive integer, got {self.fch}")
+        if self.output_stride not in (4, 8):
+            raise ArchitectureError(f"output_stride: must be 8 or 4, got {self.output_stride}")
+        for i, b in enumerate(self.branches):
+            self._validate_branch(i, b, known_ops)
+        if self.end_scales not in OUTPUT_COMBINATIONS:
+            raise ArchitectureError(
+                f"branches: final strides {self.end_scales} are not one of the six output combinations "
+                f"{[list(c) for c in OUTPUT_COMBINATIONS]}; each branch must end at a different stride and "
+                f"several branches must include one that stays at stride 8")
+        for layer in range(self.num_layers):
+            downs = [g for g in self.groups(layer) if self.branches[g[0]].downs[layer]]
+            if len(downs) > 1:
+                names = " and ".join(f"branch {g[0]}" for g in downs)
+                raise ArchitectureError(
+                    f"constraint 2 (branches down-sample at different layers): {names} down-sample at layer "
+                    f"{layer} on separate paths; move one of the downs to another layer or share the prefix")
+        if memory_limit_gb is not None:
+            need = estimate_training_memory_gb(self, batch_size=batch_size, crop=crop)
+            if need > memory_limit_gb:
+                raise ArchitectureError(
+                    f"constraint 4 (training memory): estimated {need:.1f} GiB at batch {batch_size}, crop "
+                    f"{crop[0]}x{crop[1]} exceeds the limit of {memory_limit_gb:.1f} GiB")
+        return self
+
+    @staticmethod
+    def _validate_branch(i: int, b: Branch, known_ops: set) -> None:
+        where = f"branches[{i}]"
+        for layer, (op, width, down, node) in enumerate(zip(b.ops, b.widths, b.downs, b.nodes)):
+            if op not in known_ops:
+                raise ArchitectureError(f"{where}.ops[{layer}]: unknown op '{op}'; known ops: {sorted(known_ops)}")
+            if not 0.0 < width <= 1.0:
+                raise ArchitectureError(f"{where}.widths[{layer}]: width multiplier must be in (0, 1], got {width}")
+            if node not in NODES:
+                raise ArchitectureError(f"{where}.nodes[{layer}]: unknown node '{node}'; choose one of {NODES}")
+            if down and node == "drop":
+                raise ArchitectureError(
+                    f"constraint 3 (no drop where a branch down-samples): {where} layer {layer} has node 'drop' "
+                    f"and down=1; use 'pass' or 'fuse' there")
+        if sum(b.downs) > len(SCALES) - 1:
+            raise ArchitectureError(f"{where}.downs: {sum(b.downs)} down-samplings, at most {len(SCALES) - 1} "
+                                    f"(stride 8 -> 32)")
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict:
+        return {"fch": self.fch, "output_stride": self.output_stride,
+                "branches": [b.to_dict() for b in self.branches]}
+
+    def to_json(self) -> str:
+        """Pretty JSON with one line per gene list, so a file reads like a table."""
+        lines = ["{", f'  "fch": {self.fch},', f'  "output_stride": {self.output_stride},', '  "branches": [']
+        for i, b in enumerate(self.to_dict()["branches"]):
+            fields = [f'      "{k}": {json.dumps(v)}' for k, v in b.items()]
+            lines += ["    {", ",\n".join(fields), "    }" + ("," if i < self.num_branches - 1 else "")]
+        return "\n".join(lines + ["  ]", "}"])
+
+    @classmethod
+    def from_dict(cls, data: Any, validate: bool = True) -> "Architecture":
+        if not isinstance(data, dict):
+            raise ArchitectureError(f"architecture: expected a JSON object, got {type(data).__name__}")
+        unknown = set(data) - {"fch", "output_stride", "branches"}
+        if unknown:
+            raise ArchitectureError(f"{sorted(unknown)[0]}: unknown field; allowed: branches, fch, output_stride")
+        if "branches" not in data:
+            raise ArchitectureError("branches: missing (a list of {ops, widths, downs, nodes} objects)")
+        raw = data["branches"]
+        if not isinstance(raw, list):
+            raise ArchitectureError(f"branches: expected a list, got {type(raw).__name__}")
+        branches = []
+        for i, b in enumerate(raw):
+            if not isinstance(b, dict):
+                raise ArchitectureError(f"branches[{i}]: expected an object with ops, widths, downs, nodes")
+            missing = {"ops", "widths", "downs", "nodes"} - set(b)
+            extra = set(b) - {"ops", "widths", "downs", "nodes"}
+            if missing or extra:
+                name = sorted(missing or extra)[0]
+                raise ArchitectureError(f"branches[{i}].{name}: {'missing' if missing else 'unknown field'}")
+            try:
+                branches.append(Branch(**b))
+            except ArchitectureError as e:
+                raise ArchitectureError(f"branches[{i}].{e}") from None
+        for key, kind in (("fch", int), ("output_stride", int)):
+            if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool)):
+                raise ArchitectureError(f"{key}: expected an integer, got {data[key]!r}")
+        arch = cls(tuple(branches), fch=data.get("fch", 12), output_stride=data.get("output_stride", 8))
+        return arch.validate() if validate else arch
+
+    @classmethod
+    def from_json(cls, text: str, validate: bool = True) -> "Architecture":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ArchitectureError(f"architecture JSON is malformed at line {e.lineno} column {e.colno}: {e.msg}") from None
+        return cls.from_dict(data, validate=validate)
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "Architecture":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"architecture file not found: {path}")
+        try:
+            return cls.from_json(path.read_text())
+        except ArchitectureError as e:
+            raise ArchitectureError(f"{path}: {e}") from None
+
+    def save(self, path: Union[str, Path]) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json() + "\n")
+        return path
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def hash(self) -> str:
+        """Stable 16-hex-digit identity; genes of dropped cells do not change the network, so they are ignored."""
+        canon = self.to_dict()
+        for b in canon["branches"]:
+            for layer, node in enumerate(b["nodes"]):
+                if node == "drop":
+                    b["ops"][layer], b["widths"][layer] = "-", 0
+        return hashlib.sha1(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:16]
+
+    # genes live with the search space that defines their cardinalities
+    def to_genes(self, space: "SearchSpace") -> list[int]:  # noqa: F821
+        return space.encode(self)
+
+    @classmethod
+    def from_genes(cls, genes: Sequence[int], space: "SearchSpace") -> "Architecture":  # noqa: F821
+        return space.decode(genes)
+
+
+def estimate_training_memory_gb(arch: Architecture, batch_size: int = 16, crop: Sequence[int] = (256, 512),
+                                bytes_per_value: int = 4) -> float:
+    """Rough activation memory of one training step: each running cell keeps a few feature maps for backward.
+
+    Counts every distinct computation once (shared prefixes are shared), ``activation_factor`` maps per op
+    (from the op registry) plus fusion and head maps. An estimate for constraint 4, not a measurement.
+    """
+    from hyctas_lightning.ops import OPS
+
+    h, w = crop
+    values = 0.0
+    for layer in range(arch.num_layers):
+        for group in arch.groups(layer):
+            b = arch.branches[group[0]]
+            if not b.active(layer):
+                continue
+            out_stride = SCALES[b.scale_index(layer) + int(b.downs[layer])]
+            c = channels(out_stride, arch.fch, b.widths[layer])
+            factor = getattr(OPS.get(b.ops[layer]), "activation_factor", 4.0)
+            if b.nodes[layer] == "fuse":
+                factor += 4.0
+            values += factor * c * (h // out_stride) * (w // out_stride)
+    stem = sum(3 * channels(s, arch.fch) * (h // s) * (w // s) for s in (2, 4, 8))
+    head = 4 * channels(8, arch.fch) * (h // 8) * (w // 8) * len(arch.branches)
+    return (values + stem + head) * batch_size * bytes_per_value / 2**30

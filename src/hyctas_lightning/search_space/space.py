@@ -1,0 +1,184 @@
+"""The search space: which architectures exist, how to sample them and how to encode them as genes."""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence
+
+from .architecture import (MAX_BRANCHES, NODES, OUTPUT_COMBINATIONS, SCALES, Architecture, ArchitectureError,
+                           Branch)
+
+DEFAULT_OPS = ("light_conv", "light_conv_2x", "conv", "conv_2x", "mesa")
+DEFAULT_WIDTHS = (4 / 12, 6 / 12, 8 / 12, 10 / 12, 1.0)
+GENES_PER_LAYER = 4  # down, op, width, node
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Layers x scales grid, operator set, width choices and the branch-count prior (paper eq. 2).
+
+    ``largest()``/``smallest()`` are the two ends of sandwich sampling: the largest uses ``largest_op`` at full
+    width with three branches fusing everywhere; the smallest one branch of ``smallest_op`` at the least width.
+    """
+
+    layers: int = 16
+    fch: int = 12
+    ops: tuple[str, ...] = DEFAULT_OPS
+    width_choices: tuple[float, ...] = DEFAULT_WIDTHS
+    branch_prior: tuple[float, ...] = (0.2, 0.3, 0.5)
+    nodes: tuple[str, ...] = NODES
+    largest_op: str = "conv_2x"
+    smallest_op: str = "light_conv"
+    memory_limit_gb: Optional[float] = None
+    memory_batch_size: int = 16
+    memory_crop: tuple[int, int] = (256, 512)
+
+    def __post_init__(self) -> None:
+        from hyctas_lightning.ops import OPS
+
+        for name in ("ops", "width_choices", "branch_prior", "nodes", "memory_crop"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "width_choices", tuple(round(float(w), 4) for w in self.width_choices))
+        if self.layers < 3:
+            raise ValueError(f"layers: need at least 3 layers to reach stride 32, got {self.layers}")
+        for op in self.ops:
+            OPS.get(op)  # raises with the list of registered ops
+        for name in ("largest_op", "smallest_op"):
+            if getattr(self, name) not in self.ops:
+                raise ValueError(f"{name}: '{getattr(self, name)}' is not in ops {list(self.ops)}")
+        if len(self.branch_prior) != MAX_BRANCHES or abs(sum(self.branch_prior) - 1) > 1e-6 or min(self.branch_prior) < 0:
+            raise ValueError(f"branch_prior: need {MAX_BRANCHES} probabilities summing to 1, got {self.branch_prior}")
+        if not set(self.nodes) <= set(NODES) or "pass" not in self.nodes:
+            raise ValueError(f"nodes: choose from {NODES} and include 'pass', got {self.nodes}")
+        if not self.width_choices or not all(0 < w <= 1 for w in self.width_choices):
+            raise ValueError(f"width_choices: every width must be in (0, 1], got {self.width_choices}")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SearchSpace":
+        return cls(**data)
+
+    # ------------------------------------------------------------------ membership
+    def validate(self, arch: Architecture) -> Architecture:
+        """Check that ``arch`` is valid and lies inside this space (ops, widths, nodes, depth, fch)."""
+        arch.validate(memory_limit_gb=self.memory_limit_gb, batch_size=self.memory_batch_size,
+                      crop=self.memory_crop, known_ops=self.ops)
+        if arch.num_layers > self.layers:
+            raise ArchitectureError(f"branches: {arch.num_layers} layers, but the search space has {self.layers}")
+        if arch.fch != self.fch:
+            raise ArchitectureError(f"fch: architecture has {arch.fch}, the search space {self.fch}")
+        for i, b in enumerate(arch.branches):
+            for layer, (width, node) in enumerate(zip(b.widths, b.nodes)):
+                if width not in self.width_choices:
+                    raise ArchitectureError(f"branches[{i}].widths[{layer}]: {width} is not one of the width "
+                                            f"choices {list(self.width_choices)}")
+                if node not in self.nodes:
+                    raise ArchitectureError(f"branches[{i}].nodes[{layer}]: '{node}' is not allowed in this space")
+        return arch
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, rng: random.Random, branches: Optional[int] = None) -> Architecture:
+        """Draw a valid architecture: branch count from the prior (or fixed), every other gene uniformly.
+
+        Branches fork HRNet-style: the first drawn branch is the deepest; each further branch copies a prefix
+        of an earlier one and then draws its own genes, down-sampling on layers no other path uses.
+        """
+        n = branches if branches is not None else rng.choices((1, 2, 3), weights=self.branch_prior)[0]
+        if n not in (1, 2, 3):
+            raise ValueError(f"branches: must be 1, 2 or 3, got {n}")
+        for _ in range(1000):
+            arch = self._sample_once(rng, n)
+            try:
+                return self.validate(arch)
+            except ArchitectureError:
+                continue  # memory constraint or a rare clash; draw again
+        raise ArchitectureError(f"could not sample a valid {n}-branch architecture in 1000 draws; the memory "
+                                f"limit ({self.memory_limit_gb} GiB) is probably too tight")
+
+    def _sample_once(self, rng: random.Random, n: int) -> Architecture:
+        combo = rng.choice([c for c in OUTPUT_COMBINATIONS if len(c) == n])
+        ends = sorted((SCALES.index(s) for s in combo), reverse=True)  # deepest first
+        used_downs: set[int] = set()
+        built: list[list[tuple]] = []
+        for end in ends:
+            prefix: list[tuple] = []
+            if built:
+                parent = rng.choice(built)
+                fork = rng.randrange(0, self.layers)
+                for layer in range(fork):
+                    if sum(g[2] for g in prefix) + parent[layer][2] > end:
+                        break
+                    prefix.append(parent[layer])
+            genes = list(prefix)
+            need = end - sum(g[2] for g in genes)
+            free = [layer for layer in range(len(genes), self.layers - 1) if layer not in used_downs]
+            downs = set(rng.sample(free, need)) if need <= len(free) else set(free)
+            for layer in range(len(genes), self.layers):
+                down = layer in downs
+                nodes = [n_ for n_ in self.nodes if not (down and n_ == "drop")]
+                genes.append((rng.choice(self.ops), rng.choice(self.width_choices), down, rng.choice(nodes)))
+            used_downs |= {layer for layer, g in enumerate(genes) if g[2]}
+            built.append(genes)
+        return Architecture(tuple(_branch(g) for g in built), fch=self.fch)
+
+    def largest(self) -> Architecture:
+        """Three branches, full width, ``largest_op`` everywhere, fusing at every layer."""
+        node = "fuse" if "fuse" in self.nodes else "pass"
+
+        def branch(downs: Sequence[int]) -> Branch:
+            return _branch([(self.largest_op, max(self.width_choices), layer in downs, node)
+                            for layer in range(self.layers)])
+
+        return self.validate(Architecture((branch(()), branch((0,)), branch((0, 1))), fch=self.fch))
+
+    def smallest(self) -> Architecture:
+        """One branch that reaches stride 32 at once, least width, every other cell dropped where allowed."""
+        node = "drop" if "drop" in self.nodes else "pass"
+        genes = [(self.smallest_op, min(self.width_choices), layer in (0, 1),
+                  "pass" if layer in (0, 1) or layer == self.layers - 1 else node) for layer in range(self.layers)]
+        return self.validate(Architecture((_branch(genes),), fch=self.fch))
+
+    # ------------------------------------------------------------------ genes
+    def gene_cardinalities(self) -> list[int]:
+        """Number of choices per gene: [branch count] + per branch slot, per layer [down, op, width, node]."""
+        per_layer = [2, len(self.ops), len(self.width_choices), len(self.nodes)]
+        return [MAX_BRANCHES] + per_layer * (self.layers * MAX_BRANCHES)
+
+    def encode(self, arch: Architecture) -> list[int]:
+        """Flat categorical gene vector of ``arch``; unused branch slots are zeros."""
+        self.validate(arch)
+        if arch.num_layers != self.layers:
+            raise ArchitectureError(f"branches: genes need exactly {self.layers} layers, got {arch.num_layers}")
+        genes = [arch.num_branches - 1]
+        for slot in range(MAX_BRANCHES):
+            if slot < arch.num_branches:
+                b = arch.branches[slot]
+                for op, width, down, node in zip(b.ops, b.widths, b.downs, b.nodes):
+                    genes += [int(down), self.ops.index(op), self.width_choices.index(width), self.nodes.index(node)]
+            else:
+                genes += [0] * (GENES_PER_LAYER * self.layers)
+        return genes
+
+    def decode(self, genes: Sequence[int]) -> Architecture:
+        """Architecture from a gene vector; an out-of-range gene or a broken constraint raises, never passes."""
+        card = self.gene_cardinalities()
+        if len(genes) != len(card):
+            raise ArchitectureError(f"genes: expected {len(card)} genes for this search space, got {len(genes)}")
+        for i, (g, c) in enumerate(zip(genes, card)):
+            if not 0 <= int(g) < c:
+                raise ArchitectureError(f"genes[{i}]: value {g} outside 0..{c - 1}")
+        branches = []
+        step = GENES_PER_LAYER * self.layers
+        for slot in range(int(genes[0]) + 1):
+            chunk = genes[1 + slot * step: 1 + (slot + 1) * step]
+            layer_genes = [(self.ops[chunk[i + 1]], self.width_choices[chunk[i + 2]], bool(chunk[i]),
+                            self.nodes[chunk[i + 3]]) for i in range(0, step, GENES_PER_LAYER)]
+            branches.append(_branch(layer_genes))
+        return self.validate(Architecture(tuple(branches), fch=self.fch))
+
+
+def _branch(genes: Sequence[tuple]) -> Branch:
+    ops, widths, downs, nodes = zip(*genes)
+    return Branch(ops=ops, widths=widths, downs=downs, nodes=nodes)
