@@ -118,3 +118,34 @@ def test_user_defined_op_is_searchable_without_editing_the_package():
         for arch in archs:
             assert relative_error(ChildNet.from_supernet(supernet, arch).eval()(x), supernet(x, arch)) < 1e-4
     assert Architecture.from_json(archs[0].to_json()) == archs[0]
+
+
+PLUGIN = '''
+from torch import nn
+from hyctas_lightning.layers import ConvBNAct
+from hyctas_lightning.ops import register_op
+
+
+@register_op("plugin_dilated")
+class Dilated(nn.Module):
+    def __init__(self, c_in, c_out, stride=1):
+        super().__init__()
+        self.conv = ConvBNAct(c_in, c_out, 3, stride)
+        self.conv.conv.dilation, self.conv.conv.padding = (2, 2), (2, 2)
+
+    def forward(self, x, out_channels=None):
+        return self.conv(x, out_channels)
+'''
+
+
+def test_search_space_imports_user_plugins(tmp_path, monkeypatch):
+    (tmp_path / "my_user_ops.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    space = SearchSpace(layers=4, fch=4, ops=("conv", "plugin_dilated"), largest_op="plugin_dilated",
+                        smallest_op="conv", plugins=("my_user_ops",))
+    arch = space.largest()
+    assert set(arch.branches[0].ops) == {"plugin_dilated"}
+    supernet = randomize_(SuperNet(space, num_classes=3)).eval()
+    x = torch.randn(1, 3, 40, 40)
+    with torch.no_grad():
+        assert relative_error(ChildNet.from_supernet(supernet, arch).eval()(x), supernet(x, arch)) < 1e-4

@@ -81,6 +81,10 @@ class Branch:
     def gene(self, layer: int) -> tuple[str, float, bool, str]:
         return self.ops[layer], self.widths[layer], self.downs[layer], self.nodes[layer]
 
+    def effective_gene(self, layer: int) -> tuple[str, float, bool, str]:
+        """The gene as the network sees it: a dropped cell's op and width change nothing."""
+        return ("-", 0.0, False, "drop") if self.nodes[layer] == "drop" else self.gene(layer)
+
     def active(self, layer: int) -> bool:
         """Whether the cell at ``layer`` runs (``drop`` bypasses it)."""
         return self.nodes[layer] != "drop"
@@ -130,7 +134,7 @@ class Architecture:
         for layer in range(self.num_layers):
             keys: dict[tuple, list[int]] = {}
             for i, b in enumerate(self.branches):
-                prefix = tuple(b.gene(j) for j in range(layer + 1))
+                prefix = tuple(b.effective_gene(j) for j in range(layer + 1))
                 keys.setdefault(prefix, []).append(i)
             groups.append(tuple(tuple(v) for v in keys.values()))
         return tuple(groups)
@@ -274,11 +278,8 @@ class Architecture:
     @property
     def hash(self) -> str:
         """Stable 16-hex-digit identity; genes of dropped cells do not change the network, so they are ignored."""
-        canon = self.to_dict()
-        for b in canon["branches"]:
-            for layer, node in enumerate(b["nodes"]):
-                if node == "drop":
-                    b["ops"][layer], b["widths"][layer] = "-", 0
+        canon = {"fch": self.fch, "output_stride": self.output_stride,
+                 "branches": [[b.effective_gene(j) for j in range(b.num_layers)] for b in self.branches]}
         return hashlib.sha1(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:16]
 
     # genes live with the search space that defines their cardinalities

@@ -1,6 +1,7 @@
 """The search space: which architectures exist, how to sample them and how to encode them as genes."""
 from __future__ import annotations
 
+import importlib
 import random
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
@@ -17,6 +18,7 @@ GENES_PER_LAYER = 4  # down, op, width, node
 class SearchSpace:
     """Layers x scales grid, operator set, width choices and the branch-count prior (paper eq. 2).
 
+    ``plugins`` names modules to import first, so ops registered in a user's own file can be listed in YAML.
     ``largest()``/``smallest()`` are the two ends of sandwich sampling: the largest uses ``largest_op`` at full
     width with three branches fusing everywhere; the smallest one branch of ``smallest_op`` at the least width.
     """
@@ -32,11 +34,14 @@ class SearchSpace:
     memory_limit_gb: Optional[float] = None
     memory_batch_size: int = 16
     memory_crop: tuple[int, int] = (256, 512)
+    plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from hyctas_lightning.ops import OPS
 
-        for name in ("ops", "width_choices", "branch_prior", "nodes", "memory_crop"):
+        for module in self.plugins:
+            importlib.import_module(module)  # user modules that register their own ops
+        for name in ("ops", "width_choices", "branch_prior", "nodes", "memory_crop", "plugins"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "width_choices", tuple(round(float(w), 4) for w in self.width_choices))
         if self.layers < 3:
