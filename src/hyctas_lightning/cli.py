@@ -70,14 +70,14 @@ TOOLS: dict[str, Callable[[Sequence[str]], int]] = {"profile": _profile, "show":
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Optional[int]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in TOOLS:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in TOOLS:
         try:
-            return TOOLS[argv[0]](argv[1:])
+            return TOOLS[args[0]](args[1:])
         except (ArchitectureError, FileNotFoundError) as e:
-            print(f"hyctas {argv[0]}: error: {e}", file=sys.stderr)
+            print(f"hyctas {args[0]}: error: {e}", file=sys.stderr)
             return 2
-    HyctasCLI(args=argv, parser_kwargs={"description": f"hyctas-lightning. Trainer subcommands below; {TOOLS_HELP}"},
+    HyctasCLI(args=None if argv is None else args, parser_kwargs={"description": f"hyctas-lightning. Trainer subcommands below; {TOOLS_HELP}"},
               save_config_kwargs={"overwrite": True})
     return 0
 

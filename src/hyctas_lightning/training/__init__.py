@@ -1,4 +1,7 @@
-"""LightningModules: training a fixed architecture (and, later, the supernet)."""
+"""LightningModules: training the supernet and retraining a fixed architecture."""
+from .losses import distillation_loss, segmentation_loss
+from .sampling import SandwichSampler
 from .segmentation import SegmentationModule
+from .supernet import SupernetModule
 
-__all__ = ["SegmentationModule"]
+__all__ = ["SandwichSampler", "SegmentationModule", "SupernetModule", "distillation_loss", "segmentation_loss"]
