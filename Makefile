@@ -27,7 +27,8 @@ demo: install
 	for p in $(PRESETS); do \
 		$(BIN)/hyctas show --arch configs/arch/hyctas_$$p.json --out $(DEMO)/hyctas_$$p.png | tee $(DEMO)/hyctas_$$p.txt; \
 	done
-	@echo "demo outputs in $(DEMO)/"
+	$(BIN)/hyctas fit --config configs/demo/supernet.yaml
+	@echo "demo outputs in $(DEMO)/ (supernet: $(DEMO)/supernet/checkpoints/last.ckpt)"
 
 clean:
 	rm -rf $(VENV) runs lightning_logs src/*.egg-info

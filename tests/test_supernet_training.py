@@ -84,7 +84,8 @@ def test_training_improves_largest_and_smallest(tmp_path):
     fresh._calibration = [next(iter(data.train_dataloader()))["image"]]
     untrained = trainer(tmp_path / "u", 1).validate(fresh, data, verbose=False)[0]
     for name in ("largest", "smallest"):
-        assert trained[f"val/mIoU_{name}"] > untrained[f"val/mIoU_{name}"] + 0.1, (name, trained, untrained)
+        after, before = trained[f"val/mIoU_{name}"], untrained[f"val/mIoU_{name}"]
+        assert after > before + 0.08 and after > 2 * before, (name, trained, untrained)
 
 
 def test_checkpoint_carries_what_search_needs(tmp_path):

@@ -3,6 +3,7 @@ Trainer (``profile``, ``show``)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -12,7 +13,8 @@ from lightning.pytorch.cli import LightningCLI
 
 from hyctas_lightning.search_space import Architecture, ArchitectureError
 
-TOOLS_HELP = "tools: 'hyctas profile --arch X.json --size H W', 'hyctas show --arch X.json [--out arch.png]'"
+TOOLS_HELP = ("tools: 'hyctas profile --arch X.json --size H W', 'hyctas show --arch X.json [--out arch.png]', "
+              "'hyctas data check --config X.yaml', 'hyctas search --ckpt supernet.ckpt [--config search.yaml]'")
 
 
 class HyctasCLI(LightningCLI):
@@ -66,7 +68,22 @@ def _show(argv: Sequence[str]) -> int:
     return 0
 
 
-TOOLS: dict[str, Callable[[Sequence[str]], int]] = {"profile": _profile, "show": _show}
+def _data(argv: Sequence[str]) -> int:
+    """``hyctas data check``: scan a dataset for problems and print its class histogram (imports on use)."""
+    from hyctas_lightning.data.check import main as data_main
+
+    return data_main(argv)
+
+
+def _search(argv: Sequence[str]) -> int:
+    """``hyctas search --ckpt supernet.ckpt``: NSGA-II over a trained supernet (imports on use)."""
+    from hyctas_lightning.search.cli import main as search_main
+
+    return search_main(argv)
+
+
+TOOLS: dict[str, Callable[[Sequence[str]], int]] = {"profile": _profile, "show": _show, "data": _data,
+                                                    "search": _search}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Optional[int]:
@@ -74,9 +91,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[int]:
     if args and args[0] in TOOLS:
         try:
             return TOOLS[args[0]](args[1:])
-        except (ArchitectureError, FileNotFoundError) as e:
+        except (ArchitectureError, FileNotFoundError, ValueError) as e:
             print(f"hyctas {args[0]}: error: {e}", file=sys.stderr)
             return 2
+    os.environ.setdefault("WANDB_MODE", "offline")  # a selected WandbLogger logs locally unless asked to sync
     HyctasCLI(args=None if argv is None else args, parser_kwargs={"description": f"hyctas-lightning. Trainer subcommands below; {TOOLS_HELP}"},
               save_config_kwargs={"overwrite": True})
     return 0

@@ -131,7 +131,7 @@ class SupernetModule(L.LightningModule):
         data = None
         if dm is not None:
             data = {"class_path": f"{type(dm).__module__}.{type(dm).__qualname__}",
-                    "init_args": dict(getattr(dm, "hparams", {})),
+                    "init_args": {k: v for k, v in getattr(dm, "hparams", {}).items() if not k.startswith("_")},
                     "classes": list(getattr(dm, "classes", [])), "ignore_index": self.hparams.ignore_index}
         checkpoint["hyctas"] = {"kind": CHECKPOINT_KIND, "space": self.space.to_dict(), "data": data,
                                 "num_classes": self.hparams.num_classes, "sampler": self.sampler.state_dict()}

@@ -1,0 +1,31 @@
+"""Search right after supernet training: ``trainer.callbacks: [SearchCallback]`` in a supernet config."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import lightning as L
+
+from .config import SearchConfig
+from .runner import run_search
+
+
+class SearchCallback(L.Callback):
+    """When ``hyctas fit`` of a supernet ends, run the configured search on it and its DataModule; the outputs
+    go to ``out_dir`` (default: ``<default_root_dir>/search``) and, with a WandbLogger, to W&B."""
+
+    def __init__(self, config: Optional[SearchConfig] = None, out_dir: Optional[str] = None) -> None:
+        self.config = config or SearchConfig()
+        self.out_dir = out_dir
+        self.result = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not hasattr(pl_module, "supernet") or trainer.datamodule is None:
+            raise TypeError("SearchCallback needs a SupernetModule trained with a DataModule")
+        if not trainer.is_global_zero:
+            return
+        out_dir = Path(self.out_dir or Path(trainer.default_root_dir) / "search")
+        self.result = run_search(pl_module.supernet, trainer.datamodule, self.config, out_dir,
+                                 device=str(pl_module.device), logger=trainer.logger,
+                                 ignore_index=pl_module.hparams.ignore_index)
+        print(f"search finished: {out_dir}\n{self.result.table}")

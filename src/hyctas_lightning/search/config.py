@@ -1,0 +1,68 @@
+"""Settings of one search (the ``search:`` section of ``configs/search.yaml``)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional, Tuple
+
+
+@dataclass
+class SearchConfig:
+    """Defaults are the paper's (section 3.4, 4.2): NSGA-II, population 40, 20 generations, crossover 0.9,
+    mutation 1/n_var per gene, BN recalibration on 1000 training images, latency at batch 1 after 50 warm-up
+    passes over the median of 100.
+
+    strategy: ``nsga2``; or the ablation baselines ``random`` and ``local`` (paper section 4.5).
+    branches: search 1-, 2- or 3-branch networks only; None searches all jointly.
+    latency_cap_ms / min_miou: feasibility limits (S_max, mIoU_min of Algorithm 1).
+    latency_backend: ``cuda`` (CUDA events) or ``cpu`` (wall clock, for machines without a GPU).
+    val_images: cap on validation images per candidate (None: the whole split).
+    reference: hypervolume reference point, one value per objective (None: derived from the first
+    generation and the caps).
+    """
+
+    strategy: str = "nsga2"
+    objectives: List[str] = field(default_factory=lambda: ["miou", "latency_ms"])
+    population: int = 40
+    generations: int = 20
+    branches: Optional[int] = None
+    crossover_prob: float = 0.9
+    mutation_rate: Optional[float] = None
+    seed: int = 0
+    latency_cap_ms: Optional[float] = None
+    min_miou: Optional[float] = None
+    calibration_images: int = 1000
+    val_images: Optional[int] = None
+    latency_backend: str = "cuda"
+    latency_size: Tuple[int, int] = (1024, 2048)
+    latency_warmup: int = 50
+    latency_runs: int = 100
+    top_k: int = 5
+    reference: Optional[List[float]] = None
+    local_seeds: int = 5
+    local_iterations: int = 32
+    local_neighbours: int = 5
+
+    def __post_init__(self) -> None:
+        from .objectives import OBJECTIVES
+
+        checks = [
+            (self.strategy in ("nsga2", "random", "local"), f"strategy: 'nsga2', 'random' or 'local', got '{self.strategy}'"),
+            (len(self.objectives) >= 2, f"objectives: need at least two, got {self.objectives}"),
+            (self.population >= 4, f"population: at least 4, got {self.population}"),
+            (self.generations >= 0, f"generations: must be >= 0, got {self.generations}"),
+            (self.branches in (None, 1, 2, 3), f"branches: 1, 2, 3 or null, got {self.branches}"),
+            (0 <= self.crossover_prob <= 1, f"crossover_prob: in [0, 1], got {self.crossover_prob}"),
+            (self.latency_backend in ("cuda", "cpu"), f"latency_backend: 'cuda' or 'cpu', got '{self.latency_backend}'"),
+            (self.calibration_images > 0, f"calibration_images: must be > 0, got {self.calibration_images}"),
+            (self.reference is None or len(self.reference) == len(self.objectives),
+             f"reference: one value per objective {self.objectives}, got {self.reference}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"search config: {message}")
+        for name in self.objectives:
+            OBJECTIVES.get(name)
+        self.latency_size = tuple(self.latency_size)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,225 @@
+"""The search engine: NSGA-II on DEAP (paper Algorithm 1) and the ablation baselines, over one journal.
+
+Every strategy draws all its randomness from ``random.Random(seed)`` and evaluates through the journal, so a
+rerun after a kill replays the same decisions, takes finished evaluations from the journal and continues
+where the kill struck: the final front equals an uninterrupted run's.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+from deap import tools
+from tqdm.auto import tqdm
+
+from hyctas_lightning.registry import Registry
+from hyctas_lightning.search_space import Architecture, ArchitectureError, SearchSpace
+
+from .config import SearchConfig
+from .fronts import Individual, as_individual, fitness_class, hypervolume, pareto_front, reference_point
+from .journal import Candidate, Journal
+from .objectives import OBJECTIVES, Objective
+
+Evaluate = Callable[[Architecture], Mapping[str, object]]
+
+
+class NothingFeasible(RuntimeError):
+    """No candidate met the latency cap / minimum mIoU."""
+
+
+@dataclass
+class Measurement:
+    """What an evaluator returns: objective inputs (e.g. miou, latency_ms) and seconds per part."""
+
+    values: Dict[str, Optional[float]]
+    timing: Dict[str, float] = field(default_factory=dict)
+
+
+class SearchRun:
+    """Shared machinery of every strategy: evaluation through the journal, feasibility, variation, progress."""
+
+    def __init__(self, space: SearchSpace, config: SearchConfig, evaluate: Callable[[Architecture], Measurement],
+                 journal: Journal, show_progress: bool = True) -> None:
+        self.space, self.config, self.journal = space, config, journal
+        self.evaluator = evaluate
+        self.objectives: List[Objective] = [OBJECTIVES.get(n) for n in config.objectives]
+        self.fitness = fitness_class(self.objectives)
+        self.rng = random.Random(config.seed)
+        self.cards = space.gene_cardinalities()
+        self.mutation_rate = config.mutation_rate or 1.0 / len(self.cards)
+        self.new_evaluations = 0
+        self.history: List[dict] = []
+        self.show_progress = show_progress
+
+    # ------------------------------------------------------------------ evaluation
+    def complete(self, values: Mapping[str, Optional[float]]) -> bool:
+        return all(values.get(o.key or o.name) is not None for o in self.objectives if o.compute is None)
+
+    def over_cap(self, values: Mapping[str, Optional[float]]) -> bool:
+        cap = self.config.latency_cap_ms
+        return cap is not None and (values.get("latency_ms") or float("inf")) > cap
+
+    def feasible(self, values: Mapping[str, Optional[float]]) -> bool:
+        if not self.complete(values) or self.over_cap(values):
+            return False
+        return self.config.min_miou is None or (values.get("miou") or 0.0) >= self.config.min_miou
+
+    def evaluate(self, arch: Architecture, generation: int) -> Candidate:
+        """Journalled result if there is one (feasibility re-judged under the current limits), else measure."""
+        known = self.journal.get(arch.hash)
+        if known is not None and (self.complete(known.measurements) or self.over_cap(known.measurements)):
+            known.feasible = self.feasible(known.measurements)
+            return known
+        m = self.evaluator(arch)
+        genes = self.space.encode(arch) if arch.num_layers == self.space.layers else []
+        candidate = Candidate(arch, dict(m.values), self.feasible(m.values), generation, genes, dict(m.timing))
+        self.journal.append(candidate)
+        self.new_evaluations += 1
+        return candidate
+
+    def individual(self, candidate: Candidate) -> Individual:
+        return as_individual(candidate, self.objectives, self.fitness)
+
+    # ------------------------------------------------------------------ variation
+    def sample(self) -> Architecture:
+        return self.space.sample(self.rng, branches=self.config.branches)
+
+    def crossover(self, a: Sequence[int], b: Sequence[int]) -> List[int]:
+        """One-point crossover on the branch genome, cut between whole layers of a branch."""
+        if self.rng.random() >= self.config.crossover_prob:
+            return list(a)
+        per_layer = 4
+        cut = 1 + per_layer * self.rng.randrange(1, (len(a) - 1) // per_layer)
+        return list(a[:cut]) + list(b[cut:])
+
+    def mutate(self, genes: List[int]) -> List[int]:
+        """Categorical bit-flip: each gene moves to another of its values with probability 1/n_var."""
+        for i, card in enumerate(self.cards):
+            if card > 1 and self.rng.random() < self.mutation_rate:
+                genes[i] = (genes[i] + self.rng.randrange(1, card)) % card
+        return genes
+
+    def decode(self, genes: Sequence[int]) -> Optional[Architecture]:
+        """The architecture of a gene vector, or None when it breaks a constraint (rejected, redrawn)."""
+        try:
+            arch = self.space.decode(genes)
+        except ArchitectureError:
+            return None
+        if self.config.branches is not None and arch.num_branches != self.config.branches:
+            return None
+        return arch
+
+    # ------------------------------------------------------------------ bookkeeping
+    def record_generation(self, generation: int) -> dict:
+        candidates = self.journal.candidates()
+        done = [c for c in candidates if c.generation <= generation]
+        front = pareto_front(done, self.objectives)
+        caps = {"latency_ms": self.config.latency_cap_ms}
+        ref = reference_point(self.config.reference, candidates, self.objectives, caps)
+        row = {"generation": generation, "evaluations": len(done), "feasible": sum(c.feasible for c in done),
+               "front": len(front), "hypervolume": hypervolume(front, ref, self.objectives), "reference": ref}
+        self.history.append(row)
+        return row
+
+    def progress(self, total: int, desc: str):
+        return tqdm(total=total, desc=desc, disable=not self.show_progress, leave=False, dynamic_ncols=True)
+
+    def require_feasible(self, population: Sequence) -> None:
+        if not population:
+            raise NothingFeasible(
+                f"no feasible architecture among {len(self.journal)} evaluated: every candidate broke the latency cap "
+                f"({self.config.latency_cap_ms} ms) or the minimum mIoU ({self.config.min_miou}); the evaluations are "
+                f"kept in {self.journal.path}. Relax the limits and rerun the same command to continue.")
+
+
+STRATEGIES: Registry[Callable[[SearchRun], None]] = Registry("search strategy")
+
+
+def _draw_feasible(run: SearchRun, count: int, generation: int, make: Callable[[], Optional[Architecture]],
+                   seen: set) -> List[Candidate]:
+    """Evaluate new architectures from ``make`` until ``count`` feasible ones (or the attempt budget runs out)."""
+    found: List[Candidate] = []
+    attempts = 0
+    with run.progress(count, f"generation {generation}") as bar:
+        while len(found) < count and attempts < 50 * count:
+            attempts += 1
+            arch = make()
+            if arch is None or arch.hash in seen:
+                continue
+            seen.add(arch.hash)
+            candidate = run.evaluate(arch, generation)
+            if candidate.feasible:
+                found.append(candidate)
+                bar.update(1)
+    return found
+
+
+@STRATEGIES.register("nsga2")
+def nsga2(run: SearchRun) -> None:
+    """Algorithm 1: seeded random P0, then per generation tournament selection, crossover, mutation,
+    duplicates rejected by hash, infeasible offspring dropped, NSGA-II survival (sorting + crowding)."""
+    n, seen = run.config.population, set()
+    population = [run.individual(c) for c in _draw_feasible(run, n, 0, run.sample, seen)]
+    run.require_feasible(population)
+    population = tools.selNSGA2(population, len(population))
+    _log(run, run.record_generation(0))
+    for generation in range(1, run.config.generations + 1):
+        pool = tools.selTournamentDCD(population, 4 * ((len(population) + 3) // 4)) if len(population) >= 4 else population
+
+        def child() -> Optional[Architecture]:
+            a, b = run.rng.sample(pool, 2) if len(pool) > 1 else (pool[0], pool[0])
+            return run.decode(run.mutate(run.crossover(a, b)))
+
+        offspring = [run.individual(c) for c in _draw_feasible(run, n, generation, child, seen)]
+        population = tools.selNSGA2(population + offspring, n)
+        _log(run, run.record_generation(generation))
+
+
+@STRATEGIES.register("random")
+def random_search(run: SearchRun) -> None:
+    """Baseline: as many random architectures as NSGA-II would evaluate, drawn with the same prior."""
+    seen: set = set()
+    for generation in range(run.config.generations + 1):
+        _draw_feasible(run, run.config.population, generation, run.sample, seen)
+        _log(run, run.record_generation(generation))
+
+
+@STRATEGIES.register("local")
+def local_search(run: SearchRun) -> None:
+    """Baseline (paper section 4.5): from ``local_seeds`` random seeds, ``local_iterations`` rounds of
+    ``local_neighbours`` single-edit neighbours; a neighbour replaces the incumbent only if it dominates it."""
+    c, seen = run.config, set()
+    incumbents = _draw_feasible(run, c.local_seeds, 0, run.sample, seen)
+    run.require_feasible(incumbents)
+    for iteration in range(1, c.local_iterations + 1):
+        for i, incumbent in enumerate(incumbents):
+            genes = incumbent.genes
+            neighbours = _draw_feasible(run, c.local_neighbours, iteration, lambda: run.decode(_single_edit(run, genes)),
+                                        seen)
+            better = [n for n in neighbours if run.individual(n).fitness.dominates(run.individual(incumbent).fitness)]
+            if better:
+                incumbents[i] = better[0]
+        _log(run, run.record_generation(iteration))
+
+
+def _single_edit(run: SearchRun, genes: Sequence[int]) -> List[int]:
+    """Change one gene of a used branch slot: an operator swap, a width, a node (edge) toggle or a down move."""
+    edited = list(genes)
+    used = (int(genes[0]) + 1) * 4 * run.space.layers
+    i = 1 + run.rng.randrange(used)
+    edited[i] = (edited[i] + run.rng.randrange(1, run.cards[i])) % run.cards[i]
+    return edited
+
+
+def _log(run: SearchRun, row: dict) -> None:
+    if run.show_progress:
+        tqdm.write(f"generation {row['generation']:>3}: {row['evaluations']} evaluated, {row['feasible']} feasible, "
+                   f"front {row['front']}, hypervolume {row['hypervolume']:.4g}")
+
+
+def run_strategy(space: SearchSpace, config: SearchConfig, evaluate: Callable[[Architecture], Measurement],
+                 journal: Journal, show_progress: bool = True) -> SearchRun:
+    run = SearchRun(space, config, evaluate, journal, show_progress)
+    STRATEGIES.get(config.strategy)(run)
+    return run

@@ -1,0 +1,68 @@
+"""One search end to end: data in memory, evaluator, strategy, outputs. Shared by ``hyctas search`` and
+:class:`SearchCallback`."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import lightning as L
+import torch
+
+from hyctas_lightning.models import SuperNet
+from hyctas_lightning.search_space import SearchSpace
+
+from .config import SearchConfig
+from .engine import NothingFeasible, SearchRun, run_strategy
+from .evaluator import SupernetEvaluator, collect_images
+from .fronts import Individual
+from .journal import Journal
+from .objectives import OBJECTIVES
+from .outputs import front_table, log_to_wandb, write_outputs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchResult:
+    out_dir: Path
+    front: List[Individual]
+    history: List[dict]
+    new_evaluations: int
+    table: str
+
+
+def run_search(supernet: SuperNet, datamodule: L.LightningDataModule, config: SearchConfig, out_dir: Path,
+               device: Optional[str] = None, logger=None, show_progress: bool = True,
+               ignore_index: int = 255) -> SearchResult:
+    """Search ``supernet``; results (and the journal a rerun resumes from) go to ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    (out_dir / "config.json").write_text(json.dumps({"search": config.to_dict(), "space": supernet.space.to_dict()},
+                                                    indent=1, default=str) + "\n")
+    calibration = collect_images(datamodule, "train", config.calibration_images, config.seed, with_masks=False)
+    validation = collect_images(datamodule, "val", config.val_images, config.seed, with_masks=True)
+    evaluator = SupernetEvaluator(supernet, calibration, validation, config, ignore_index, device)
+    journal = Journal(out_dir / "candidates.jsonl")
+    return search_with(evaluator, supernet.space, config, journal, out_dir, logger, show_progress)
+
+
+def search_with(evaluate, space: SearchSpace, config: SearchConfig, journal: Journal, out_dir: Path, logger=None,
+                show_progress: bool = True) -> SearchResult:
+    """Run the configured strategy with any evaluator and write the outputs, also when nothing was feasible."""
+    objectives = [OBJECTIVES.get(n) for n in config.objectives]
+    run: Optional[SearchRun] = None
+    try:
+        run = run_strategy(space, config, evaluate, journal, show_progress)
+    finally:
+        history = run.history if run is not None else []
+        front = write_outputs(out_dir, journal.candidates(), objectives, config.top_k, history)
+    if logger is not None and hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
+        log_to_wandb(logger, journal.candidates(), front, objectives, history, out_dir / "pareto.png")
+    return SearchResult(out_dir, front, history, run.new_evaluations, front_table(front, objectives))
+
+
+__all__ = ["NothingFeasible", "SearchResult", "run_search", "search_with"]
