@@ -28,7 +28,8 @@ demo: install
 		$(BIN)/hyctas show --arch configs/arch/hyctas_$$p.json --out $(DEMO)/hyctas_$$p.png | tee $(DEMO)/hyctas_$$p.txt; \
 	done
 	$(BIN)/hyctas fit --config configs/demo/supernet.yaml
-	@echo "demo outputs in $(DEMO)/ (supernet: $(DEMO)/supernet/checkpoints/last.ckpt)"
+	$(BIN)/hyctas search --ckpt $(DEMO)/supernet/checkpoints/last.ckpt --config configs/demo/search.yaml
+	@echo "demo outputs in $(DEMO)/ (supernet: $(DEMO)/supernet/checkpoints/last.ckpt, search: $(DEMO)/search/)"
 
 clean:
 	rm -rf $(VENV) runs lightning_logs src/*.egg-info

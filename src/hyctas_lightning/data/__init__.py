@@ -1,7 +1,23 @@
-"""Datasets: the registry of LightningDataModules and the embedded procedural street scenes."""
+"""Datasets: the registry of LightningDataModules, the shared base, the standard benchmarks read from users' own
+copies (Cityscapes, ADE20K, CamVid, COCO panoptic), the embedded procedural street scenes, and ``data check``."""
+from .ade20k import ADE20K_CLASSES, ADE20K_PALETTE, ADE20KDataModule, ADE20KDataset
+from .base import FileDataModule, PairedFilesDataset, Sample, SegmentationDataModule, SegmentationDataset
+from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataModule, CamVidDataset
+from .check import DataReport, SplitReport, check_data
+from .cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_LABELS, CITYSCAPES_PALETTE, CityscapesDataModule,
+                         CityscapesDataset)
+from .coco import CocoPanopticDataModule, CocoPanopticDataset, rgb_to_id
+from .files import DatasetError, MissingSplitError
+from .labels import IGNORE_INDEX, LabelMap
 from .registry import DATASETS, register_datamodule
 from .synthetic import (SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SyntheticStreetDataModule, SyntheticStreets,
                         render_scene)
+from .transforms import SegmentationTransform, TransformConfig
 
-__all__ = ["DATASETS", "SYNTHETIC_CLASSES", "SYNTHETIC_PALETTE", "SyntheticStreetDataModule", "SyntheticStreets",
-           "register_datamodule", "render_scene"]
+__all__ = ["ADE20K_CLASSES", "ADE20K_PALETTE", "ADE20KDataModule", "ADE20KDataset", "CAMVID_CLASSES", "CAMVID_PALETTE",
+           "CITYSCAPES_CLASSES", "CITYSCAPES_LABELS", "CITYSCAPES_PALETTE", "CamVidDataModule", "CamVidDataset",
+           "CityscapesDataModule", "CityscapesDataset", "CocoPanopticDataModule", "CocoPanopticDataset", "DATASETS",
+           "DataReport", "DatasetError", "FileDataModule", "IGNORE_INDEX", "LabelMap", "MissingSplitError",
+           "PairedFilesDataset", "SYNTHETIC_CLASSES", "SYNTHETIC_PALETTE", "Sample", "SegmentationDataModule",
+           "SegmentationDataset", "SegmentationTransform", "SplitReport", "SyntheticStreetDataModule",
+           "SyntheticStreets", "TransformConfig", "check_data", "register_datamodule", "render_scene", "rgb_to_id"]

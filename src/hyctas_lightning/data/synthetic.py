@@ -8,14 +8,13 @@ and the horizon, vanishing point and road width move, so neither colour nor posi
 from __future__ import annotations
 
 import zlib
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
-import lightning as L
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 
+from .base import Sample, SegmentationDataModule, SegmentationDataset
 from .registry import register_datamodule
+from .transforms import SegmentationTransform, TransformConfig
 
 SYNTHETIC_CLASSES = ("road", "sidewalk", "building", "sky", "car", "pole", "person", "vegetation")
 ROAD, SIDEWALK, BUILDING, SKY, CAR, POLE, PERSON, VEGETATION = range(len(SYNTHETIC_CLASSES))
@@ -24,9 +23,6 @@ SYNTHETIC_PALETTE = [
     (128, 64, 128), (244, 35, 232), (70, 70, 70), (70, 130, 180),
     (0, 0, 142), (153, 153, 153), (220, 20, 60), (107, 142, 35),
 ]
-IGNORE_INDEX = 255
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Base colours (RGB in [0, 1]); each draw jitters them, and several deliberately overlap across classes.
 _FACADES = np.array([[0.76, 0.70, 0.58], [0.52, 0.52, 0.52], [0.60, 0.32, 0.24], [0.86, 0.85, 0.80],
@@ -370,86 +366,47 @@ def _sample_seed(seed: int, split: str, index: int) -> int:
     return int(np.random.SeedSequence([seed, zlib.crc32(split.encode()), index]).generate_state(1)[0])
 
 
-class SyntheticStreets(Dataset):
-    """Street scenes rendered on the fly: nothing to download, and any number of samples."""
+class SyntheticStreets(SegmentationDataset):
+    """Street scenes rendered on the fly: nothing to download, and any number of samples.
+
+    Without a ``transform``, ``train_transform`` picks random flips (True) or plain normalisation (False).
+    """
 
     classes = SYNTHETIC_CLASSES
     palette = SYNTHETIC_PALETTE
-    ignore_index = IGNORE_INDEX
-    num_classes = len(SYNTHETIC_CLASSES)
 
     def __init__(self, num_samples: int, size: Tuple[int, int] = (128, 256), seed: int = 0, split: str = "train",
-                 train_transform: bool = False) -> None:
-        self.num_samples = num_samples
+                 train_transform: bool = False, transform: Optional[SegmentationTransform] = None,
+                 **options: Any) -> None:
         self.size = (int(size[0]), int(size[1]))
         self.seed = seed
-        self.split = split
-        self.train_transform = train_transform
-        self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        transform = transform or SegmentationTransform(TransformConfig(), train=train_transform)
+        super().__init__(num_samples, split, transform, **options)
 
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.num_samples:
-            raise IndexError(f"index {index} out of range for {self.num_samples} samples")
-        image, mask = render_scene(_sample_seed(self.seed, self.split, index), self.size)
-        image_t = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
-        mask_t = torch.from_numpy(mask).long()
-        if self.train_transform and torch.rand(()) < 0.5:
-            image_t, mask_t = image_t.flip(-1), mask_t.flip(-1)
-        image_t = (image_t - self._mean) / self._std
-        return {"image": image_t.contiguous(), "mask": mask_t.contiguous(), "name": f"{self.split}_{index:06d}"}
+    def load_item(self, item: int) -> Sample:
+        image, mask = render_scene(_sample_seed(self.seed, self.split, item), self.size)
+        return Sample(image, mask, f"{self.split}_{item:06d}")
 
 
 @register_datamodule("synthetic")
-class SyntheticStreetDataModule(L.LightningDataModule):
-    """The embedded default dataset: procedural street scenes with train/val/test splits from one seed."""
+class SyntheticStreetDataModule(SegmentationDataModule):
+    """The embedded default dataset: procedural street scenes with train/val/test splits from one seed.
+
+    Args:
+        train_samples, val_samples, test_samples: scenes per split.
+        size: (height, width) of the rendered scenes.
+        seed: scenes are a pure function of (seed, split, index).
+        **kwargs: loader, ``max_samples`` and ``transforms`` options of ``SegmentationDataModule``.
+    """
+
+    dataset_type = SyntheticStreets
+    splits = ("train", "val", "test")
+    default_test_split = "test"
 
     def __init__(self, train_samples: int = 512, val_samples: int = 64, test_samples: int = 64,
-                 size: Tuple[int, int] = (128, 256), seed: int = 0, batch_size: int = 8, num_workers: int = 0,
-                 pin_memory: bool = False, max_samples: Optional[int] = None) -> None:
-        super().__init__()
-        self.save_hyperparameters()
+                 size: Tuple[int, int] = (128, 256), seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.counts = {"train": train_samples, "val": val_samples, "test": test_samples}
 
-    def _split(self, split: str, count: int, train: bool = False) -> SyntheticStreets:
-        """One split, capped by ``max_samples`` so smoke runs stay short."""
-        cap = self.hparams.max_samples
-        count = count if cap is None else min(count, cap)
-        return SyntheticStreets(count, self.hparams.size, self.hparams.seed, split, train_transform=train)
-
-    def _loader(self, dataset: SyntheticStreets, shuffle: bool) -> DataLoader:
-        # Dropping a trailing training batch of one keeps BatchNorm on globally pooled features defined.
-        drop_last = shuffle and len(dataset) > self.hparams.batch_size
-        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, drop_last=drop_last,
-                          num_workers=self.hparams.num_workers, pin_memory=self.hparams.pin_memory,
-                          persistent_workers=self.hparams.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self._split("train", self.hparams.train_samples, train=True), shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self._split("val", self.hparams.val_samples), shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self._split("test", self.hparams.test_samples), shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
-
-    @property
-    def num_classes(self) -> int:
-        return len(SYNTHETIC_CLASSES)
-
-    @property
-    def classes(self) -> Tuple[str, ...]:
-        return SYNTHETIC_CLASSES
-
-    @property
-    def palette(self) -> List[Tuple[int, int, int]]:
-        return SYNTHETIC_PALETTE
-
-    @property
-    def ignore_index(self) -> int:
-        return IGNORE_INDEX
+    def make_dataset(self, split: str, **options: Any) -> SyntheticStreets:
+        return SyntheticStreets(self.counts[split], self.hparams.size, self.hparams.seed, split, **options)

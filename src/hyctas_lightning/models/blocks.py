@@ -92,11 +92,12 @@ class FusionNode(nn.Module):
     def inherit_(self, src: "FusionNode") -> None:
         """Load this (child) node from a supernet node: resample prefixes and the used conv input slots."""
         c, full = self.conv.out_channels, src.conv.out_channels
-        cols = [torch.arange(c)]
+        device = src.conv.conv.weight.device
+        cols = [torch.arange(c, device=device)]
         for t in self.slots:
             copy_prefix_(self.resample[str(t)], src.resample[str(t)])
             k = src.slots.index(t) + 1
-            cols.append(torch.arange(k * full, k * full + c))
+            cols.append(torch.arange(k * full, k * full + c, device=device))
         self.conv.conv.weight.copy_(src.conv.conv.weight[:c].index_select(1, torch.cat(cols)))
         copy_prefix_(self.conv.bn, src.conv.bn)
 

@@ -63,13 +63,14 @@ class ChildNet(nn.Module):
 
     @classmethod
     def from_supernet(cls, supernet: SuperNet, arch: Architecture) -> "ChildNet":
-        """Child of ``arch`` with the supernet's weights (and BN statistics) copied in; in eval mode its output
-        equals ``supernet(images, arch)`` to float tolerance."""
+        """Child of ``arch`` with the supernet's weights (and BN statistics) copied in, on the supernet's device;
+        in eval mode its output equals ``supernet(images, arch)`` to float tolerance."""
         if arch.output_stride != 8:
             raise ArchitectureError("output_stride: the supernet runs at output stride 8; inherit with "
                                     "output_stride=8 and retrain for 4")
         supernet.check(arch)
-        child = cls(arch, supernet.num_classes, fch=supernet.fch, output_stride=8)
+        device = next(supernet.parameters()).device
+        child = cls(arch, supernet.num_classes, fch=supernet.fch, output_stride=8).to(device)
         copy_prefix_(child.stem, supernet.stem)
         for key, cell in child.cells.items():
             layer, branch = (int(p[1:]) for p in key.split("_"))

@@ -7,14 +7,16 @@ where the kill struck: the final front equals an uninterrupted run's.
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from deap import tools
 from tqdm.auto import tqdm
 
 from hyctas_lightning.registry import Registry
 from hyctas_lightning.search_space import Architecture, ArchitectureError, SearchSpace
+from hyctas_lightning.search_space.space import GENES_PER_LAYER
 
 from .config import SearchConfig
 from .fronts import Individual, as_individual, fitness_class, hypervolume, pareto_front, reference_point
@@ -47,7 +49,6 @@ class SearchRun:
         self.fitness = fitness_class(self.objectives)
         self.rng = random.Random(config.seed)
         self.cards = space.gene_cardinalities()
-        self.mutation_rate = config.mutation_rate or 1.0 / len(self.cards)
         self.new_evaluations = 0
         self.history: List[dict] = []
         self.show_progress = show_progress
@@ -89,15 +90,17 @@ class SearchRun:
         """One-point crossover on the branch genome, cut between whole layers of a branch."""
         if self.rng.random() >= self.config.crossover_prob:
             return list(a)
-        per_layer = 4
-        cut = 1 + per_layer * self.rng.randrange(1, (len(a) - 1) // per_layer)
+        cut = 1 + GENES_PER_LAYER * self.rng.randrange(1, (len(a) - 1) // GENES_PER_LAYER)
         return list(a[:cut]) + list(b[cut:])
 
     def mutate(self, genes: List[int]) -> List[int]:
-        """Categorical bit-flip: each gene moves to another of its values with probability 1/n_var."""
-        for i, card in enumerate(self.cards):
-            if card > 1 and self.rng.random() < self.mutation_rate:
-                genes[i] = (genes[i] + self.rng.randrange(1, card)) % card
+        """Categorical bit-flip: each decision variable (the branch count and the genes of the branches in use)
+        moves to another of its values with probability 1/n_var."""
+        used = 1 + (int(genes[0]) + 1) * GENES_PER_LAYER * self.space.layers
+        rate = self.config.mutation_rate or 1.0 / used
+        for i in range(used):
+            if self.cards[i] > 1 and self.rng.random() < rate:
+                genes[i] = (genes[i] + self.rng.randrange(1, self.cards[i])) % self.cards[i]
         return genes
 
     def decode(self, genes: Sequence[int]) -> Optional[Architecture]:
@@ -136,6 +139,18 @@ class SearchRun:
 STRATEGIES: Registry[Callable[[SearchRun], None]] = Registry("search strategy")
 
 
+@contextmanager
+def _seeded_global_random(rng: random.Random) -> Iterator[None]:
+    """DEAP's selection draws from the global ``random``; seed it from the run's generator (and restore it
+    after), so a replayed run makes the same choices."""
+    state = random.getstate()
+    random.seed(rng.getrandbits(64))
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 def _draw_feasible(run: SearchRun, count: int, generation: int, make: Callable[[], Optional[Architecture]],
                    seen: set) -> List[Candidate]:
     """Evaluate new architectures from ``make`` until ``count`` feasible ones (or the attempt budget runs out)."""
@@ -152,6 +167,7 @@ def _draw_feasible(run: SearchRun, count: int, generation: int, make: Callable[[
             if candidate.feasible:
                 found.append(candidate)
                 bar.update(1)
+            bar.set_postfix(_postfix(run, attempts, len(found)), refresh=False)
     return found
 
 
@@ -165,7 +181,8 @@ def nsga2(run: SearchRun) -> None:
     population = tools.selNSGA2(population, len(population))
     _log(run, run.record_generation(0))
     for generation in range(1, run.config.generations + 1):
-        pool = tools.selTournamentDCD(population, 4 * ((len(population) + 3) // 4)) if len(population) >= 4 else population
+        with _seeded_global_random(run.rng):
+            pool = tools.selTournamentDCD(population, 4 * (len(population) // 4)) if len(population) >= 4 else population
 
         def child() -> Optional[Architecture]:
             a, b = run.rng.sample(pool, 2) if len(pool) > 1 else (pool[0], pool[0])
@@ -206,10 +223,16 @@ def local_search(run: SearchRun) -> None:
 def _single_edit(run: SearchRun, genes: Sequence[int]) -> List[int]:
     """Change one gene of a used branch slot: an operator swap, a width, a node (edge) toggle or a down move."""
     edited = list(genes)
-    used = (int(genes[0]) + 1) * 4 * run.space.layers
+    used = (int(genes[0]) + 1) * GENES_PER_LAYER * run.space.layers
     i = 1 + run.rng.randrange(used)
     edited[i] = (edited[i] + run.rng.randrange(1, run.cards[i])) % run.cards[i]
     return edited
+
+
+def _postfix(run: SearchRun, tried: int, feasible: int) -> dict:
+    """Progress-bar fields: this generation's tries and feasible finds, the front and hypervolume so far."""
+    last = run.history[-1] if run.history else {"front": 0, "hypervolume": 0.0}
+    return {"tried": tried, "feasible": feasible, "front": last["front"], "hv": f"{last['hypervolume']:.4g}"}
 
 
 def _log(run: SearchRun, row: dict) -> None:

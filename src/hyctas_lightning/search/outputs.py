@@ -70,7 +70,8 @@ def plot_pareto(candidates: Sequence[Candidate], front: Sequence[Individual], ob
     ax.set_ylabel(y_obj.label)
     ax.set_title(f"{title}: {len(feasible)} feasible of {len(candidates)} evaluated, front {len(front)}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    if feasible:
+        ax.legend(loc="best", fontsize=8)
     if path is not None:
         fig.savefig(path, bbox_inches="tight")
     return fig

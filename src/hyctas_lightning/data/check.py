@@ -1,0 +1,175 @@
+"""``hyctas data check``: scan every sample of a dataset without training, report sizes, the class histogram and
+every problem found (not only the first), so a broken copy is fixed before a long run rather than during it."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import yaml
+from torch.utils.data import DataLoader, Dataset
+
+from .base import FileDataModule, SegmentationDataModule, SegmentationDataset
+from .files import DatasetError, MissingSplitError
+from .labels import IGNORE_INDEX
+
+USAGE = ("usage: hyctas data check --config DATA.yaml [--config ...] [--num_workers N]\n"
+         "       hyctas data check --data.class_path CLASS --data.init_args.root ROOT")
+
+
+@dataclass
+class SplitReport:
+    """What one split holds: samples scanned, labelled pixels per class, ignored pixels, bad samples."""
+
+    samples: int
+    pixels: np.ndarray
+    ignored: int = 0
+    bad: int = 0
+
+    @property
+    def shares(self) -> np.ndarray:
+        """Each class's share of the labelled (not ignored) pixels."""
+        return self.pixels / max(int(self.pixels.sum()), 1)
+
+
+@dataclass
+class DataReport:
+    """The result of a scan; ``ok`` is False when any problem was found."""
+
+    dataset: str
+    classes: Tuple[str, ...]
+    splits: Dict[str, SplitReport] = field(default_factory=dict)
+    absent: List[str] = field(default_factory=list)
+    problems: List[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def format(self) -> str:
+        """Split sizes, the class histogram as a table with class names, then every problem."""
+        lines = [f"dataset: {self.dataset}", "", f"{'split':<8}{'samples':>9}{'bad':>6}{'labelled px':>16}"
+                 f"{'ignored px':>14}"]
+        for name, split in self.splits.items():
+            lines.append(f"{name:<8}{split.samples:>9}{split.bad:>6}{int(split.pixels.sum()):>16}{split.ignored:>14}")
+        lines += [f"{name:<8}  absent (optional)" for name in self.absent]
+        lines += ["", self._histogram(), ""]
+        lines.append(f"{len(self.problems)} problem(s)" + (":" if self.problems else ""))
+        lines += [f"  - {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+    def _histogram(self) -> str:
+        width = max([len(name) for name in self.classes] + [5])
+        header = f"{'id':>3}  {'class':<{width}}" + "".join(f"{name + ' px':>15}{'share':>8}" for name in self.splits)
+        rows = [header]
+        for k, name in enumerate(self.classes):
+            cells = "".join(f"{int(s.pixels[k]):>15}{100 * s.shares[k]:>7.2f}%" for s in self.splits.values())
+            rows.append(f"{k:>3}  {name:<{width}}{cells}")
+        return "\n".join(rows)
+
+
+class _Scan(Dataset):
+    """Wraps a dataset so loader workers return (pixel counts, None) or (None, problem) per sample."""
+
+    def __init__(self, dataset: SegmentationDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Tuple[Optional[np.ndarray], Optional[str]]:
+        try:
+            mask = self.dataset.load(index).mask
+        except DatasetError as error:
+            return None, str(error)
+        return np.bincount(mask.ravel(), minlength=256), None
+
+
+def _as_is(item: Tuple[Optional[np.ndarray], Optional[str]]) -> Tuple[Optional[np.ndarray], Optional[str]]:
+    """Loader ``collate_fn`` that keeps numpy counts as they are (the default would make tensors)."""
+    return item
+
+
+def _scan_split(dataset: SegmentationDataset, num_classes: int, num_workers: int) -> Tuple[SplitReport, List[str]]:
+    report, problems = SplitReport(len(dataset), np.zeros(num_classes, np.int64)), []
+    for counts, problem in DataLoader(_Scan(dataset), batch_size=None, num_workers=num_workers,
+                                           collate_fn=_as_is):
+        if problem is not None:
+            report.bad += 1
+            problems.append(f"{dataset.split}: {problem}")
+            continue
+        report.pixels += counts[:num_classes]
+        report.ignored += int(counts[IGNORE_INDEX])
+    return report, problems
+
+
+def check_data(datamodule: SegmentationDataModule, num_workers: int = 0) -> DataReport:
+    """Scan every split of ``datamodule`` (capped by its ``max_samples``) and collect every problem."""
+    where = f" at {datamodule.root}" if isinstance(datamodule, FileDataModule) else ""
+    report = DataReport(type(datamodule).__name__ + where, tuple(datamodule.classes))
+    for split in datamodule.splits + datamodule.optional_splits:
+        try:
+            dataset = datamodule.dataset(split)
+        except MissingSplitError as error:
+            if split in datamodule.optional_splits:
+                report.absent.append(split)
+            else:
+                report.problems.append(f"{split}: {error}")
+            continue
+        except DatasetError as error:
+            report.problems.append(f"{split}: {error}")
+            continue
+        report.splits[split], problems = _scan_split(dataset, len(report.classes), num_workers)
+        report.problems += problems
+    return report
+
+
+def _data_section(path: str) -> str:
+    """The ``data:`` section of a config file, as a config string: full training configs work here too."""
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"config file not found: {path}") from None
+    if not isinstance(config, dict) or "data" not in config:
+        raise DatasetError(f"config {path} has no 'data:' section (class_path and init_args of a data module)")
+    return json.dumps({"data": config["data"]})
+
+
+def _data_only(argv: Sequence[str]) -> List[str]:
+    """``argv`` with every ``--config FILE`` reduced to that file's ``data:`` section."""
+    out, args = [], iter(argv)
+    for arg in args:
+        if arg == "--config":
+            out += ["--config", _data_section(next(args, ""))]
+        elif arg.startswith("--config="):
+            out += ["--config", _data_section(arg.split("=", 1)[1])]
+        else:
+            out.append(arg)
+    return out
+
+
+def main(argv: Sequence[str]) -> int:
+    """``hyctas data check ...``: 0 when the dataset is clean, 1 when problems were found, 2 on bad usage."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    if list(argv[:1]) != ["check"]:
+        print(USAGE, file=sys.stderr)
+        return 2
+    parser = ArgumentParser(prog="hyctas data check", description=__doc__)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML with a data: section (may repeat)")
+    parser.add_argument("--data", type=SegmentationDataModule, required=True, help="the data module to scan")
+    parser.add_argument("--num_workers", type=Optional[int], default=None,
+                        help="scanning processes (default: the data module's num_workers)")
+    try:
+        args = parser.parse_args(_data_only(argv[1:]))
+        datamodule = parser.instantiate(args).data
+    except DatasetError as error:
+        print(f"hyctas data check: error: {error}", file=sys.stderr)
+        return 2
+    workers = datamodule.hparams.num_workers if args.num_workers is None else args.num_workers
+    report = check_data(datamodule, workers)
+    print(report.format())
+    return 0 if report.ok else 1

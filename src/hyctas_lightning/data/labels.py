@@ -1,0 +1,48 @@
+"""Raw label values to training ids, and colour palettes for datasets that publish none."""
+from __future__ import annotations
+
+import colorsys
+from pathlib import Path
+from typing import List, Mapping, Tuple
+
+import numpy as np
+
+from .files import DatasetError
+
+IGNORE_INDEX = 255
+Colour = Tuple[int, int, int]
+
+
+class LabelMap:
+    """Maps raw 8-bit label values to training ids through one 256-entry table lookup.
+
+    Every raw value has to be listed: an unknown value means a wrong dataset, a wrong label file or a broken
+    conversion, so it is an error naming the file and the values rather than a silent ignore.
+    """
+
+    def __init__(self, mapping: Mapping[int, int], known: str, fix: str) -> None:
+        self.table = np.full(256, -1, np.int16)
+        for raw, train_id in mapping.items():
+            self.table[raw] = train_id
+        self.known = known
+        self.fix = fix
+
+    def apply(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        """Training ids (uint8, ``IGNORE_INDEX`` for void) of the raw label read from ``path``."""
+        mapped = self.table[raw]
+        unknown = mapped < 0
+        if unknown.any():
+            values = np.unique(raw[unknown]).tolist()
+            raise DatasetError(f"label {path} has values {values} outside the known set ({self.known}). {self.fix}")
+        return mapped.astype(np.uint8)
+
+
+def generated_palette(count: int) -> List[Colour]:
+    """Distinct, deterministic colours: hues stepped by the golden ratio, three brightness levels."""
+    colours = []
+    for k in range(count):
+        hue = (k * 0.618033988749895) % 1.0
+        value = (1.0, 0.75, 0.5)[k % 3]
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.65, value)
+        colours.append((round(r * 255), round(g * 255), round(b * 255)))
+    return colours
