@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PRESETS := s m l
 DEMO := runs/demo
 
-.PHONY: install test demo clean
+.PHONY: install test demo camvid clean
 
 install: $(STAMP)
 
@@ -29,7 +29,14 @@ demo: install
 	done
 	$(BIN)/hyctas fit --config configs/demo/supernet.yaml
 	$(BIN)/hyctas search --ckpt $(DEMO)/supernet/checkpoints/last.ckpt --config configs/demo/search.yaml
-	@echo "demo outputs in $(DEMO)/ (supernet: $(DEMO)/supernet/checkpoints/last.ckpt, search: $(DEMO)/search/)"
+	$(BIN)/hyctas fit --config configs/demo/retrain.yaml --model.init_args.arch $(DEMO)/search/best.json
+	$(BIN)/hyctas test --config configs/demo/retrain.yaml --model.init_args.arch $(DEMO)/search/best.json \
+		--ckpt_path $(DEMO)/retrain/checkpoints/last.ckpt
+	@echo "demo outputs in $(DEMO)/: supernet/, search/ (pareto.png, best.json), retrain/ (checkpoints, predictions)"
+
+# The whole method on CamVid on one GPU (about 30 minutes): supernet, search, retraining against baselines.
+camvid: install
+	$(BIN)/python benchmarks/camvid_pipeline.py --root $(or $(CAMVID),../shared/datasets/camvid) --run runs/camvid
 
 clean:
 	rm -rf $(VENV) runs lightning_logs src/*.egg-info

@@ -75,6 +75,8 @@ def test_pareto_json_is_non_dominated_and_topk_are_valid_architectures(tmp_path)
     assert len(tops) == min(5, len(front))
     for path in tops:
         assert Architecture.load(path).hash in {e["hash"] for e in front}
+    best = max(front, key=lambda e: e["measurements"]["miou"])
+    assert Architecture.load(tmp_path / "best.json").hash == best["hash"]
     assert (tmp_path / "pareto.png").stat().st_size > 5000
     assert len(json.loads((tmp_path / "history.json").read_text())) == 4
 
@@ -229,3 +231,13 @@ def test_search_callback_runs_after_fit(tmp_path):
     L.Trainer(max_epochs=1, default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
               enable_checkpointing=False, callbacks=[callback]).fit(module, data)
     assert callback.result.front and (tmp_path / "search" / "pareto.json").exists()
+
+
+def test_checkpoint_data_spec_with_nested_transforms_rebuilds_the_datamodule():
+    from hyctas_lightning.search.cli import build_datamodule
+
+    spec = {"class_path": "hyctas_lightning.data.SyntheticStreetDataModule",
+            "init_args": {"train_samples": 4, "val_samples": 2, "size": [32, 64], "_private": 1,
+                          "transforms": {"crop_size": [32, 32], "scale_range": [0.5, 2.0]}}}
+    dm = build_datamodule(spec)
+    assert dm.transforms.crop_size == (32, 32) and dm.transforms.scale_range == (0.5, 2.0)

@@ -9,18 +9,7 @@ from hyctas_lightning.models import ChildNet, SuperNet
 from hyctas_lightning.ops import register_op
 from hyctas_lightning.search_space import Architecture, ArchitectureError, SearchSpace
 
-
-def randomize_(model: nn.Module) -> nn.Module:
-    """Non-trivial BN statistics and affine parameters, so inheritance errors cannot hide behind identities."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return model
+from helpers import randomize_bn_
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -28,7 +17,7 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_supernet_and_inherited_child_agree_on_100_architectures(small_space):
-    supernet = randomize_(SuperNet(small_space, num_classes=5)).eval()
+    supernet = randomize_bn_(SuperNet(small_space, num_classes=5)).eval()
     rng = random.Random(0)
     x = torch.randn(2, 3, 64, 96)
     archs = [small_space.sample(rng, branches=1 + i % 3) for i in range(100)]
@@ -112,7 +101,7 @@ def test_user_defined_op_is_searchable_without_editing_the_package():
     rng = random.Random(0)
     archs = [space.sample(rng) for _ in range(20)]
     assert any("test_conv5x5" in b.ops for a in archs for b in a.branches)
-    supernet = randomize_(SuperNet(space, num_classes=3)).eval()
+    supernet = randomize_bn_(SuperNet(space, num_classes=3)).eval()
     x = torch.randn(1, 3, 48, 48)
     with torch.no_grad():
         for arch in archs:
@@ -145,7 +134,7 @@ def test_search_space_imports_user_plugins(tmp_path, monkeypatch):
                         smallest_op="conv", plugins=("my_user_ops",))
     arch = space.largest()
     assert set(arch.branches[0].ops) == {"plugin_dilated"}
-    supernet = randomize_(SuperNet(space, num_classes=3)).eval()
+    supernet = randomize_bn_(SuperNet(space, num_classes=3)).eval()
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         assert relative_error(ChildNet.from_supernet(supernet, arch).eval()(x), supernet(x, arch)) < 1e-4

@@ -14,7 +14,9 @@ from lightning.pytorch.cli import LightningCLI
 from hyctas_lightning.search_space import Architecture, ArchitectureError
 
 TOOLS_HELP = ("tools: 'hyctas profile --arch X.json --size H W', 'hyctas show --arch X.json [--out arch.png]', "
-              "'hyctas data check --config X.yaml', 'hyctas search --ckpt supernet.ckpt [--config search.yaml]'")
+              "'hyctas data check --config X.yaml', 'hyctas search --ckpt supernet.ckpt [--config search.yaml]', "
+              "'hyctas bench --arch X.json --size H W [--peers]', "
+              "'hyctas export --arch X.json|--ckpt X.ckpt --out X.onnx'")
 
 
 class HyctasCLI(LightningCLI):
@@ -82,8 +84,22 @@ def _search(argv: Sequence[str]) -> int:
     return search_main(argv)
 
 
+def _bench(argv: Sequence[str]) -> int:
+    """``hyctas bench --arch X.json``: batch-1 latency, plain and optimised, against peers (imports on use)."""
+    from hyctas_lightning.evaluation.bench import main as bench_main
+
+    return bench_main(argv)
+
+
+def _export(argv: Sequence[str]) -> int:
+    """``hyctas export --arch X.json --out X.onnx``: BN-folded ONNX/TorchScript, verified (imports on use)."""
+    from hyctas_lightning.deploy.export import main as export_main
+
+    return export_main(argv)
+
+
 TOOLS: dict[str, Callable[[Sequence[str]], int]] = {"profile": _profile, "show": _show, "data": _data,
-                                                    "search": _search}
+                                                    "search": _search, "bench": _bench, "export": _export}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Optional[int]:

@@ -1,5 +1,6 @@
-"""Networks: the weight-sharing supernet and standalone child networks."""
+"""Networks: the weight-sharing supernet, standalone child networks and the registry of named networks."""
+from .baselines import NETWORKS, TorchvisionSegmentation, build_network, register_network
 from .childnet import ChildNet
 from .supernet import SuperNet
 
-__all__ = ["ChildNet", "SuperNet"]
+__all__ = ["ChildNet", "NETWORKS", "SuperNet", "TorchvisionSegmentation", "build_network", "register_network"]

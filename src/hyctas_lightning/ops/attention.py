@@ -5,6 +5,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from timm.layers import DropPath
 from torch import nn
 
 from hyctas_lightning.layers import ConvBNAct, SlimConv2d
@@ -24,6 +25,7 @@ class MemoryEfficientSelfAttention(nn.Module):
     The attention runs through ``F.scaled_dot_product_attention`` (fused flash / memory-efficient kernels on
     the GPU). The expand BN starts at zero scale, so a fresh cell begins as its bypass. Inner dimensions
     follow the requested output width, so the cell stays slimmable. Down-sampling is 2x2 average pooling.
+    The attention path carries a ``DropPath`` for scheduled drop path in retraining (identity in eval mode).
     """
 
     activation_factor = 6.0
@@ -39,6 +41,7 @@ class MemoryEfficientSelfAttention(nn.Module):
         self.v = SlimConv2d(c_b, c_b, 1, bias=False)
         self.expand = ConvBNAct(c_b, c_out, 1, act=False)
         self.bypass = ConvBNAct(c_in, c_out, 1, act=False)
+        self.drop_path = DropPath()
         nn.init.zeros_(self.expand.bn.weight)
 
     @classmethod
@@ -57,4 +60,4 @@ class MemoryEfficientSelfAttention(nn.Module):
                    for t in (self.q(r, c_qk), self.k(r, c_qk), self.v(r, c_b)))
         a = F.scaled_dot_product_attention(q, k, v)  # (b, heads, h*w, c_b / heads)
         a = a.transpose(-1, -2).reshape(b, c_b, h, w)
-        return F.relu(self.expand(a, out_channels) + self.bypass(x, out_channels))
+        return F.relu(self.drop_path(self.expand(a, out_channels)) + self.bypass(x, out_channels))

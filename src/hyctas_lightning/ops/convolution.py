@@ -5,6 +5,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from timm.layers import DropPath
 from torch import nn
 
 from hyctas_lightning.layers import ConvBNAct, half_size
@@ -45,7 +46,10 @@ class Conv2x(ConvBlock):
 class ZoomedConv(nn.Module):
     """Lightweight convolution (paper section 3.3, fig. 2): the 3x3 convs run at half resolution (bilinear
     down, conv, BN, bilinear up) and a parallel 1x1 conv on the input keeps the full-resolution detail; the
-    two are summed and ReLU'd. Down-sampling cells stop at half resolution and need no bypass."""
+    two are summed and ReLU'd. Down-sampling cells stop at half resolution and need no bypass.
+
+    With a bypass the cell is residual, so its zoomed path carries a ``DropPath`` (probability 0 until a
+    retraining schedule raises it; identity in eval mode, so supernet and child still agree)."""
 
     activation_factor = 3.0
     depth = 1
@@ -56,6 +60,7 @@ class ZoomedConv(nn.Module):
         self.convs = nn.ModuleList(
             ConvBNAct(c_in if i == 0 else c_out, c_out, 3, 1, act=i < self.depth - 1) for i in range(self.depth))
         self.bypass = ConvBNAct(c_in, c_out, 1, act=False) if stride == 1 else None
+        self.drop_path = DropPath() if stride == 1 else None
 
     def forward(self, x: torch.Tensor, out_channels: Optional[int] = None) -> torch.Tensor:
         size = x.shape[-2:]
@@ -63,7 +68,8 @@ class ZoomedConv(nn.Module):
         for conv in self.convs:
             y = conv(y, out_channels)
         if self.bypass is not None:
-            y = F.interpolate(y, size=size, mode="bilinear", align_corners=False) + self.bypass(x, out_channels)
+            y = self.drop_path(F.interpolate(y, size=size, mode="bilinear", align_corners=False))
+            y = y + self.bypass(x, out_channels)
         return F.relu(y)
 
 

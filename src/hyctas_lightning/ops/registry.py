@@ -17,7 +17,8 @@ def register_op(name: str, *, overwrite: bool = False) -> Callable[[Type[nn.Modu
     the leading channels of its weights (compose it from :mod:`hyctas_lightning.layers`), so that a child
     network inherits its weights with :func:`hyctas_lightning.layers.copy_prefix_`. ``stride`` is 1 or 2.
     An optional class attribute ``activation_factor`` (feature maps kept per output map) feeds the
-    training-memory estimate of constraint 4.
+    training-memory estimate of constraint 4. A residual op may wrap its non-identity path in
+    ``timm.layers.DropPath()``: retraining raises every such module's ``drop_prob`` on a schedule.
     """
 
     def decorator(cls: Type[nn.Module]) -> Type[nn.Module]:

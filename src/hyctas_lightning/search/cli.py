@@ -1,10 +1,10 @@
 """``hyctas search --ckpt supernet.ckpt [--config configs/search.yaml]``: search a trained supernet."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Optional, Sequence
 
+import lightning as L
 import torch
 from jsonargparse import ArgumentParser, Namespace
 
@@ -45,10 +45,14 @@ def check_space(ckpt_space: SearchSpace, config_space: Optional[dict]) -> None:
                          f"be searched in the space it was trained on: remove 'space:' or fix those fields")
 
 
-def build_datamodule(spec: dict):
-    module, _, name = spec["class_path"].rpartition(".")
+def build_datamodule(spec: dict) -> L.LightningDataModule:
+    """The DataModule of a ``class_path``/``init_args`` spec, nested settings (e.g. ``transforms``) typed by
+    jsonargparse exactly as ``hyctas fit`` builds them from YAML."""
     args = {k: v for k, v in spec.get("init_args", {}).items() if not k.startswith("_")}
-    return getattr(importlib.import_module(module), name)(**args)
+    builder = ArgumentParser(exit_on_error=False)
+    builder.add_argument("--data", type=L.LightningDataModule)
+    config = builder.parse_object({"data": {"class_path": spec["class_path"], "init_args": args}})
+    return builder.instantiate_classes(config).data
 
 
 def parser() -> ArgumentParser:

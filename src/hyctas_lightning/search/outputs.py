@@ -1,4 +1,5 @@
-"""What a search leaves in its run folder: pareto.json, topk/*.json, pareto.png, history.json (and W&B)."""
+"""What a search leaves in its run folder: pareto.json, topk/*.json, best.json, pareto.png, history.json (and
+W&B)."""
 from __future__ import annotations
 
 import json
@@ -27,6 +28,8 @@ def write_outputs(out_dir: Path, candidates: Sequence[Candidate], objectives: Se
         old.unlink()
     for rank, ind in enumerate(top_k(front, k), start=1):
         ind.candidate.arch.save(topk_dir / f"top{rank:02d}_{ind.candidate.hash}.json")
+    if front:  # the front's best on the first objective (mIoU by default), the usual pick to retrain
+        max(front, key=lambda ind: ind.fitness.wvalues[0]).candidate.arch.save(out_dir / "best.json")
     (out_dir / "history.json").write_text(json.dumps(list(history), indent=1) + "\n")
     plot_pareto(candidates, front, objectives, out_dir / "pareto.png")
     return front

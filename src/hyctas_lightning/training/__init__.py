@@ -1,7 +1,11 @@
-"""LightningModules: training the supernet and retraining a fixed architecture."""
+"""LightningModules: training the supernet and retraining a fixed architecture or a registered network."""
 from .losses import distillation_loss, segmentation_loss
+from .prediction import SegmentationWriter
 from .sampling import SandwichSampler
-from .segmentation import SegmentationModule
+from .schedules import PolyWarmup, PolyWarmupLR
+from .segmentation import SegmentationModule, build_segmentation_network, load_segmentation_network
 from .supernet import SupernetModule
 
-__all__ = ["SandwichSampler", "SegmentationModule", "SupernetModule", "distillation_loss", "segmentation_loss"]
+__all__ = ["PolyWarmup", "PolyWarmupLR", "SandwichSampler", "SegmentationModule", "SegmentationWriter",
+           "SupernetModule", "build_segmentation_network", "distillation_loss", "load_segmentation_network",
+           "segmentation_loss"]

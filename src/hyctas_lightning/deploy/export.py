@@ -1,0 +1,137 @@
+"""``hyctas export``: the deployable network (BatchNorm folded, no auxiliary heads) as ONNX, TorchScript or a
+torch.export program, each checked against the PyTorch network it came from.
+
+The format follows the file suffix: ``.onnx`` (torch.onnx's dynamo exporter, verified with onnxruntime),
+``.pt``/``.ts`` (TorchScript by tracing; deprecated in recent PyTorch, kept for existing C++/mobile runtimes),
+``.pt2`` (``torch.export``, TorchScript's successor). Input ``image`` float32 (N, 3, H, W) normalised as in
+training; output ``logits`` (N, classes, H, W).
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import torch
+from jsonargparse import ArgumentParser
+from torch import nn
+
+from hyctas_lightning.evaluation.bench import relative_error
+from hyctas_lightning.evaluation.folding import fold_batchnorm
+
+FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".pt2": "torch.export"}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    folded: int
+    rel_err: float
+
+
+def _dynamic_shapes(dynamic: bool) -> Optional[Tuple[Dict[int, Any]]]:
+    """Height and width of the one positional input free, over whatever range the network's own shape arithmetic
+    allows (``Dim.AUTO``: strided branches and resizes bound the smallest size). The batch stays 1, the deployment
+    setting: tracing specialises an example size of 1, so a free batch would exclude batch 1 from the program."""
+    if not dynamic:
+        return None
+    return ({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO},)
+
+
+def _require_onnx() -> None:
+    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ValueError(f"ONNX export needs {', '.join(missing)}: pip install 'hyctas-lightning[export]' "
+                         "(or export TorchScript/torch.export with --out X.pt / X.pt2)")
+
+
+def _write(model: nn.Module, path: Path, fmt: str, example: torch.Tensor, dynamic: bool,
+           opset: Optional[int]) -> None:
+    if fmt == "onnx":
+        torch.onnx.export(model, (example,), str(path), input_names=["image"], output_names=["logits"],
+                          dynamo=True, external_data=False, opset_version=opset,
+                          dynamic_shapes=_dynamic_shapes(dynamic), verbose=False)
+    elif fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the deprecation notice and shape-trace warnings; checked below
+            torch.jit.save(torch.jit.trace(model, example), str(path))
+    else:
+        torch.export.save(torch.export.export(model, (example,), dynamic_shapes=_dynamic_shapes(dynamic)), str(path))
+
+
+def _run_exported(path: Path, fmt: str, x: torch.Tensor) -> torch.Tensor:
+    """Run the written file with its own runtime."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+    if fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.jit.load(str(path))(x)
+    return torch.export.load(str(path)).module()(x)
+
+
+@torch.no_grad()
+def export_network(net: nn.Module, path: str | Path, size: Sequence[int] = (1024, 2048), dynamic: bool = False,
+                   opset: Optional[int] = None, tolerance: float = 1e-4) -> ExportResult:
+    """Fold BN into a copy of ``net``, write it to ``path`` and check that the file, run by its runtime, matches
+    ``net`` within ``tolerance`` relative error on a random image of ``size`` (raises if not)."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix)
+    if fmt is None:
+        raise ValueError(f"--out {path}: unknown format; use one of {', '.join(FORMATS)}")
+    if fmt == "onnx":
+        _require_onnx()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = copy.deepcopy(net).cpu().eval()
+    example = torch.randn(1, 3, int(size[0]), int(size[1]))
+    reference = model(example)
+    folded = fold_batchnorm(model)
+    _write(model, path, fmt, example, dynamic, opset)
+    error = relative_error(_run_exported(path, fmt, example), reference)
+    if not error <= tolerance:
+        raise RuntimeError(f"{path}: the exported network differs from PyTorch by {error:.2e} (relative), above "
+                           f"{tolerance:.0e}")
+    return ExportResult(path, fmt, folded, error)
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="hyctas export", description="Export a network with BatchNorm folded to ONNX "
+                            "(.onnx), TorchScript (.pt) or torch.export (.pt2), verified against PyTorch.")
+    parser.add_argument("--arch", default=None, help="architecture JSON (an untrained network)")
+    parser.add_argument("--ckpt", default=None, help="retrain checkpoint of `hyctas fit` (the trained network)")
+    parser.add_argument("--network", default=None, help="registered network name (untrained)")
+    parser.add_argument("--out", required=True, help="output file: .onnx, .pt/.ts or .pt2")
+    parser.add_argument("--size", nargs=2, type=int, default=[1024, 2048], metavar=("H", "W"),
+                        help="example input size (the fixed size unless --dynamic)")
+    parser.add_argument("--dynamic", action="store_true", help="free height and width (batch 1)")
+    parser.add_argument("--num_classes", type=int, default=19, help="for --arch/--network")
+    parser.add_argument("--fch", type=Optional[int], default=None, help="override the filter multiplier of --arch")
+    parser.add_argument("--output_stride", type=Optional[int], default=None, help="override for --arch: 8 or 4")
+    parser.add_argument("--opset", type=Optional[int], default=None, help="ONNX opset (default: the exporter's)")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    from hyctas_lightning.training.segmentation import load_networks
+
+    args = _parser().parse_args(list(argv))
+    sources = [s for s in (args.arch, args.ckpt, args.network) if s is not None]
+    if len(sources) != 1:
+        raise ValueError("give exactly one of --arch X.json, --ckpt X.ckpt or --network NAME")
+    nets = load_networks([args.arch] if args.arch else [], [args.ckpt] if args.ckpt else [],
+                         [args.network] if args.network else [], args.num_classes, args.fch, args.output_stride)
+    (name, net), = nets.items()
+    result = export_network(net, args.out, args.size, args.dynamic, args.opset)
+    h, w = args.size
+    shape = "1 x 3 x H x W (dynamic)" if args.dynamic else f"1 x 3 x {h} x {w}"
+    print(f"exported {name} to {result.path} ({result.format}, {result.path.stat().st_size / 2**20:.1f} MiB): "
+          f"input 'image' {shape}, output 'logits'; {result.folded} BatchNorms folded; "
+          f"relative error (L2) against PyTorch {result.rel_err:.1e}")
+    return 0

@@ -1,0 +1,267 @@
+"""``hyctas bench``: batch-1 latency by the paper's protocol, plain and along the optimised inference path.
+
+Each network is timed under several *variants*, written ``DTYPE[-fold][-cl][-compile][-graph]``:
+``fp32``/``fp16``/``bf16`` weights and input, ``fold`` BatchNorm folded into the convs, ``cl`` channels-last
+memory format, ``compile`` torch.compile, ``graph`` the forward captured once as a CUDA graph and replayed.
+``fp32`` alone is the eager network the paper times. Each variant's output is compared with it (``rel. err``),
+so a faster path that computes something else shows up. Timings include casting the fp32 input.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from jsonargparse import ArgumentParser
+from torch import nn
+
+from .folding import fold_batchnorm
+from .latency import Latency, measure_latency
+from .profile import count_macs, count_params
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+FLAGS = ("fold", "cl", "compile", "graph")
+GPU_VARIANTS = ("fp32", "fp32-fold", "fp16-fold-cl", "bf16-fold-cl", "fp16-fold-cl-graph", "fp16-fold-cl-compile-graph")
+CPU_VARIANTS = ("fp32", "fp32-fold", "fp32-fold-cl", "bf16-fold-cl")
+PEERS = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running a network for inference (see the module doc for the spelling)."""
+
+    dtype: str = "fp32"
+    fold: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    cuda_graph: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> "Variant":
+        dtype, *flags = text.split("-")
+        unknown = [f for f in flags if f not in FLAGS]
+        if dtype not in DTYPES or unknown or len(set(flags)) != len(flags):
+            raise ValueError(f"variant '{text}': write DTYPE[-fold][-cl][-compile][-graph] with DTYPE one of "
+                             f"{', '.join(DTYPES)} (e.g. fp16-fold-cl-graph)")
+        return cls(dtype, "fold" in flags, "cl" in flags, "compile" in flags, "graph" in flags)
+
+    @property
+    def name(self) -> str:
+        flags = [f for f, on in zip(FLAGS, (self.fold, self.channels_last, self.compile, self.cuda_graph)) if on]
+        return "-".join([self.dtype, *flags])
+
+
+class InferenceRunner(nn.Module):
+    """Runs a network under a variant on fp32 NCHW input: casts the input, then either calls the network or
+    replays its CUDA graph (captured on a static input buffer after a few warm-up passes)."""
+
+    def __init__(self, net: nn.Module, variant: Variant, example: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.dtype = DTYPES[variant.dtype]
+        self.memory_format = torch.channels_last if variant.channels_last else torch.contiguous_format
+        self.graph: Optional[torch.cuda.CUDAGraph] = None
+        if variant.cuda_graph:
+            self._capture(example)
+
+    def _cast(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(dtype=self.dtype, memory_format=self.memory_format)
+
+    @torch.no_grad()
+    def _capture(self, example: torch.Tensor) -> None:
+        self.static_input = self._cast(example).clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):  # warm-up off the default stream (compilation, cuDNN autotuning)
+            for _ in range(3):
+                self.net(self.static_input)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.static_output = self.net(self.static_input)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.graph is None:
+            return self.net(self._cast(x))
+        self.static_input.copy_(x)
+        self.graph.replay()
+        return self.static_output
+
+
+def optimise(net: nn.Module, variant: Variant, example: torch.Tensor) -> InferenceRunner:
+    """A copy of ``net`` prepared for inference under ``variant`` on ``example``'s device (``net`` is untouched)."""
+    if variant.cuda_graph and example.device.type != "cuda":
+        raise ValueError(f"variant '{variant.name}': CUDA graphs need a GPU (--device cuda)")
+    model = copy.deepcopy(net).eval()
+    if variant.fold:
+        fold_batchnorm(model)
+    model = model.to(device=example.device, dtype=DTYPES[variant.dtype])
+    if variant.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if variant.compile:
+        torch.compiler.reset()  # a fresh cache per network: guards on shared forward code would pile up
+        model = torch.compile(model)
+    tuned = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        return InferenceRunner(model, variant, example)
+    finally:
+        torch.backends.cudnn.benchmark = tuned
+
+
+@dataclass
+class BenchRow:
+    network: str
+    role: str  # "network" or "peer"
+    variant: str
+    params_m: float
+    macs_g: float
+    latency: Latency
+    rel_err: float
+
+    def to_dict(self) -> dict:
+        row = {k: v for k, v in asdict(self).items() if k != "latency"}
+        return {**row, **{k: v for k, v in self.latency.to_dict().items() if k.endswith("_ms") or k == "fps"}}
+
+
+@dataclass
+class BenchReport:
+    size: Tuple[int, int]
+    backend: str
+    device: str
+    warmup: int
+    runs: int
+    rows: List[BenchRow] = field(default_factory=list)
+    failures: List[dict] = field(default_factory=list)
+
+    def speedups(self) -> List[dict]:
+        """Peer latency / network latency for every (network, peer) pair timed under the same variant."""
+        by_key = {(r.network, r.variant): r for r in self.rows}
+        return [{"network": n.network, "peer": p.network, "variant": n.variant,
+                 "ratio": p.latency.median_ms / n.latency.median_ms}
+                for n in self.rows if n.role == "network"
+                for p in self.rows if p.role == "peer" and by_key.get((p.network, n.variant)) is p]
+
+    def timing_note(self) -> str:
+        h, w = self.size
+        how = (f"CUDA events on {self.device}" if self.backend == "cuda"
+               else "wall clock on the CPU (no GPU here; not the paper's GPU protocol)")
+        return (f"batch 1 at {h}x{w}, {how}; median of {self.runs} passes after {self.warmup} warm-up passes; "
+                "FPS = 1 / latency")
+
+    def markdown(self) -> str:
+        lines = [f"Timing: {self.timing_note()}.", "",
+                 "| network | params (M) | mult-adds (G) | variant | median (ms) | p10 (ms) | p90 (ms) | FPS "
+                 "| rel. err |", "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r.network} | {r.params_m:.2f} | {r.macs_g:.1f} | {r.variant} | {r.latency.median_ms:.2f} | "
+                  f"{r.latency.p10_ms:.2f} | {r.latency.p90_ms:.2f} | {r.latency.fps:.1f} | {r.rel_err:.1e} |"
+                  for r in self.rows]
+        ratios = self.speedups()
+        if ratios:
+            lines += ["", "Speed-up over the peers (peer latency / network latency, same variant):", "",
+                      "| network | variant | " + " | ".join(f"vs {p}" for p in dict.fromkeys(r["peer"] for r in ratios))
+                      + " |", "|---|---|" + "---:|" * len(dict.fromkeys(r["peer"] for r in ratios))]
+            table: Dict[Tuple[str, str], List[str]] = {}
+            for r in ratios:
+                table.setdefault((r["network"], r["variant"]), []).append(f"{r['ratio']:.2f}x")
+            lines += [f"| {n} | {v} | " + " | ".join(cells) + " |" for (n, v), cells in table.items()]
+        if self.failures:
+            lines += ["", "Failed (not timed):", ""] + [f"- {f['network']} {f['variant']}: {f['error']}"
+                                                       for f in self.failures]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"size": list(self.size), "backend": self.backend, "device": self.device, "warmup": self.warmup,
+                "runs": self.runs, "rows": [r.to_dict() for r in self.rows], "speedups": self.speedups(),
+                "failures": self.failures}
+
+    def write(self, out_dir: Path) -> Tuple[Path, Path]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        md, js = out_dir / "bench.md", out_dir / "bench.json"
+        md.write_text(self.markdown() + "\n")
+        js.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        return md, js
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.float(), b.float()
+    return ((a - b).norm() / b.norm().clamp_min(1e-12)).item()
+
+
+def bench(networks: Dict[str, nn.Module], size: Sequence[int] = (1024, 2048), variants: Sequence[str] = (),
+          peers: Optional[Dict[str, nn.Module]] = None, device: str = "auto", warmup: int = 50,
+          runs: int = 100) -> BenchReport:
+    """Time every network (and peer) under every variant; default variants depend on the device."""
+    backend = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if backend not in ("cuda", "cpu"):
+        raise ValueError(f"--device: auto, cuda or cpu, got '{device}'")
+    chosen = [Variant.parse(v) for v in (variants or (GPU_VARIANTS if backend == "cuda" else CPU_VARIANTS))]
+    h, w = int(size[0]), int(size[1])
+    example = torch.randn(1, 3, h, w, device=backend)
+    report = BenchReport((h, w), backend, torch.cuda.get_device_name() if backend == "cuda" else "cpu", warmup, runs)
+    for role, group in (("network", networks), ("peer", peers or {})):
+        for name, net in group.items():
+            params, macs = count_params(net) / 1e6, count_macs(net, (h, w)) / 1e9
+            with torch.no_grad():
+                reference = net.eval().to(backend)(example)
+            for variant in chosen:
+                try:
+                    runner = optimise(net, variant, example)
+                    with torch.no_grad():
+                        error = relative_error(runner(example), reference)
+                    latency = measure_latency(runner, (h, w), backend, warmup, runs)
+                except RuntimeError as e:  # a compiler or graph-capture failure, or out of memory: time the rest
+                    report.failures.append({"network": name, "variant": variant.name, "error": str(e).splitlines()[0]})
+                    print(f"  {name:<32} {variant.name:<28} failed: {report.failures[-1]['error']}", flush=True)
+                    continue
+                finally:
+                    runner = None
+                report.rows.append(BenchRow(name, role, variant.name, params, macs, latency, error))
+                print(f"  {name:<32} {variant.name:<28} {latency.median_ms:9.2f} ms  {latency.fps:8.1f} FPS",
+                      flush=True)
+            net.to("cpu")
+    return report
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="hyctas bench", description="Batch-1 latency (paper protocol) and FPS of networks, "
+                            "plain and optimised (BN folding, fp16/bf16, channels-last, torch.compile, CUDA graphs).")
+    parser.add_argument("--arch", nargs="+", default=[], help="architecture JSON file(s)")
+    parser.add_argument("--ckpt", nargs="+", default=[], help="retrain checkpoint(s) of `hyctas fit`")
+    parser.add_argument("--network", nargs="+", default=[], help="registered network name(s)")
+    parser.add_argument("--size", nargs=2, type=int, default=[1024, 2048], metavar=("H", "W"))
+    parser.add_argument("--num_classes", type=int, default=19)
+    parser.add_argument("--fch", type=Optional[int], default=None, help="override the filter multiplier of --arch")
+    parser.add_argument("--output_stride", type=Optional[int], default=None, help="override for --arch: 8 or 4")
+    parser.add_argument("--peers", action="store_true", help=f"also time {' and '.join(PEERS)} (from scratch)")
+    parser.add_argument("--variants", nargs="+", default=[],
+                        help=f"DTYPE[-fold][-cl][-compile][-graph]; default on GPU {' '.join(GPU_VARIANTS)}, "
+                             f"on CPU {' '.join(CPU_VARIANTS)}")
+    parser.add_argument("--device", default="auto", help="auto, cuda or cpu")
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--out", default=None, help="folder for bench.md and bench.json")
+    return parser
+
+
+def run_from_args(argv: Sequence[str]) -> BenchReport:
+    from hyctas_lightning.training.segmentation import load_networks
+
+    args = _parser().parse_args(list(argv))
+    nets = load_networks(args.arch, args.ckpt, args.network, args.num_classes, args.fch, args.output_stride)
+    num_classes = getattr(next(iter(nets.values())), "num_classes", args.num_classes)
+    peers = load_networks(network=PEERS, num_classes=num_classes) if args.peers else None
+    report = bench(nets, args.size, args.variants, peers, args.device, args.warmup, args.runs)
+    print(f"\n{report.markdown()}")
+    if args.out:
+        md, js = report.write(Path(args.out))
+        print(f"\nwritten: {md}, {js}")
+    return report
+
+
+def main(argv: Sequence[str]) -> int:
+    run_from_args(argv)
+    return 0

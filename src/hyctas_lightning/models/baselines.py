@@ -1,0 +1,73 @@
+"""Segmentation networks by name, so one training recipe runs on searched and hand-designed networks alike.
+
+``@register_network("name")`` registers a factory ``fn(num_classes, **kwargs) -> nn.Module``. The module's
+``forward(images)`` must return logits at the input resolution (the deployable path). It may declare
+``aux_features = {submodule name: channels}``: training attaches an auxiliary head to those submodules' outputs.
+The torchvision baselines of the paper's comparisons are registered here, built from scratch (no weights).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict
+
+import torch
+from torch import nn
+
+from hyctas_lightning.registry import Registry
+
+from .blocks import resize
+
+NETWORKS: Registry[Callable[..., nn.Module]] = Registry("segmentation network")
+
+
+def register_network(name: str, *, overwrite: bool = False) -> Callable[[Callable[..., nn.Module]],
+                                                                        Callable[..., nn.Module]]:
+    """Register a factory ``fn(num_classes: int, **kwargs) -> nn.Module`` under ``name`` (see the module doc)."""
+    return NETWORKS.register(name, overwrite=overwrite)
+
+
+def build_network(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    return NETWORKS.get(name)(num_classes, **kwargs)
+
+
+class TorchvisionSegmentation(nn.Module):
+    """A torchvision segmentation model (which returns ``{"out": logits, ...}``) as an images-to-logits network.
+
+    The auxiliary feature is the stride-8 backbone stage, where torchvision's own DeepLabV3 auxiliary head sits.
+    """
+
+    def __init__(self, model: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.model = model
+        self.num_classes = num_classes
+        stage = _stride8_stage(model.backbone)
+        self.aux_features: Dict[str, int] = {f"model.backbone.{stage}": model.backbone[stage].out_channels}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return resize(self.model(images)["out"], images.shape[-2:])
+
+
+def _stride8_stage(backbone: nn.Module) -> str:
+    """Name of the C2 (stride-8) block of a MobileNetV3 feature extractor, found as torchvision finds it."""
+    names = list(backbone.keys())
+    strided = [i for i, name in enumerate(names) if getattr(backbone[name], "_is_cn", False)]
+    stages = [0] + strided + [len(names) - 1]
+    return names[stages[-4]]
+
+
+@register_network("lraspp_mobilenet_v3_large")
+def lraspp_mobilenet_v3_large(num_classes: int) -> nn.Module:
+    """LR-ASPP on MobileNetV3-Large (Howard et al. 2019), from scratch."""
+    from torchvision.models import segmentation as tvseg  # on use: torchvision.models costs a second to import
+
+    return TorchvisionSegmentation(tvseg.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None,
+                                                                   num_classes=num_classes), num_classes)
+
+
+@register_network("deeplabv3_mobilenet_v3_large")
+def deeplabv3_mobilenet_v3_large(num_classes: int) -> nn.Module:
+    """DeepLabV3 on MobileNetV3-Large, from scratch, without torchvision's own auxiliary head."""
+    from torchvision.models import segmentation as tvseg
+
+    return TorchvisionSegmentation(tvseg.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None,
+                                                                      num_classes=num_classes, aux_loss=False),
+                                   num_classes)

@@ -1,0 +1,86 @@
+"""``hyctas predict`` output: colourised label maps and overlays on the input images, written as PNGs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info
+from PIL import Image
+
+from hyctas_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+Colour = Tuple[int, int, int]
+
+
+def default_palette(num_classes: int) -> List[Colour]:
+    """The PASCAL VOC colour map (bits of the class id spread over RGB): distinct colours for any class count,
+    for data that brings no palette."""
+    palette = []
+    for k in range(num_classes):
+        rgb, c = [0, 0, 0], k
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((c >> channel) & 1) << shift
+            c >>= 3
+        palette.append((rgb[0], rgb[1], rgb[2]))
+    return palette
+
+
+def colourise(labels: np.ndarray, palette: Sequence[Colour]) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 RGB."""
+    table = np.asarray(palette, dtype=np.uint8)
+    if labels.max(initial=0) >= len(table):
+        raise ValueError(f"label {labels.max()} has no colour: the palette has {len(table)} entries")
+    return table[labels]
+
+
+def denormalise(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """A normalised (3, H, W) image back to (H, W, 3) uint8 RGB."""
+    mean_t = torch.tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    rgb = (image * std_t + mean_t).clamp(0, 1).mul(255).round().to(torch.uint8)
+    return rgb.permute(1, 2, 0).cpu().numpy()
+
+
+class SegmentationWriter(BasePredictionWriter):
+    """Writes ``NAME_mask.png`` (colourised prediction) and ``NAME_overlay.png`` (the prediction blended over the
+    input with weight ``alpha``) under ``output_dir`` for every predicted image.
+
+    Colours come from the data module's palette (or the checkpoint's), else the PASCAL VOC colour map; images
+    are un-normalised with the data module's transform mean/std.
+    """
+
+    def __init__(self, output_dir: str = "predictions", alpha: float = 0.5) -> None:
+        super().__init__(write_interval="batch")
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.output_dir = Path(output_dir)
+        self.alpha = alpha
+        self.written = 0
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.written = 0
+
+    def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: torch.Tensor,
+                           batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
+                           dataloader_idx: int) -> None:
+        palette = getattr(pl_module, "palette", None) or default_palette(pl_module.hparams.num_classes)
+        transforms = getattr(trainer.datamodule, "transforms", None)
+        mean = getattr(transforms, "mean", IMAGENET_MEAN)
+        std = getattr(transforms, "std", IMAGENET_STD)
+        for name, labels, image in zip(batch["name"], prediction, batch["image"]):
+            mask = colourise(labels.cpu().numpy(), palette)
+            rgb = denormalise(image, mean, std)
+            overlay = (self.alpha * mask + (1 - self.alpha) * rgb).round().astype(np.uint8)
+            stem = self.output_dir / str(name)
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask).save(f"{stem}_mask.png")
+            Image.fromarray(overlay).save(f"{stem}_overlay.png")
+            self.written += 1
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        rank_zero_info(f"predict: wrote masks and overlays of {self.written} images to {self.output_dir}")

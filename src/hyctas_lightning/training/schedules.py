@@ -1,0 +1,56 @@
+"""Per-step schedules of retraining: the poly learning rate with linear warm-up, and scheduled drop path."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from timm.layers import DropPath
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+
+@dataclass(frozen=True)
+class PolyWarmup:
+    """Learning-rate factor at step ``t``: ``(1 - t / max_iters) ** power``, times a linear ramp from
+    ``warmup_factor`` to 1 over the first ``warmup_iters`` steps (detectron2's ``WarmupPolyLR``, which the
+    release recipe uses). A plain object rather than a lambda, so the scheduler's state pickles."""
+
+    max_iters: int
+    warmup_iters: int = 0
+    power: float = 0.9
+    warmup_factor: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.max_iters < 1:
+            raise ValueError(f"max_iters must be at least 1, got {self.max_iters}")
+        if not 0 <= self.warmup_iters < self.max_iters:
+            raise ValueError(f"warmup_iters must be in [0, max_iters={self.max_iters}), got {self.warmup_iters}")
+
+    def __call__(self, step: int) -> float:
+        poly = max(0.0, 1.0 - step / self.max_iters) ** self.power
+        if step >= self.warmup_iters:
+            return poly
+        alpha = step / self.warmup_iters
+        return poly * (self.warmup_factor * (1.0 - alpha) + alpha)
+
+
+class PolyWarmupLR(LambdaLR):
+    """Poly decay with linear warm-up; step it every optimiser step (``interval: step``).
+
+    Usable from YAML as ``lr_scheduler: {class_path: hyctas_lightning.training.PolyWarmupLR, init_args: ...}``.
+    """
+
+    def __init__(self, optimizer: Optimizer, max_iters: int, warmup_iters: int = 0, power: float = 0.9,
+                 warmup_factor: float = 1e-3, last_epoch: int = -1) -> None:
+        super().__init__(optimizer, PolyWarmup(max_iters, warmup_iters, power, warmup_factor), last_epoch)
+
+
+def drop_path_modules(model: nn.Module) -> list[DropPath]:
+    """Every drop-path site of a network (residual paths of light_conv and mesa cells, or a plugin's)."""
+    return [m for m in model.modules() if isinstance(m, DropPath)]
+
+
+def scheduled_drop_path(final_rate: float, step: int, total_steps: int) -> float:
+    """Scheduled drop path (Auto-DeepLab, paper table 8): the probability rises linearly from 0 to
+    ``final_rate`` over training, so early training sees the whole network."""
+    return final_rate * min(1.0, step / max(1, total_steps))
