@@ -44,13 +44,18 @@ SIZES = {"camvid": (360, 480), "cityscapes": (1024, 2048)}
 GPU_VARIANTS = ("fp32", "fp16-fold-cl", "bf16-fold-cl", "fp16-fold-cl-graph")
 
 
-def hyctas(args: List[str], log: Path) -> None:
-    """Run one ``hyctas`` command, its output teed to ``log``; a failure stops the pipeline with the log's tail."""
-    command = [sys.executable, "-m", "hyctas_lightning.cli", *args]
+def launch(args: List[str], log: Path) -> subprocess.Popen:
+    """Start one ``hyctas`` command in the background, its output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"$ hyctas {shlex.join(args)}   (log: {log})", flush=True)
-    with log.open("a") as f:
-        code = subprocess.call(command, stdout=f, stderr=subprocess.STDOUT)
+    with log.open("a") as f:  # the child keeps its own handle
+        return subprocess.Popen([sys.executable, "-m", "hyctas_lightning.cli", *args], stdout=f,
+                                stderr=subprocess.STDOUT)
+
+
+def hyctas(args: List[str], log: Path) -> None:
+    """Run one ``hyctas`` command to the end; a failure stops the pipeline with the log's tail."""
+    code = launch(args, log).wait()
     if code != 0:
         raise SystemExit(f"command failed ({code}): hyctas {shlex.join(args)}\n"
                          + "".join(log.read_text().splitlines(True)[-30:]))
@@ -134,11 +139,7 @@ class Pipeline:
                 continue
             args = ["fit", "--config", "configs/camvid/retrain.yaml", *model_args, "--data.init_args.root", self.root,
                     *run_folder(out), *resume_flag(out), *shlex.split(self.args.retrain_args)]
-            out.mkdir(parents=True, exist_ok=True)
-            print(f"$ hyctas {shlex.join(args)}   (log: {out / 'fit.log'})", flush=True)
-            log = (out / "fit.log").open("a")
-            running[name] = (subprocess.Popen([sys.executable, "-m", "hyctas_lightning.cli", *args], stdout=log,
-                                              stderr=subprocess.STDOUT), time.time(), out)
+            running[name] = (launch(args, out / "fit.log"), time.time(), out)
         failed = []
         for name, (process, start, out) in running.items():
             if process.wait() != 0:

@@ -14,7 +14,6 @@ from hyctas_lightning.data import CAMVID_CLASSES
 from hyctas_lightning.search.journal import Candidate
 
 REFERENCE = "lraspp_mobilenet_v3_large"
-PRECISIONS = ("fp32", "fp16-fold-cl", "bf16-fold-cl", "fp16-fold-cl-graph")
 
 
 def plot(path: Path, candidates: Sequence[Candidate], results: Dict[str, dict], picks: Dict[str, dict]) -> None:
@@ -43,12 +42,13 @@ def plot(path: Path, candidates: Sequence[Candidate], results: Dict[str, dict], 
 
 
 def table(results: Dict[str, dict]) -> List[str]:
+    precisions = list(next(iter(results.values()))["latency_camvid"])  # the variants the latency stage timed
     head = ("| network | val mIoU | params (M) | mult-adds (G) 360x480 / 1024x2048 | "
-            + " | ".join(f"360x480 {p} ms (FPS)" for p in PRECISIONS) + " | "
-            + " | ".join(f"1024x2048 {p} ms (FPS)" for p in PRECISIONS) + " | training (s, images/s) |")
-    rows = [head, "|" + "---|" * (5 + 2 * len(PRECISIONS))]
+            + " | ".join(f"360x480 {p} ms (FPS)" for p in precisions) + " | "
+            + " | ".join(f"1024x2048 {p} ms (FPS)" for p in precisions) + " | training (s, images/s) |")
+    rows = [head, "|" + "---|" * (5 + 2 * len(precisions))]
     for name, r in sorted(results.items(), key=lambda kv: -kv[1]["miou"]):
-        cells = [_ms_fps(r[f"latency_{s}"].get(p)) for s in ("camvid", "cityscapes") for p in PRECISIONS]
+        cells = [_ms_fps(r[f"latency_{s}"].get(p)) for s in ("camvid", "cityscapes") for p in precisions]
         ips = f"{r['images_per_s']:.0f}" if r.get("images_per_s") else "-"
         rows.append(f"| {name} | {100 * r['miou']:.2f} | {r['params_m']:.2f} | {r['macs_g_camvid']:.2f} / "
                     f"{r['macs_g_cityscapes']:.1f} | " + " | ".join(cells) + f" | {r['train_seconds']:.0f}, {ips} |")

@@ -96,12 +96,16 @@ class SearchRun:
     def mutate(self, genes: List[int]) -> List[int]:
         """Categorical bit-flip: each decision variable (the branch count and the genes of the branches in use)
         moves to another of its values with probability 1/n_var."""
-        used = 1 + (int(genes[0]) + 1) * GENES_PER_LAYER * self.space.layers
+        used = 1 + self.branch_genes(genes)
         rate = self.config.mutation_rate or 1.0 / used
         for i in range(used):
             if self.cards[i] > 1 and self.rng.random() < rate:
                 genes[i] = (genes[i] + self.rng.randrange(1, self.cards[i])) % self.cards[i]
         return genes
+
+    def branch_genes(self, genes: Sequence[int]) -> int:
+        """How many genes after the branch count belong to branches in use (the rest are inert slots)."""
+        return (int(genes[0]) + 1) * GENES_PER_LAYER * self.space.layers
 
     def decode(self, genes: Sequence[int]) -> Optional[Architecture]:
         """The architecture of a gene vector, or None when it breaks a constraint (rejected, redrawn)."""
@@ -223,8 +227,7 @@ def local_search(run: SearchRun) -> None:
 def _single_edit(run: SearchRun, genes: Sequence[int]) -> List[int]:
     """Change one gene of a used branch slot: an operator swap, a width, a node (edge) toggle or a down move."""
     edited = list(genes)
-    used = (int(genes[0]) + 1) * GENES_PER_LAYER * run.space.layers
-    i = 1 + run.rng.randrange(used)
+    i = 1 + run.rng.randrange(run.branch_genes(genes))
     edited[i] = (edited[i] + run.rng.randrange(1, run.cards[i])) % run.cards[i]
     return edited
 
