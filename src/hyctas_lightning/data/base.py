@@ -197,6 +197,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             raise ValueError(f"test_split '{self.test_split}' is not a split of {type(self).__name__}; "
                              f"choose one of {list(self.splits + self.optional_splits)}")
         self._datasets: Dict[Tuple[str, bool], SegmentationDataset] = {}
+        self._augmentation_state: Optional[List[Dict[str, Any]]] = None
 
     @abstractmethod
     def make_dataset(self, split: str, **options: Any) -> SegmentationDataset:
@@ -209,7 +210,22 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             self._datasets[key] = self.make_dataset(
                 split, transform=SegmentationTransform(self.transforms, train), max_samples=self.hparams.max_samples,
                 skip_bad_samples=self.hparams.skip_bad_samples)
+            if key == ("train", True) and self._augmentation_state is not None:
+                self._datasets[key].transform.set_random_state(self._augmentation_state)
         return self._datasets[key]
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Where the training augmentation's random streams stand (the main process's copy, which augments when
+        ``num_workers`` is 0; workers reseed from torch's stream), so a resumed run augments as an uninterrupted
+        one would."""
+        train = self._datasets.get(("train", True))
+        return {"augmentation": train.transform.random_state()} if train is not None else {}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self._augmentation_state = state_dict.get("augmentation")
+        train = self._datasets.get(("train", True))
+        if train is not None and self._augmentation_state is not None:
+            train.transform.set_random_state(self._augmentation_state)
 
     def _loader(self, dataset: SegmentationDataset, train: bool) -> DataLoader:
         workers = self.hparams.num_workers

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 # A library must not call PyPI at import time (albumentations checks for updates unless told not to).
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -106,6 +106,16 @@ def _eval_steps(config: TransformConfig) -> List[A.BasicTransform]:
     return steps
 
 
+def _streams(compose: A.BaseCompose) -> Iterator[Any]:
+    """The composition and every transform in it: each draws from its own random generators."""
+    yield compose
+    for transform in compose.transforms:
+        if isinstance(transform, A.BaseCompose):
+            yield from _streams(transform)
+        else:
+            yield transform
+
+
 class SegmentationTransform:
     """The training or evaluation pipeline of a config, returning the tensors a training step reads:
     image float32 (3, H, W) normalised, mask int64 (H, W)."""
@@ -120,6 +130,17 @@ class SegmentationTransform:
     def reseed(self, seed: int) -> None:
         """Give this copy its own random stream; forked loader workers otherwise draw identical augmentations."""
         self.pipeline.set_random_seed(seed % 2**32)
+
+    def random_state(self) -> List[Dict[str, Any]]:
+        """Where every random stream of the pipeline stands, as plain data (for checkpoints)."""
+        return [{"numpy": t.random_generator.bit_generator.state, "python": t.py_random.getstate()}
+                for t in _streams(self.pipeline)]
+
+    def set_random_state(self, state: Sequence[Dict[str, Any]]) -> None:
+        """Continue from a ``random_state()`` of the same pipeline."""
+        for transform, saved in zip(_streams(self.pipeline), state, strict=True):
+            transform.random_generator.bit_generator.state = saved["numpy"]
+            transform.py_random.setstate(saved["python"])
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
         out = self.pipeline(image=image, mask=mask)

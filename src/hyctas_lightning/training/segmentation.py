@@ -13,6 +13,7 @@ from torch import nn
 from torchvision.models.segmentation.fcn import FCNHead
 
 from hyctas_lightning.checkpoints import SEGMENTATION_KIND, expand_state_dict, network_metadata, require_kind
+from hyctas_lightning.errors import ClassCountError
 from hyctas_lightning.evaluation.inference import check_scales, segment
 from hyctas_lightning.evaluation.metrics import format_iou_table, mean_iou, per_class_iou
 from hyctas_lightning.models import ChildNet, create_network, list_networks, load_architecture
@@ -80,6 +81,8 @@ class SegmentationModule(L.LightningModule):
         test_flip: also average the horizontally flipped pass in test and predict.
     """
 
+    checkpoint_kind = SEGMENTATION_KIND
+
     def __init__(self, arch: Optional[Union[str, Dict[str, Any]]] = None, network: Optional[str] = None,
                  num_classes: int = 19, fch: Optional[int] = None, output_stride: Optional[int] = None,
                  plugins: Sequence[str] = (), ignore_index: int = 255, lr: float = 0.05, momentum: float = 0.9,
@@ -137,7 +140,7 @@ class SegmentationModule(L.LightningModule):
         if not classes:
             return
         if len(classes) != self.hparams.num_classes:
-            raise ValueError(f"model.init_args.num_classes is {self.hparams.num_classes} but the data has "
+            raise ClassCountError(f"model.init_args.num_classes is {self.hparams.num_classes} but the data has "
                              f"{len(classes)} classes; drop num_classes from the config (the CLI links it)")
         self.classes = classes
         self.palette = [tuple(int(v) for v in c) for c in getattr(dm, "palette", None) or []] or None
