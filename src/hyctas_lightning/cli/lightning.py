@@ -65,7 +65,8 @@ class HyctasCLI(LightningCLI):
     Before anything is built, a ``--ckpt_path`` file is opened with ``weights_only=True`` and must be of the kind
     the configured module trains (a supernet checkpoint cannot start a retrain run, nor the reverse), list no
     plugin module the user did not name, and match the data's class count; Lightning itself then also loads it
-    with ``weights_only=True``. A GPU accelerator on a machine without one is refused up front."""
+    with ``weights_only=True``. A GPU accelerator on a machine without one is refused up front, and checkpoints are
+    written atomically (``AtomicCheckpointIO``)."""
 
     checkpoint_meta: Dict[str, Any] = {}
 
@@ -102,7 +103,13 @@ class HyctasCLI(LightningCLI):
                 init.save_dir = root
 
     def after_instantiate_classes(self) -> None:
+        from lightning.fabric.plugins import TorchCheckpointIO
+
         from hyctas_lightning.errors import ClassCountError
+        from hyctas_lightning.training import AtomicCheckpointIO
+
+        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own checkpoint writer
+            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
         trained = checkpoint_classes(self.checkpoint_meta)
         data = getattr(self.datamodule, "num_classes", None)

@@ -17,6 +17,7 @@ import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from .labels import IGNORE_INDEX  # noqa: E402
 
@@ -104,6 +105,30 @@ def _eval_steps(config: TransformConfig) -> List[A.BasicTransform]:
                                    position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0.0,
                                    fill_mask=IGNORE_INDEX))
     return steps
+
+
+def eval_size(config: TransformConfig, image_size: Sequence[int]) -> Tuple[int, int]:
+    """(height, width) that an image of ``image_size`` has after the evaluation transforms, before their padding
+    (albumentations' ``SmallestMaxSize`` rounding when ``base_size`` is set)."""
+    height, width = int(image_size[0]), int(image_size[1])
+    if config.base_size is None:
+        return height, width
+    scale = config.base_size / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def to_input_size(tensor: torch.Tensor, image_size: Sequence[int], config: TransformConfig) -> torch.Tensor:
+    """A ``(..., H, W)`` map at evaluation resolution (an image or class scores) cropped to the image's own content,
+    without the evaluation padding, and resized (bilinearly) back to ``image_size`` if ``base_size`` resized it."""
+    height, width = eval_size(config, image_size)
+    out = tensor[..., :height, :width]
+    target = (int(image_size[0]), int(image_size[1]))
+    if out.shape[-2:] == target:
+        return out
+    lead = out.shape[:-2]
+    resized = F.interpolate(out.reshape(1, -1, height, width).float(), size=target, mode="bilinear",
+                            align_corners=False)
+    return resized.reshape(*lead, *target).to(out.dtype)
 
 
 def _streams(compose: A.BaseCompose) -> Iterator[Any]:

@@ -1,5 +1,5 @@
 """LightningModules: training the supernet and retraining a fixed architecture or a registered network."""
-from .checkpointing import LastCheckpoint, RandomStateCheckpoint
+from .checkpointing import AtomicCheckpointIO, LastCheckpoint, RandomStateCheckpoint
 from .divergence import DivergenceGuard
 from .losses import distillation_loss, segmentation_loss
 from .prediction import SegmentationWriter
@@ -8,5 +8,5 @@ from .schedules import PolyWarmup, PolyWarmupLR
 from .segmentation import SegmentationModule
 from .supernet import SupernetModule
 
-__all__ = ["DivergenceGuard", "LastCheckpoint", "PolyWarmup", "PolyWarmupLR", "RandomStateCheckpoint", "SandwichSampler",
+__all__ = ["AtomicCheckpointIO", "DivergenceGuard", "LastCheckpoint", "PolyWarmup", "PolyWarmupLR", "RandomStateCheckpoint", "SandwichSampler",
            "SegmentationModule", "SegmentationWriter", "SupernetModule", "distillation_loss", "segmentation_loss"]

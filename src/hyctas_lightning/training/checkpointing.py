@@ -8,14 +8,30 @@ from typing import Any, Dict, Optional
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from hyctas_lightning.checkpoints import atomic_save
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file in its own folder, flushes it to disk and renames it into place
+    (``checkpoints.atomic_save``), so a kill or a crash leaves the previous file whole. Lightning's own writer stages
+    the file in the system's temporary folder; where that is another file system, its final move is a copy that a
+    kill can cut short. ``hyctas fit`` uses it for local paths."""
+
+    def save_checkpoint(self, checkpoint: Dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+        else:
+            atomic_save(checkpoint, path)
 
 
 class LastCheckpoint(ModelCheckpoint):
     """``last.ckpt``: the latest state of a run, rewritten at the end of every training epoch (after the epoch's
     validation and learning-rate step) or every ``every_n_train_steps`` optimiser steps, and when training stops in
-    between, whatever any metric says. Lightning writes it to a temporary file and renames it into place, so a kill
-    leaves the previous ``last.ckpt`` intact. Keep the best-scoring state in a separate, monitored
+    between, whatever any metric says. Under ``hyctas fit`` it is written atomically (``AtomicCheckpointIO``), so a
+    kill leaves the previous ``last.ckpt`` intact. Keep the best-scoring state in a separate, monitored
     ``ModelCheckpoint`` (``filename: best``).
 
     Args:
