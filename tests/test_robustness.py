@@ -20,8 +20,8 @@ from PIL import Image
 
 import fixtures_data as fx
 from hyctas_lightning.checkpoints import atomic_save
-from hyctas_lightning.cli import main
 from hyctas_lightning.cli import errors as E
+from hyctas_lightning.cli import main
 from hyctas_lightning.data.transforms import SegmentationTransform, TransformConfig, eval_size
 from hyctas_lightning.errors import TrainingDiverged
 from hyctas_lightning.models import load_network, load_supernet
@@ -37,7 +37,8 @@ RETRAIN = ["--config", str(ROOT / "configs/demo/retrain.yaml"), *TINY_DATA]
 SUPERNET = ["--config", str(ROOT / "configs/demo/supernet.yaml"), *TINY_DATA, "--model.init_args.space.layers=4",
             "--model.init_args.val_random=1"]
 SEARCH_YAML = ("search:\n  population: 4\n  generations: 1\n  calibration_images: 8\n  val_images: 4\n"
-               "  latency_backend: cpu\n  latency_size: [64, 128]\n  latency_warmup: 1\n  latency_runs: 1\n  top_k: 2\n")
+               "  latency_backend: cpu\n  latency_size: [64, 128]\n  latency_warmup: 1\n  latency_runs: 1\n"
+               "  top_k: 2\n")
 
 
 def fails(capsys, args, code: int, text: str) -> str:
@@ -148,7 +149,8 @@ def test_class_counts_are_checked_against_the_data(runs, tmp_path, capsys):
     fx.camvid(tmp_path / "camvid")  # 11 classes; the checkpoints were trained on the 8 synthetic ones
     camvid = ["--config", str(ROOT / "configs/data/camvid.yaml"), f"--data.init_args.root={tmp_path / 'camvid'}"]
     fails(capsys, ["test", "--config", str(ROOT / "configs/demo/retrain.yaml"), *camvid, "--ckpt_path",
-                   runs["retrain"]], E.EXIT_CLASSES, "was trained for 8 classes, but the data (CamVidDataModule) has 11")
+                   runs["retrain"]], E.EXIT_CLASSES,
+          "was trained for 8 classes, but the data (CamVidDataModule) has 11")
     data = f'{{"class_path": "camvid", "init_args": {{"root": "{tmp_path / "camvid"}"}}}}'
     fails(capsys, ["search", "--ckpt", runs["supernet"], "--data", data], E.EXIT_CLASSES,
           "was trained for 8 classes, but the data (CamVidDataModule) has 11")
@@ -224,7 +226,8 @@ def test_nan_training_stops_non_zero_and_saves_no_nan(tmp_path, capsys):
 
 def test_nan_in_the_supernet_names_the_sub_network(tmp_path, capsys):
     fails(capsys, ["fit", *SUPERNET, "--trainer.max_epochs=2", "--optimizer.init_args.lr=1e12",
-                   f"--trainer.default_root_dir={tmp_path}"], E.EXIT_DIVERGED, "at step 1 (epoch 0), sub-network 'largest'")
+                   f"--trainer.default_root_dir={tmp_path}"], E.EXIT_DIVERGED,
+          "at step 1 (epoch 0), sub-network 'largest'")
 
 
 def test_guard_refuses_to_write_non_finite_weights(tmp_path):

@@ -50,7 +50,8 @@ def run(args: Namespace) -> int:
         raise ClassCountError(f"{ckpt} was trained for {supernet.num_classes} classes, but the data "
                               f"({type(datamodule).__name__}) has {classes}: search it on the data it was trained on "
                               f"(drop --data), or train a supernet on this data")
-    out = Path(args.out or Path("runs/search") / f"{ckpt.parent.parent.name}-{weights_digest(supernet.state_dict())[:8]}")
+    run_folder = f"{ckpt.parent.parent.name}-{weights_digest(supernet.state_dict())[:8]}"  # one per supernet
+    out = Path(args.out or Path("runs/search") / run_folder)
     logger = None
     if args.wandb:
         from lightning.pytorch.loggers import WandbLogger

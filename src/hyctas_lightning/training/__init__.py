@@ -8,5 +8,6 @@ from .schedules import PolyWarmup, PolyWarmupLR
 from .segmentation import SegmentationModule
 from .supernet import SupernetModule
 
-__all__ = ["AtomicCheckpointIO", "DivergenceGuard", "LastCheckpoint", "PolyWarmup", "PolyWarmupLR", "RandomStateCheckpoint", "SandwichSampler",
-           "SegmentationModule", "SegmentationWriter", "SupernetModule", "distillation_loss", "segmentation_loss"]
+__all__ = ["AtomicCheckpointIO", "DivergenceGuard", "LastCheckpoint", "PolyWarmup", "PolyWarmupLR",
+           "RandomStateCheckpoint", "SandwichSampler", "SegmentationModule", "SegmentationWriter", "SupernetModule",
+           "distillation_loss", "segmentation_loss"]
