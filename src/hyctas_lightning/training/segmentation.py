@@ -36,9 +36,11 @@ def load_architecture(arch: ArchSource) -> Architecture:
 
 def build_segmentation_network(arch: Optional[ArchSource] = None, network: Optional[str] = None,
                                num_classes: int = 19, fch: Optional[int] = None, output_stride: Optional[int] = None,
-                               plugins: Sequence[str] = ()) -> nn.Module:
-    """A fresh images-to-logits network: the ChildNet of ``arch``, or the registered ``network``. ``plugins`` are
-    modules imported first, so networks and ops registered in a user's own files can be named."""
+                               plugins: Sequence[str] = (), head: Optional[str] = None,
+                               classifier: Optional[str] = None) -> nn.Module:
+    """A fresh images-to-logits network: the ChildNet of ``arch`` (``fch``, ``output_stride``, ``head`` and
+    ``classifier`` override the architecture's own), or the registered ``network``. ``plugins`` are modules
+    imported first, so networks, ops and heads registered in a user's own files can be named."""
     for module in plugins:
         try:
             importlib.import_module(module)
@@ -48,20 +50,20 @@ def build_segmentation_network(arch: Optional[ArchSource] = None, network: Optio
         raise ValueError("give exactly one of `arch` (an architecture JSON such as configs/arch/hyctas_s.json or a "
                          f"search's topk/*.json) or `network` (one of: {', '.join(NETWORKS.names())})")
     if arch is not None:
-        return ChildNet(load_architecture(arch), num_classes, fch=fch, output_stride=output_stride)
+        return ChildNet(load_architecture(arch), num_classes, fch=fch, output_stride=output_stride, head=head,
+                        classifier=classifier)
     if network not in NETWORKS:
         raise ValueError(f"network '{network}' is not registered; registered: {', '.join(NETWORKS.names())} "
                          "(name the module that registers your own in `plugins`)")
-    if fch is not None or output_stride is not None:
-        raise ValueError(f"fch and output_stride set the size of `arch` networks; remove them for network '{network}'")
+    if any(v is not None for v in (fch, output_stride, head, classifier)):
+        raise ValueError("fch, output_stride, head and classifier build `arch` networks; remove them for network "
+                         f"'{network}'")
     return build_network(network, num_classes)
 
 
 def aux_features(net: nn.Module) -> Dict[str, int]:
-    """Where auxiliary heads attach ({submodule name: channels}): a ChildNet's per-branch projections in its
-    aggregation head (the stride-8/16/32 branch features), or what a registered network declares."""
-    if isinstance(net, ChildNet):
-        return {f"head.proj.{s}": net.head.out_channels for s in net.head.strides}
+    """Where auxiliary heads attach ({submodule name: channels}), as the network declares it: for a ChildNet the
+    modules producing the branches' last features at stride 16 and 32 (release), for a baseline its own choice."""
     return dict(getattr(net, "aux_features", {}))
 
 
@@ -87,14 +89,18 @@ class SegmentationModule(L.LightningModule):
 
     Exactly one of ``arch`` (architecture JSON; ``fch`` and ``output_stride`` override its own) and ``network``
     (a name from ``hyctas_lightning.models.NETWORKS``, e.g. ``lraspp_mobilenet_v3_large``) picks the network;
-    ``plugins`` names modules to import first (a user's own registered networks or ops).
+    ``plugins`` names modules to import first (a user's own registered networks, ops or heads); ``head`` and
+    ``classifier`` override the architecture's aggregation head and classifier (names in ``models.HEADS`` and
+    ``models.CLASSIFIERS``).
 
     Recipe: SGD with momentum, poly learning rate (``poly_power``) after a linear warm-up of ``warmup_iters``
     steps from ``warmup_factor`` of ``lr``, bootstrapped cross-entropy on the hardest ``bootstrap_ratio`` of
-    pixels (None: plain cross-entropy), auxiliary FCN heads weighted by ``aux_weight`` (0 disables them; training
-    only), drop path rising linearly to ``drop_path_rate``, and ``bn_momentum`` for every BatchNorm (None keeps
-    PyTorch's 0.1; the release uses 0.01). Gradient clipping is the Trainer's ``gradient_clip_val``. The other
-    defaults are the release recipe; configs/retrain/ holds it and the paper's.
+    pixels (None: plain cross-entropy), auxiliary FCN heads on the branches' stride-16/32 features weighted by
+    ``aux_weight`` (0 disables them; training only), drop path rising linearly to ``drop_path_rate``, and
+    ``bn_momentum`` for every BatchNorm (None keeps PyTorch's 0.1, which the release also trains with).
+    Gradient clipping is the Trainer's ``gradient_clip_val``. Defaults follow the release recipe (lr, weight
+    decay, warm-up length, bootstrapping, aux weight 0.2) and the paper (drop path); configs/retrain/ holds
+    both recipes.
 
     Validation is single-scale whole-image; test and predict add ``test_scales`` and ``test_flip`` when set.
     Test prints the per-class IoU table.
@@ -102,9 +108,10 @@ class SegmentationModule(L.LightningModule):
 
     def __init__(self, arch: Optional[Union[str, Dict[str, Any]]] = None, network: Optional[str] = None,
                  num_classes: int = 19, fch: Optional[int] = None, output_stride: Optional[int] = None,
-                 plugins: Sequence[str] = (), ignore_index: int = 255, lr: float = 0.05, momentum: float = 0.9,
+                 plugins: Sequence[str] = (), head: Optional[str] = None, classifier: Optional[str] = None,
+                 ignore_index: int = 255, lr: float = 0.05, momentum: float = 0.9,
                  weight_decay: float = 1e-4, warmup_iters: int = 1000, warmup_factor: float = 1e-3,
-                 poly_power: float = 0.9, bootstrap_ratio: Optional[float] = 0.2, aux_weight: float = 0.4,
+                 poly_power: float = 0.9, bootstrap_ratio: Optional[float] = 0.2, aux_weight: float = 0.2,
                  drop_path_rate: float = 0.2, bn_momentum: Optional[float] = None,
                  test_scales: Sequence[float] = (1.0,), test_flip: bool = False) -> None:
         super().__init__()
@@ -116,7 +123,8 @@ class SegmentationModule(L.LightningModule):
         architecture = load_architecture(arch) if arch is not None else None
         if architecture is not None:
             self.hparams["arch"] = architecture.to_dict()  # the checkpoint stands alone if the file moves
-        self.net = build_segmentation_network(architecture, network, num_classes, fch, output_stride, plugins)
+        self.net = build_segmentation_network(architecture, network, num_classes, fch, output_stride, plugins, head,
+                                              classifier)
         self.network_name = network or (Path(arch).stem if isinstance(arch, (str, Path)) else "architecture")
         sources = aux_features(self.net) if aux_weight > 0 else {}
         self.aux_sources = {name: name.replace(".", "_") for name in sources}
@@ -140,7 +148,8 @@ class SegmentationModule(L.LightningModule):
         """The arguments of ``build_segmentation_network`` that rebuild this network."""
         hp = self.hparams
         return {"arch": hp.arch, "network": hp.network, "num_classes": hp.num_classes, "fch": hp.fch,
-                "output_stride": hp.output_stride, "plugins": list(hp.plugins)}
+                "output_stride": hp.output_stride, "plugins": list(hp.plugins), "head": hp.head,
+                "classifier": hp.classifier}
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return segmentation_loss(logits, target, self.hparams.ignore_index, self.hparams.bootstrap_ratio)
@@ -243,23 +252,45 @@ class SegmentationModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         meta = checkpoint_meta(checkpoint, "this checkpoint")
+        self._check_heads(meta["network"])
         checkpoint["state_dict"] = expand_state_dict(checkpoint["state_dict"])  # model-zoo fp16/int8 weights
         self.network_name = meta.get("name", self.network_name)
         self.classes = self.classes or meta.get("classes")
         self.palette = self.palette or meta.get("palette")
+
+    def _check_heads(self, spec: Dict[str, Any]) -> None:
+        """Refuse, with the fix, a checkpoint whose network has another head or classifier than this module's."""
+        if spec.get("arch") is None or not isinstance(self.net, ChildNet):
+            return
+        arch = Architecture.from_dict(spec["arch"], validate=False)
+        stored = (spec.get("head") or arch.head, spec.get("classifier") or arch.classifier)
+        built = (self.net.arch.head, self.net.arch.classifier)
+        if stored != built:
+            raise ValueError(f"the checkpoint's network has head '{stored[0]}' and classifier '{stored[1]}', this "
+                             f"module builds '{built[0]}' and '{built[1]}': set model.init_args.head and "
+                             "model.init_args.classifier (or \"head\"/\"classifier\" in the architecture JSON) to match")
 
 
 def checkpoint_meta(checkpoint: Dict[str, Any], where: Union[str, Path]) -> Dict[str, Any]:
     """The ``hyctas`` entry of a retrain checkpoint; a clear error for any other checkpoint."""
     kind = checkpoint.get("hyctas", {}).get("kind") if isinstance(checkpoint, dict) else None
     if kind == CHECKPOINT_KIND:
-        return checkpoint["hyctas"]
+        return _with_legacy_heads(checkpoint["hyctas"])
     if kind == "hyctas-supernet":
         raise ValueError(f"{where} is a supernet checkpoint, not a retrained network: search it (`hyctas search "
                          "--ckpt ...`), retrain a topk/*.json with `hyctas fit --config configs/retrain/...`, or "
                          "pass --arch for an untrained network")
     raise ValueError(f"{where} is not a hyctas retrain checkpoint (no 'hyctas.kind' = '{CHECKPOINT_KIND}'); "
                      "train one with `hyctas fit --config configs/retrain/...`")
+
+
+def _with_legacy_heads(meta: Dict[str, Any]) -> Dict[str, Any]:
+    """Checkpoints written before heads were selectable store architectures without a ``head``: their networks
+    have the plain aggregation head and the linear classifier."""
+    arch = meta.get("network", {}).get("arch")
+    if isinstance(arch, dict) and "head" not in arch:
+        meta = {**meta, "network": {**meta["network"], "arch": {**arch, "head": "plain", "classifier": "linear"}}}
+    return meta
 
 
 def load_segmentation_network(path: Union[str, Path]) -> Tuple[nn.Module, Dict[str, Any]]:
