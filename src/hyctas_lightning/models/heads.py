@@ -42,9 +42,9 @@ def register_classifier(name: str, *, overwrite: bool = False) -> Callable:
     return CLASSIFIERS.register(name, overwrite=overwrite)
 
 
-def build_head(name: str, strides: Sequence[int], channels: Mapping[int, Mapping[int, int]],
+def build_head(name: str, strides: Sequence[int], branch_channels: Mapping[int, Mapping[int, int]],
                width: Mapping[int, int]) -> nn.Module:
-    return HEADS.get(name)(tuple(strides), channels, width)
+    return HEADS.get(name)(tuple(strides), branch_channels, width)
 
 
 def build_classifier(name: str, in_channels: int, num_classes: int, output_stride: int = 8) -> nn.Module:
