@@ -66,7 +66,8 @@ class SearchSpace:
         if not self.width_choices or not all(0 < w <= 1 for w in self.width_choices):
             raise ValueError(f"width_choices: every width must be in (0, 1], got {self.width_choices}")
         if not self.stem_head_width > 0:
-            raise ValueError(f"stem_head_width: must be positive (1: the plain channel rule), got {self.stem_head_width}")
+            raise ValueError(f"stem_head_width: must be positive (1: the plain channel rule), got "
+                             f"{self.stem_head_width}")
 
     def _settings(self) -> dict:
         """The architecture build settings every member of this space shares."""

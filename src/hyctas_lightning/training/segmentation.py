@@ -268,7 +268,8 @@ class SegmentationModule(L.LightningModule):
         if stored != built:
             raise ValueError(f"the checkpoint's network has head '{stored[0]}' and classifier '{stored[1]}', this "
                              f"module builds '{built[0]}' and '{built[1]}': set model.init_args.head and "
-                             "model.init_args.classifier (or \"head\"/\"classifier\" in the architecture JSON) to match")
+                             "model.init_args.classifier (or \"head\"/\"classifier\" in the architecture JSON) "
+                             "to match")
 
 
 def checkpoint_meta(checkpoint: Dict[str, Any], where: Union[str, Path]) -> Dict[str, Any]:
