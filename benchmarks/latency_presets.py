@@ -14,15 +14,14 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 
 from hyctas_lightning.evaluation.bench import PEERS, BenchReport, BenchRow, bench
 from hyctas_lightning.evaluation.latency import Latency
-from hyctas_lightning.training.segmentation import load_networks
+from hyctas_lightning.models import create_network
 
-ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("hyctas_s", "hyctas_m", "hyctas_l", "hyctas_s_paper", "hyctas_m_paper")
 # Paper table 2 (RTX 3090, 1024x2048, batch 1, fp32 PyTorch without TensorRT): FPS, GFLOPs (mult-adds), params (M).
 PAPER = {"hyctas_s": (159.2, 13.0, 1.5), "hyctas_m": (87.8, 29.4, 2.4), "hyctas_l": (12.4, 527.0, 43.2)}
@@ -83,11 +82,10 @@ def _row(data: dict) -> BenchRow:
 
 def time_network(name: str, role: str, args: argparse.Namespace) -> BenchReport:
     """Bench one preset (role ``network``) or one peer alone, under the script's settings."""
+    timed = {name: create_network(name, args.num_classes)}
     if role == "network":
-        nets = load_networks(arch=[str(ROOT / "configs/arch" / f"{name}.json")], num_classes=args.num_classes)
-        return bench(nets, args.size, args.variants, None, args.device, args.warmup, args.runs)
-    peers = load_networks(network=[name], num_classes=args.num_classes)
-    return bench({}, args.size, args.variants, peers, args.device, args.warmup, args.runs)
+        return bench(timed, args.size, args.variants, None, args.device, args.warmup, args.runs)
+    return bench({}, args.size, args.variants, timed, args.device, args.warmup, args.runs)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,14 +1,11 @@
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hyctas_lightning.evaluation import count_macs, count_params, profile_architecture
-from hyctas_lightning.search_space import Architecture, SearchSpace
-
-ROOT = Path(__file__).resolve().parents[1]
+from hyctas_lightning.models import load_architecture
+from hyctas_lightning.search_space import SearchSpace
 
 
 def test_macs_of_a_plain_conv_match_the_formula():
@@ -55,7 +52,7 @@ PRESET_REFERENCES = {
 
 @pytest.mark.parametrize("name", sorted(PRESET_REFERENCES))
 def test_presets_are_sized_within_25_percent_of_their_reference(name):
-    arch = Architecture.load(ROOT / "configs/arch" / f"{name}.json")
+    arch = load_architecture(name)
     profile = profile_architecture(arch, (1024, 2048), num_classes=19)
     params, macs = PRESET_REFERENCES[name]
     assert 0.75 * params <= profile.params_m <= 1.25 * params, profile

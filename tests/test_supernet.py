@@ -5,14 +5,13 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import randomize_bn_
 from hyctas_lightning.layers import ConvBNAct
 from hyctas_lightning.models import ChildNet, SuperNet, register_head
 from hyctas_lightning.models.blocks import resize
 from hyctas_lightning.models.graph import walk
 from hyctas_lightning.ops import register_op
 from hyctas_lightning.search_space import SCALES, Architecture, ArchitectureError, Branch, SearchSpace, channels
-
-from helpers import randomize_bn_
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -5,8 +5,14 @@ import torch
 from torch import nn
 
 from hyctas_lightning.ops import build_op
-from hyctas_lightning.search_space import (OUTPUT_COMBINATIONS, SCALES, Architecture, ArchitectureError,
-                                           SearchSpace, channels)
+from hyctas_lightning.search_space import (
+    OUTPUT_COMBINATIONS,
+    SCALES,
+    Architecture,
+    ArchitectureError,
+    SearchSpace,
+    channels,
+)
 
 from .blocks import FusionNode, Stem, combo_key, resize
 from .graph import walk
@@ -81,9 +87,3 @@ class SuperNet(nn.Module):
         feats = walk(arch, x8, lambda *a: self._run_cell(arch, *a), self._run_fuse)
         key = combo_key(arch.end_scales)
         return resize(self.classifiers[key](self.heads[key](feats)), images.shape[-2:])
-
-    def child(self, arch: Architecture) -> nn.Module:
-        """Standalone network of ``arch`` with inherited weights (see :meth:`ChildNet.from_supernet`)."""
-        from .childnet import ChildNet
-
-        return ChildNet.from_supernet(self, arch)

@@ -3,9 +3,8 @@ from .losses import distillation_loss, segmentation_loss
 from .prediction import SegmentationWriter
 from .sampling import SandwichSampler
 from .schedules import PolyWarmup, PolyWarmupLR
-from .segmentation import SegmentationModule, build_segmentation_network, load_segmentation_network
+from .segmentation import SegmentationModule
 from .supernet import SupernetModule
 
 __all__ = ["PolyWarmup", "PolyWarmupLR", "SandwichSampler", "SegmentationModule", "SegmentationWriter",
-           "SupernetModule", "build_segmentation_network", "distillation_loss", "load_segmentation_network",
-           "segmentation_loss"]
+           "SupernetModule", "distillation_loss", "segmentation_loss"]

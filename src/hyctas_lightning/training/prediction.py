@@ -48,22 +48,28 @@ def denormalise(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 
 class SegmentationWriter(BasePredictionWriter):
     """Writes ``NAME_mask.png`` (colourised prediction) and ``NAME_overlay.png`` (the prediction blended over the
-    input with weight ``alpha``) under ``output_dir`` for every predicted image.
+    input) for every predicted image.
 
     Colours come from the data module's palette (or the checkpoint's), else the PASCAL VOC colour map; images
     are un-normalised with the data module's transform mean/std.
+
+    Args:
+        output_dir: folder of the PNGs (None: ``predictions/`` in the trainer's ``default_root_dir``).
+        alpha: weight of the colour mask in the overlay.
     """
 
-    def __init__(self, output_dir: str = "predictions", alpha: float = 0.5) -> None:
+    def __init__(self, output_dir: Optional[str] = None, alpha: float = 0.5) -> None:
         super().__init__(write_interval="batch")
         if not 0 <= alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        self.output_dir = Path(output_dir)
+        self.output_dir = output_dir
+        self.directory = Path(output_dir or "predictions")
         self.alpha = alpha
         self.written = 0
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.written = 0
+        self.directory = Path(self.output_dir or Path(trainer.default_root_dir) / "predictions")
 
     def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: torch.Tensor,
                            batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
@@ -76,11 +82,11 @@ class SegmentationWriter(BasePredictionWriter):
             mask = colourise(labels.cpu().numpy(), palette)
             rgb = denormalise(image, mean, std)
             overlay = (self.alpha * mask + (1 - self.alpha) * rgb).round().astype(np.uint8)
-            stem = self.output_dir / str(name)
+            stem = self.directory / str(name)
             stem.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(mask).save(f"{stem}_mask.png")
             Image.fromarray(overlay).save(f"{stem}_overlay.png")
             self.written += 1
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        rank_zero_info(f"predict: wrote masks and overlays of {self.written} images to {self.output_dir}")
+        rank_zero_info(f"predict: wrote masks and overlays of {self.written} images to {self.directory}")
