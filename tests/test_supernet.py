@@ -211,6 +211,7 @@ def test_heads_and_classifiers_are_chosen_by_name_and_unknown_names_are_listed()
     arch = SearchSpace(layers=6, fch=4).sample(random.Random(2), branches=2)
     plain = ChildNet(arch, num_classes=3, head="plain", classifier="attention")
     assert type(plain.head).__name__ == "PlainHead" and type(plain.classifier).__name__ == "AttentionClassifier"
+    assert plain.classifier.out_channels == ChildNet(arch, num_classes=3).classifier.out_channels == 3
     assert plain(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
     with pytest.raises(KeyError, match="unknown aggregation head 'fpn'; registered: plain, progressive"):
         ChildNet(arch, num_classes=3, head="fpn")

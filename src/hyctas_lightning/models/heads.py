@@ -9,8 +9,8 @@ are the tensors of :func:`hyctas_lightning.models.graph.walk`. It must be slimma
 read the leading channels they are given, :mod:`hyctas_lightning.layers`), so that a child built at exact widths
 inherits the supernet's head with ``copy_prefix_``.
 
-A classifier is built as ``cls(in_channels, num_classes, output_stride)`` and maps the head's map (after the
-stride-4 decoder when the output stride is 4) to logits at that resolution.
+A classifier is built as ``cls(in_channels, num_classes, output_stride)``, exposes ``out_channels`` (the classes)
+and maps the head's map (after the stride-4 decoder when the output stride is 4) to logits at that resolution.
 """
 from __future__ import annotations
 
@@ -183,6 +183,7 @@ class AttentionClassifier(nn.Module):
         self.block = build_op("light_conv_2x", in_channels, mid)
         self.conv = ConvBNAct(mid, mid, 3)
         self.predict = nn.Conv2d(mid, num_classes, 1)
+        self.out_channels = num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.predict(self.conv(self.block(self.attention(x))))
