@@ -147,7 +147,8 @@ class LinearClassifier(nn.Conv2d):
 
 class PooledAttention(nn.Module):
     """Global self-attention on a map ``pool`` times coarser (the release's attention head block): 1x1
-    conv-BN-ReLU, bilinear down, single-head dot-product attention with query/key width C/8 and value width C
+    conv-BN-ReLU, bilinear down, single-head dot-product attention with query/key width C/8 (release; rounded up
+    to a multiple of 8, so the GPU's fused attention kernels also take it in half precision) and value width C
     added to its input (``F.scaled_dot_product_attention``), bilinear back up, 1x1 conv-BN starting at zero
     scale, plus the input, ReLU. A fresh block is the identity on its (non-negative) input."""
 
@@ -155,8 +156,9 @@ class PooledAttention(nn.Module):
         super().__init__()
         self.pool = pool
         self.reduce = ConvBNAct(c, c, 1)
-        self.q = nn.Conv2d(c, max(1, c // 8), 1)
-        self.k = nn.Conv2d(c, max(1, c // 8), 1)
+        c_qk = 8 * -(-c // 64)  # C/8 rounded up to a multiple of 8
+        self.q = nn.Conv2d(c, c_qk, 1)
+        self.k = nn.Conv2d(c, c_qk, 1)
         self.v = nn.Conv2d(c, c, 1)
         self.expand = ConvBNAct(c, c, 1, act=False)
         nn.init.zeros_(self.expand.bn.weight)
