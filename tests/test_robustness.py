@@ -181,6 +181,18 @@ def test_common_mistakes_are_one_line_with_their_own_status(runs, tmp_path, caps
     fails(capsys, ["profile", "--arch", bad_arch], E.EXIT_ARCHITECTURE, "branches[0].nodes: missing")
 
 
+def test_a_broken_image_read_in_a_loader_worker_is_still_one_line(tmp_path, capsys):
+    fx.camvid(tmp_path)
+    image = tmp_path / "train/0001TP_006690.png"
+    image.write_bytes(image.read_bytes()[:40])
+    fails(capsys, ["fit", "--config", str(ROOT / "configs/demo/retrain.yaml"), "--config",
+                   str(ROOT / "configs/data/camvid.yaml"), f"--data.init_args.root={tmp_path}",
+                   "--data.init_args.num_workers=1", "--data.init_args.batch_size=2", "--trainer.max_epochs=1",
+                   "--trainer.num_sanity_val_steps=0", f"--trainer.default_root_dir={tmp_path / 'run'}",
+                   "--trainer.enable_progress_bar=false"],
+          E.EXIT_DATASET, f"hyctas fit: error: cannot read {image}: cannot identify image file")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_asking_for_a_gpu_that_is_not_there(runs, capsys):
     fails(capsys, ["fit", *RETRAIN, "--trainer.accelerator=gpu"], E.EXIT_DEVICE, "no usable CUDA GPU")

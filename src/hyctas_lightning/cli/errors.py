@@ -85,6 +85,8 @@ def message(error: BaseException, own: bool) -> str:
     """The error's text: the project's messages whole (they are written for the user), others' first line."""
     text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
     text = str(text).strip() or type(error).__name__
+    if "Original Traceback" in text:  # re-raised from a DataLoader worker: the error's own message comes last
+        text = text.rsplit(f"{type(error).__name__}: ", 1)[-1].strip()
     if own:
         return text
     first = text.splitlines()[0]
