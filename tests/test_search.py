@@ -218,7 +218,7 @@ def test_search_cli_rejects_wrong_checkpoints_and_spaces(trained, tmp_path, caps
     assert main(["search", "--ckpt", str(garbage)]) == 4
     assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
     assert main(["search", "--ckpt", str(ckpt), "--space", '{"layers": 8}']) == 2
-    assert "search space differs (layers: config 8 vs checkpoint 5)" in capsys.readouterr().err
+    assert "search space differs from the checkpoint's (layers: config 8 vs checkpoint 5)" in capsys.readouterr().err
 
 
 def test_search_callback_runs_after_fit(tmp_path):

@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
@@ -92,11 +93,12 @@ def read_checkpoint(path: PathLike, kind: Optional[str] = None) -> Dict[str, Any
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e):
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if found:  # a reference to a Python callable or class: what unpickling would have run
             raise CheckpointError(f"{path}: refused to open: it holds Python objects beyond tensors and plain data "
-                                  f"(loading it could run code). Only open checkpoints written by hyctas or a "
-                                  f"source you trust") from None
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({e})") from None
+                                  f"({found.group(1)}; loading it could run code). Only open checkpoints written by "
+                                  f"hyctas or a source you trust") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint, probably cut short or corrupt") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint, probably cut short or corrupt "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'empty file'})") from None

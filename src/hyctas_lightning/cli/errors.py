@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from pathlib import Path
 from typing import List, Optional, Tuple
 
 EXIT_PROBLEMS = 1  # `hyctas data check` found problems (and Python's own status for an unexpected error)
@@ -64,8 +65,17 @@ def _chain(error: BaseException) -> List[BaseException]:
     return chain
 
 
+def raised_by_hyctas(error: BaseException) -> bool:
+    """Whether the package's own code raised ``error`` (its messages are written for the user)."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and "hyctas_lightning" in Path(frame.tb_frame.f_code.co_filename).parts
+
+
 def classify(error: BaseException) -> Optional[Tuple[int, BaseException, bool]]:
-    """(exit status, the error to report, whether it is one of the project's) or None for an unexpected error.
+    """(exit status, the error to report, whether its message is the project's own) or None for an unexpected
+    error.
 
     The project's errors are found anywhere in the chain, since jsonargparse wraps what a class raises while it
     is built; for the others the root cause speaks first."""
@@ -77,12 +87,13 @@ def classify(error: BaseException) -> Optional[Tuple[int, BaseException, bool]]:
     for candidate in (chain[-1], chain[0]):
         for code, types in _user_errors():
             if isinstance(candidate, types):
-                return code, candidate, False
+                return code, candidate, raised_by_hyctas(candidate)
     return None
 
 
 def message(error: BaseException, own: bool) -> str:
-    """The error's text: the project's messages whole (they are written for the user), others' first line."""
+    """The error's text: the project's messages whole (they are written for the user), others' first line and a
+    pointer to the traceback."""
     text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
     text = str(text).strip() or type(error).__name__
     if "Original Traceback" in text:  # re-raised from a DataLoader worker: the error's own message comes last
