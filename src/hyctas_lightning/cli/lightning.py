@@ -68,8 +68,6 @@ class HyctasCLI(LightningCLI):
     with ``weights_only=True``. A GPU accelerator on a machine without one is refused up front, and checkpoints are
     written atomically (``AtomicCheckpointIO``)."""
 
-    checkpoint_meta: Dict[str, Any] = {}
-
     @staticmethod
     def subcommands() -> Dict[str, set]:
         """Lightning's subcommands, without a ``--weights_only`` switch: checkpoints always load without code."""
@@ -80,6 +78,7 @@ class HyctasCLI(LightningCLI):
         parser.link_arguments("trainer.default_root_dir", "trainer.logger.init_args.save_dir")
 
     def _parse_ckpt_path(self) -> None:
+        self.checkpoint_meta: Dict[str, Any] = {}
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else None
         path = config.get("ckpt_path") if config is not None else None
@@ -105,11 +104,15 @@ class HyctasCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         from lightning.fabric.plugins import TorchCheckpointIO
 
-        from hyctas_lightning.errors import ClassCountError
         from hyctas_lightning.training import AtomicCheckpointIO
 
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own checkpoint writer
             self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        self._check_class_count()
+
+    def _check_class_count(self) -> None:
+        """A ``--ckpt_path`` trained for other classes than the data's is refused before its weights are loaded."""
+        from hyctas_lightning.errors import ClassCountError
 
         trained = checkpoint_classes(self.checkpoint_meta)
         data = getattr(self.datamodule, "num_classes", None)

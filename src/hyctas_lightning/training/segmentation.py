@@ -151,7 +151,7 @@ class SegmentationModule(L.LightningModule):
             return
         if len(classes) != self.hparams.num_classes:
             raise ClassCountError(f"model.init_args.num_classes is {self.hparams.num_classes} but the data has "
-                             f"{len(classes)} classes; drop num_classes from the config (the CLI links it)")
+                                  f"{len(classes)} classes; drop num_classes from the config (the CLI links it)")
         self.classes = classes
         self.palette = [tuple(int(v) for v in c) for c in getattr(dm, "palette", None) or []] or None
 
