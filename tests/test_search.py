@@ -204,21 +204,21 @@ def test_search_cli_on_a_supernet_checkpoint(trained, tmp_path, capsys):
     assert len((out / "candidates.jsonl").read_text().splitlines()) == n  # rerun: all from the journal
     assert main(["search", "--ckpt", str(ckpt), "--config", str(config), "--out", str(tmp_path / "none"),
                         "--search.latency_cap_ms", "0.001"]) == 3
-    assert "no feasible architecture" in capsys.readouterr().out
+    assert "no feasible architecture" in capsys.readouterr().err
 
 
 def test_search_cli_rejects_wrong_checkpoints_and_spaces(trained, tmp_path, capsys):
     _, _, ckpt = trained
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {}}, other)
-    assert main(["search", "--ckpt", str(other)]) == 2
+    assert main(["search", "--ckpt", str(other)]) == 4
     assert "other.ckpt is not a hyctas checkpoint" in capsys.readouterr().err
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint")
-    assert main(["search", "--ckpt", str(garbage)]) == 2
+    assert main(["search", "--ckpt", str(garbage)]) == 4
     assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
     assert main(["search", "--ckpt", str(ckpt), "--space", '{"layers": 8}']) == 2
-    assert "search space differs (layers: config 8 vs checkpoint 5)" in capsys.readouterr().err
+    assert "search space differs from the checkpoint's (layers: config 8 vs checkpoint 5)" in capsys.readouterr().err
 
 
 def test_search_callback_runs_after_fit(tmp_path):

@@ -10,6 +10,7 @@ named one.
 from __future__ import annotations
 
 import fnmatch
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
@@ -159,8 +160,19 @@ def load_network_weights(net: nn.Module, checkpoint: Union[str, Path]) -> None:
     _load_state(net, state, checkpoint)
 
 
+def require_named_plugins(plugins: Any, where: Union[str, Path]) -> None:
+    """A checkpoint may list the plugin modules it was trained with, but importing a module runs its code: only
+    modules the user has imported (``--plugins``, a config's ``plugins:``, ``import_plugins``) are accepted."""
+    missing = [str(m) for m in plugins or () if str(m) not in sys.modules]
+    if missing:
+        raise CheckpointError(f"{where} lists plugin modules {missing} that are not imported; importing a module "
+                              f"runs its code, so hyctas imports only the modules you name: if you trust them, "
+                              f"name them (--plugins {' '.join(missing)}, or import_plugins({missing}) in Python)")
+
+
 def _network_state(checkpoint: Union[str, Path]) -> tuple[Dict[str, Any], Dict[str, Any]]:
     ckpt = read_checkpoint(checkpoint, SEGMENTATION_KIND)
+    require_named_plugins(ckpt["hyctas"].get("network", {}).get("plugins"), checkpoint)
     state = expand_state_dict(ckpt["state_dict"])
     return {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}, ckpt["hyctas"]
 
@@ -179,6 +191,7 @@ def load_supernet(checkpoint: Union[str, Path]) -> tuple[SuperNet, Dict[str, Any
     ``data``, ``num_classes``, ``sampler``)."""
     ckpt = read_checkpoint(checkpoint, SUPERNET_KIND)
     meta = ckpt["hyctas"]
+    require_named_plugins(meta["space"].get("plugins"), checkpoint)  # SearchSpace imports the plugins it lists
     supernet = SuperNet(SearchSpace.from_dict(meta["space"]), meta["num_classes"])
     prefix = "supernet."
     _load_state(supernet, {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)},

@@ -74,6 +74,16 @@ class SearchConfig:
             (self.latency_backend in ("cuda", "cpu"),
              f"latency_backend: 'cuda' or 'cpu', got '{self.latency_backend}'"),
             (self.calibration_images > 0, f"calibration_images: must be > 0, got {self.calibration_images}"),
+            (self.val_images is None or self.val_images > 0, f"val_images: must be > 0 or null, got {self.val_images}"),
+            (self.latency_cap_ms is None or self.latency_cap_ms > 0,
+             f"latency_cap_ms: must be > 0 ms or null (no cap), got {self.latency_cap_ms}"),
+            (self.min_miou is None or 0 <= self.min_miou <= 1,
+             f"min_miou: an mIoU in [0, 1] (0.7, not 70) or null, got {self.min_miou}"),
+            (len(self.latency_size) == 2 and min(self.latency_size) > 0,
+             f"latency_size: [height, width] > 0, got {self.latency_size}"),
+            (self.latency_warmup >= 0 and self.latency_runs >= 1,
+             f"latency_warmup >= 0 and latency_runs >= 1, got {self.latency_warmup} and {self.latency_runs}"),
+            (self.top_k >= 1, f"top_k: at least 1, got {self.top_k}"),
             (self.reference is None or len(self.reference) == len(self.objectives),
              f"reference: one value per objective {self.objectives}, got {self.reference}"),
         ]
@@ -87,3 +97,15 @@ class SearchConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def measurement_settings(self) -> dict:
+        """The settings that change what a candidate's measurements are (images, seed, latency protocol), as
+        opposed to which candidates are drawn and how they are judged: a journal is only reused under the same."""
+        return {k: v for k, v in self.to_dict().items() if k not in SELECTION_SETTINGS}
+
+
+# Settings that choose and judge candidates without changing any measurement: feasibility is re-judged from the
+# journal under the current limits, so changing these never invalidates a journal.
+SELECTION_SETTINGS = frozenset({"strategy", "objectives", "population", "generations", "branches", "crossover_prob",
+                                "mutation_rate", "latency_cap_ms", "min_miou", "top_k", "reference", "local_seeds",
+                                "local_iterations", "local_neighbours"})

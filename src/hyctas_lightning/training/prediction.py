@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 
-from hyctas_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from hyctas_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_input_size
 
 Colour = Tuple[int, int, int]
 
@@ -48,7 +48,7 @@ def denormalise(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 
 class SegmentationWriter(BasePredictionWriter):
     """Writes ``NAME_mask.png`` (colourised prediction) and ``NAME_overlay.png`` (the prediction blended over the
-    input) for every predicted image.
+    input) for every predicted image, at the image's own size (no evaluation padding).
 
     Colours come from the data module's palette (or the checkpoint's), else the PASCAL VOC colour map; images
     are un-normalised with the data module's transform mean/std.
@@ -78,9 +78,12 @@ class SegmentationWriter(BasePredictionWriter):
         transforms = getattr(trainer.datamodule, "transforms", None)
         mean = getattr(transforms, "mean", IMAGENET_MEAN)
         std = getattr(transforms, "std", IMAGENET_STD)
-        for name, labels, image in zip(batch["name"], prediction, batch["image"]):
+        sizes = batch.get("image_size") or [None] * len(batch["name"])
+        for name, labels, image, size in zip(batch["name"], prediction, batch["image"], sizes):
+            if size is not None and transforms is not None:
+                image = to_input_size(image, size, transforms)  # as the prediction: no padding, the image's size
             mask = colourise(labels.cpu().numpy(), palette)
-            rgb = denormalise(image, mean, std)
+            rgb = denormalise(image[:, :labels.shape[-2], :labels.shape[-1]], mean, std)
             overlay = (self.alpha * mask + (1 - self.alpha) * rgb).round().astype(np.uint8)
             stem = self.directory / str(name)
             stem.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,8 @@ from torch import nn
 from torchvision.models.segmentation.fcn import FCNHead
 
 from hyctas_lightning.checkpoints import SEGMENTATION_KIND, expand_state_dict, network_metadata, require_kind
+from hyctas_lightning.data.transforms import to_input_size
+from hyctas_lightning.errors import ClassCountError
 from hyctas_lightning.evaluation.inference import check_scales, segment
 from hyctas_lightning.evaluation.metrics import format_iou_table, mean_iou, per_class_iou
 from hyctas_lightning.models import ChildNet, create_network, list_networks, load_architecture
@@ -86,6 +88,8 @@ class SegmentationModule(L.LightningModule):
         test_flip: also average the horizontally flipped pass in test and predict.
     """
 
+    checkpoint_kind = SEGMENTATION_KIND
+
     def __init__(self, arch: Optional[Union[str, Dict[str, Any]]] = None, network: Optional[str] = None,
                  num_classes: int = 19, fch: Optional[int] = None, output_stride: Optional[int] = None,
                  plugins: Sequence[str] = (), head: Optional[str] = None, classifier: Optional[str] = None,
@@ -146,8 +150,8 @@ class SegmentationModule(L.LightningModule):
         if not classes:
             return
         if len(classes) != self.hparams.num_classes:
-            raise ValueError(f"model.init_args.num_classes is {self.hparams.num_classes} but the data has "
-                             f"{len(classes)} classes; drop num_classes from the config (the CLI links it)")
+            raise ClassCountError(f"model.init_args.num_classes is {self.hparams.num_classes} but the data has "
+                                  f"{len(classes)} classes; drop num_classes from the config (the CLI links it)")
         self.classes = classes
         self.palette = [tuple(int(v) for v in c) for c in getattr(dm, "palette", None) or []] or None
 
@@ -221,10 +225,17 @@ class SegmentationModule(L.LightningModule):
         tta = f"scales {list(self.test_scales)}{' + flip' if self.test_flip else ''}"
         rank_zero_info(f"\n{self.network_name}: per-class IoU (%), {tta}\n{format_iou_table(ious.cpu(), names)}\n")
 
-    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """Label maps ``(N, H, W)`` on the CPU, as uint8 where the classes fit, so a split's predictions stay small."""
+    def predict_step(self, batch: dict, batch_idx: int) -> Union[torch.Tensor, List[torch.Tensor]]:
+        """Label maps on the CPU, as uint8 where the classes fit, so a split's predictions stay small: one ``(H, W)``
+        map per image at the image's own size when the batch gives its ``image_size`` (evaluation padding cropped,
+        a ``base_size`` resize undone on the scores), else the batch's ``(N, H, W)``."""
         dtype = torch.uint8 if self.hparams.num_classes <= 256 else torch.int32
-        return self._scores(batch["image"]).argmax(1).to(dtype).cpu()
+        scores = self._scores(batch["image"])
+        transforms = getattr(self.trainer.datamodule, "transforms", None) if self._trainer is not None else None
+        if "image_size" not in batch or transforms is None:
+            return scores.argmax(1).to(dtype).cpu()
+        return [to_input_size(s, size, transforms).argmax(0).to(dtype).cpu()
+                for s, size in zip(scores, batch["image_size"])]
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
