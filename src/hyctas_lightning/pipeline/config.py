@@ -79,14 +79,12 @@ class TrainSettings:
         config: ``hyctas fit`` config files of the recipe (the network is set by the pipeline).
         args: extra ``hyctas fit`` arguments for every training.
         jobs_per_gpu: trainings sharing one GPU; small networks leave most of a large GPU idle.
-        gpus: indices of the visible GPUs to use (None: all).
         throughput_metrics: logged metrics holding training images/s, the first one found counts.
     """
 
     config: List[str] = field(default_factory=list)
     args: List[str] = field(default_factory=list)
     jobs_per_gpu: int = 1
-    gpus: Optional[List[int]] = None
     throughput_metrics: List[str] = field(default_factory=lambda: ["train/samples_per_sec", "train/images_per_s"])
 
 
@@ -228,6 +226,7 @@ class PipelineConfig:
     Args:
         run: the run folder (``manifest.json`` and every stage's files).
         device: ``auto`` (the GPUs present, else the CPU), ``cuda`` or ``cpu``.
+        gpus: indices of the visible GPUs the run may use (None: all of them).
         data: ``data.init_args`` overrides for every ``hyctas fit``/``test``/``search`` (e.g. ``{root: ...}``).
         supernet: the ``supernet`` stage.
         cap: the ``cap`` stage.
@@ -243,6 +242,7 @@ class PipelineConfig:
 
     run: str = "runs/pipeline"
     device: str = "auto"
+    gpus: Optional[List[int]] = None
     data: Dict[str, Any] = field(default_factory=dict)
     supernet: SupernetStage = field(default_factory=SupernetStage)
     cap: CapStage = field(default_factory=CapStage)

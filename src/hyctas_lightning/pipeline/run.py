@@ -117,16 +117,16 @@ class Pipeline:
 
     @property
     def gpus(self) -> List[str]:
-        """The GPUs this run spreads its processes over (``train.gpus`` of the visible ones)."""
+        """The GPUs this run spreads its processes over (``gpus`` of the visible ones)."""
         if self._gpus is None:
             visible = visible_gpus(self.config.device)
             if self.config.device == "cuda" and not visible:
                 raise PipelineError("device: cuda, but no GPU is visible; use device: auto or cpu")
-            wanted = self.config.train.gpus
+            wanted = self.config.gpus
             if wanted is not None:
                 bad = [i for i in wanted if not 0 <= i < len(visible)]
                 if bad:
-                    raise PipelineError(f"train.gpus: {bad} out of range; {len(visible)} GPU(s) visible")
+                    raise PipelineError(f"gpus: {bad} out of range; {len(visible)} GPU(s) visible")
             self._gpus = visible if wanted is None else [visible[i] for i in wanted]
         return self._gpus
 
