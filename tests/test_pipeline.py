@@ -1,6 +1,7 @@
 """The pipeline: config checks, the manifest, jobs spread over GPUs, picks, logged metrics, and the report
 regenerated from a committed run folder with no GPU."""
 import json
+import os
 import random
 import shutil
 import sys
@@ -154,6 +155,24 @@ def test_without_gpus_jobs_run_one_at_a_time_with_no_gpu_visible(tmp_path):
     assert all(r.ok and r.gpu is None for r in results.values())
     records = spans(tmp_path, names)
     assert most_at_once(records) == 1 and {r["gpu"] for r in records} == {""}
+
+
+def test_a_stopped_pipeline_stops_its_sub_commands(tmp_path):
+    """Ctrl-C or SIGTERM (turned into KeyboardInterrupt by the CLI) must not leave trainings holding a GPU."""
+    script = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+    job = Job("long", [sys.executable, "-c", script], tmp_path / "long.log")
+
+    def stop():
+        if (tmp_path / "long.log").read_text().strip().splitlines()[1:]:  # the child has started
+            raise KeyboardInterrupt
+
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs([job], ["0"], on_tick=stop, tick_seconds=0.1, poll_seconds=0.1)
+    assert time.monotonic() - start < 30
+    pid = int((tmp_path / "long.log").read_text().strip().splitlines()[-1])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 def test_trainings_resume_from_last_ckpt_in_folders_keyed_by_the_recipe(tmp_path, monkeypatch):
