@@ -147,7 +147,7 @@ def test_baselines_share_evaluator_and_outputs(tmp_path, strategy):
 def test_config_rejects_nonsense():
     with pytest.raises(ValueError, match="strategy"):
         SearchConfig(strategy="annealing")
-    with pytest.raises(KeyError, match="unknown search objective"):
+    with pytest.raises(ValueError, match="objectives: unknown \\['beauty'\\]; registered: miou"):
         SearchConfig(objectives=["miou", "beauty"])
 
 

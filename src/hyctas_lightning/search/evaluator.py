@@ -92,7 +92,7 @@ class SupernetEvaluator:
         c, timing = self.config, {}
         with _timer(timing, "profile"):
             profile = profile_architecture(arch, c.latency_size, self.supernet.num_classes, fch=self.supernet.fch,
-                                           output_stride=8)
+                                           output_stride=8, stem_head_width=self.supernet.space.stem_head_width)
         values = {"macs_g": profile.macs_g, "params_m": profile.params_m, "latency_ms": None, "miou": None}
         with _timer(timing, "build"):
             child = ChildNet.from_supernet(self.supernet, arch)

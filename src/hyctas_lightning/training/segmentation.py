@@ -17,6 +17,7 @@ from hyctas_lightning.evaluation.inference import check_scales, segment
 from hyctas_lightning.evaluation.metrics import format_iou_table, mean_iou, per_class_iou
 from hyctas_lightning.models import ChildNet, create_network, list_networks, load_architecture
 from hyctas_lightning.models.blocks import resize
+from hyctas_lightning.models.factory import network_heads
 from hyctas_lightning.registry import import_plugins
 
 from .losses import segmentation_loss
@@ -24,10 +25,8 @@ from .schedules import PolyWarmupLR, drop_path_modules, scheduled_drop_path
 
 
 def aux_features(net: nn.Module) -> Dict[str, int]:
-    """Where auxiliary heads attach ({submodule name: channels}): a ChildNet's per-branch projections in its
-    aggregation head (the stride-8/16/32 branch features), or what a registered network declares."""
-    if isinstance(net, ChildNet):
-        return {f"head.proj.{s}": net.head.out_channels for s in net.head.strides}
+    """Where auxiliary heads attach ({submodule name: channels}), as the network declares it: for a ChildNet the
+    modules producing the branches' last features at stride 16 and 32 (release), for a baseline its own choice."""
     return dict(getattr(net, "aux_features", {}))
 
 
@@ -52,7 +51,8 @@ class SegmentationModule(L.LightningModule):
     """Trains one network from scratch with the HyCTAS retrain recipe and evaluates it by mIoU.
 
     Searched networks and hand-designed baselines train under identical settings: every part of the recipe is an
-    argument. The defaults are the release recipe; ``configs/retrain/`` holds it and the paper's. Validation is
+    argument. The defaults follow the release recipe as its code runs (with the paper's drop path and a linear
+    warm-up); ``configs/retrain/`` holds it and the paper's. Validation is
     single-scale whole-image; test and predict add test-time augmentation when set, and test prints the per-class
     IoU table.
 
@@ -64,27 +64,34 @@ class SegmentationModule(L.LightningModule):
         fch: filter multiplier of ``arch`` (None keeps the architecture's own).
         output_stride: 8, or 4 to merge the stem's stride-4 feature before the classifier (None: the
             architecture's own).
-        plugins: modules to import first, so networks and ops registered in your own files can be named.
+        plugins: modules to import first, so networks, ops and heads registered in your own files can be named.
+        head: aggregation head of ``arch`` (a name in ``models.HEADS``: ``progressive``, ``plain``; None keeps the
+            architecture's own).
+        classifier: classifier of ``arch`` (a name in ``models.CLASSIFIERS``: ``linear``, ``attention``; None keeps
+            the architecture's own).
         ignore_index: label of pixels that count in neither loss nor metrics.
         lr: peak learning rate of SGD.
         momentum: SGD momentum.
         weight_decay: SGD weight decay.
-        warmup_iters: steps of linear warm-up before the poly decay.
+        warmup_iters: steps of linear warm-up before the poly decay (the release warms up geometrically).
         warmup_factor: learning-rate factor at the first warm-up step.
         poly_power: exponent of the poly decay, stepped every optimiser step over the whole run.
         bootstrap_ratio: bootstrapped cross-entropy on the hardest fraction of pixels (None: plain cross-entropy).
-        aux_weight: weight of the auxiliary FCN heads on the branch features (0 disables them; training only).
+        aux_weight: weight of the auxiliary FCN heads on the branches' stride-16/32 features (release: 0.2; 0
+            disables them; training only).
         drop_path_rate: final probability of scheduled drop path, rising linearly from 0 over training.
-        bn_momentum: momentum of every BatchNorm (None keeps PyTorch's 0.1).
+        bn_momentum: momentum of every BatchNorm (None keeps PyTorch's 0.1, which the release also trains with:
+            its 0.01 flag is never applied).
         test_scales: image scales whose softmax is averaged in test and predict.
         test_flip: also average the horizontally flipped pass in test and predict.
     """
 
     def __init__(self, arch: Optional[Union[str, Dict[str, Any]]] = None, network: Optional[str] = None,
                  num_classes: int = 19, fch: Optional[int] = None, output_stride: Optional[int] = None,
-                 plugins: Sequence[str] = (), ignore_index: int = 255, lr: float = 0.05, momentum: float = 0.9,
+                 plugins: Sequence[str] = (), head: Optional[str] = None, classifier: Optional[str] = None,
+                 ignore_index: int = 255, lr: float = 0.05, momentum: float = 0.9,
                  weight_decay: float = 1e-4, warmup_iters: int = 1000, warmup_factor: float = 1e-3,
-                 poly_power: float = 0.9, bootstrap_ratio: Optional[float] = 0.2, aux_weight: float = 0.4,
+                 poly_power: float = 0.9, bootstrap_ratio: Optional[float] = 0.2, aux_weight: float = 0.2,
                  drop_path_rate: float = 0.2, bn_momentum: Optional[float] = None,
                  test_scales: Sequence[float] = (1.0,), test_flip: bool = False) -> None:
         super().__init__()
@@ -100,7 +107,8 @@ class SegmentationModule(L.LightningModule):
         architecture = load_architecture(arch) if arch is not None else None
         if architecture is not None:
             self.hparams["arch"] = architecture.to_dict()  # the checkpoint stands alone if the file moves
-        self.net = create_network(architecture or network, num_classes, fch=fch, output_stride=output_stride)
+        self.net = create_network(architecture or network, num_classes, fch=fch, output_stride=output_stride,
+                                  head=head, classifier=classifier)
         self.network_name = network or (Path(arch).stem if isinstance(arch, (str, Path)) else "architecture")
         sources = aux_features(self.net) if aux_weight > 0 else {}
         self.aux_sources = {name: name.replace(".", "_") for name in sources}
@@ -124,7 +132,8 @@ class SegmentationModule(L.LightningModule):
         """What rebuilds this network (``create_network``'s arguments), stored in its checkpoints."""
         hp = self.hparams
         return {"arch": hp.arch, "network": hp.network, "num_classes": hp.num_classes, "fch": hp.fch,
-                "output_stride": hp.output_stride, "plugins": list(hp.plugins)}
+                "output_stride": hp.output_stride, "plugins": list(hp.plugins), "head": hp.head,
+                "classifier": hp.classifier}
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return segmentation_loss(logits, target, self.hparams.ignore_index, self.hparams.bootstrap_ratio)
@@ -225,7 +234,20 @@ class SegmentationModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         meta = require_kind(checkpoint, SEGMENTATION_KIND, "this checkpoint")
+        self._check_heads(meta["network"])
         checkpoint["state_dict"] = expand_state_dict(checkpoint["state_dict"])  # model-zoo fp16/int8 weights
         self.network_name = meta.get("name", self.network_name)
         self.classes = self.classes or meta.get("classes")
         self.palette = self.palette or meta.get("palette")
+
+    def _check_heads(self, spec: Dict[str, Any]) -> None:
+        """Refuse, with the fix, a checkpoint whose network has another head or classifier than this module's."""
+        if spec.get("arch") is None or not isinstance(self.net, ChildNet):
+            return
+        stored = network_heads(spec)
+        built = (self.net.arch.head, self.net.arch.classifier)
+        if stored != built:
+            raise ValueError(f"the checkpoint's network has head '{stored[0]}' and classifier '{stored[1]}', this "
+                             f"module builds '{built[0]}' and '{built[1]}': set model.init_args.head and "
+                             "model.init_args.classifier (or \"head\"/\"classifier\" in the architecture JSON) "
+                             "to match")
