@@ -11,6 +11,7 @@ from hyctas_lightning.cli import main
 from hyctas_lightning.data import SyntheticStreetDataModule
 from hyctas_lightning.evaluation.batchnorm import bn_state, load_bn_state, recalibrate_bn
 from hyctas_lightning.search import Journal, Measurement, NothingFeasible, SearchCallback, SearchConfig, search_with
+from hyctas_lightning.search import evaluator as evaluator_module
 from hyctas_lightning.search.evaluator import SupernetEvaluator, collect_images
 from hyctas_lightning.search_space import SCALES, Architecture, SearchSpace, channels
 from hyctas_lightning.training import SupernetModule
@@ -150,6 +151,14 @@ def test_config_rejects_nonsense():
         SearchConfig(objectives=["miou", "beauty"])
 
 
+def test_config_latency_variant_is_a_bench_variant():
+    with pytest.raises(ValueError, match="latency_variant: variant 'fp8-fold'"):
+        SearchConfig(latency_variant="fp8-fold")
+    with pytest.raises(ValueError, match="needs latency_backend: cuda"):
+        SearchConfig(latency_variant="fp16-fold-cl-graph", latency_backend="cpu")
+    assert SearchConfig().latency_variant == "fp32"  # the paper's eager float32
+
+
 # ---------------------------------------------------------------------------------- through a supernet
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -189,6 +198,28 @@ def test_bn_recalibration_changes_statistics_and_helps(trained):
     print("mIoU gains of recalibration:", gains)
     assert sum(gains) / len(gains) > 0.01, gains  # higher on average (measured: +0.021 over these 8)
     assert min(gains) > -0.01, gains  # and never clearly worse
+
+
+def test_evaluator_times_candidates_in_the_configured_variant(trained, monkeypatch):
+    module, data, _ = trained
+    supernet = module.supernet.eval()
+    seen = []
+
+    def spy(net, variant, example):
+        seen.append(variant.name)
+        return real(net, variant, example)
+
+    real = evaluator_module.optimise
+    monkeypatch.setattr(evaluator_module, "optimise", spy)
+    evaluator = SupernetEvaluator(supernet, collect_images(data, "train", 16, 0, False),
+                                  collect_images(data, "val", 16, 0, True), fast_config(latency_variant="bf16-fold-cl"))
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    arch = supernet.space.sample(random.Random(2))
+    measured = evaluator(arch).values
+    assert seen and set(seen) == {"bf16-fold-cl"} and measured["latency_ms"] > 0
+    # BN folding happened on a copy: the shared weights are those training left (BN recalibrated only)
+    assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items() if "running" not in k
+               and "num_batches" not in k)
 
 
 def test_search_cli_on_a_supernet_checkpoint(trained, tmp_path, capsys):

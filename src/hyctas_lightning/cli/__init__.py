@@ -19,6 +19,7 @@ TOOLS = {
     "search": "NSGA-II search of a trained supernet",
     "bench": "batch-1 latency, plain and optimised, against peers",
     "export": "ONNX / TorchScript / torch.export with BatchNorm folded",
+    "pipeline": "the whole method as one resumable run: supernet, search, rank study, retraining, report",
 }
 DEBUG_FLAG = "--debug"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Tuple
 
+from hyctas_lightning.evaluation.bench import Variant
+
 from .objectives import OBJECTIVES
 from .registry import STRATEGIES
 
@@ -30,6 +32,9 @@ class SearchConfig:
         calibration_images: training images that recalibrate BatchNorm for each candidate.
         val_images: validation images per candidate (None: the whole split).
         latency_backend: ``cuda`` (CUDA events) or ``cpu`` (wall clock, for machines without a GPU).
+        latency_variant: how each candidate runs while timed, any ``hyctas bench`` variant
+            ``DTYPE[-fold][-cl][-compile][-graph]`` (e.g. ``fp16-fold-cl-graph``), so the objective is the latency
+            of the network as it will be deployed; ``fp32`` (eager float32) is the paper's.
         latency_size: input height and width of the latency measurement (the deployment resolution).
         latency_warmup: untimed passes before timing.
         latency_runs: timed passes; the median counts.
@@ -54,6 +59,7 @@ class SearchConfig:
     calibration_images: int = 1000
     val_images: Optional[int] = None
     latency_backend: str = "cuda"
+    latency_variant: str = "fp32"
     latency_size: Tuple[int, int] = (1024, 2048)
     latency_warmup: int = 50
     latency_runs: int = 100
@@ -90,10 +96,20 @@ class SearchConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"search config: {message}")
+        self._check_variant()
         unknown = [name for name in self.objectives if name not in OBJECTIVES]
         if unknown:
             raise ValueError(f"search config: objectives: unknown {unknown}; registered: {', '.join(OBJECTIVES)}")
         self.latency_size = tuple(self.latency_size)
+
+    def _check_variant(self) -> None:
+        try:
+            variant = Variant.parse(self.latency_variant)
+        except ValueError as e:
+            raise ValueError(f"search config: latency_variant: {e}") from None
+        if variant.cuda_graph and self.latency_backend != "cuda":
+            raise ValueError(f"search config: latency_variant '{self.latency_variant}' replays a CUDA graph, which "
+                             f"needs latency_backend: cuda (got '{self.latency_backend}'); drop '-graph' on a CPU")
 
     def to_dict(self) -> dict:
         return asdict(self)
