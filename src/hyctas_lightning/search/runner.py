@@ -15,12 +15,13 @@ from hyctas_lightning.models import SuperNet
 from hyctas_lightning.search_space import SearchSpace
 
 from .config import SearchConfig
+from .dashboard import search_dashboard
 from .engine import NothingFeasible, SearchRun, run_strategy
 from .evaluator import SupernetEvaluator, collect_images
 from .fronts import Individual
 from .journal import Journal
 from .objectives import OBJECTIVES
-from .outputs import front_table, log_to_wandb, write_outputs
+from .outputs import front_table, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ def run_search(supernet: SuperNet, datamodule: L.LightningDataModule, config: Se
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    (out_dir / "config.json").write_text(json.dumps({"search": config.to_dict(), "space": supernet.space.to_dict()},
-                                                    indent=1, default=str) + "\n")
+    settings = {"search": config.to_dict(), "space": supernet.space.to_dict(), "num_classes": supernet.num_classes}
+    (out_dir / "config.json").write_text(json.dumps(settings, indent=1, default=str) + "\n")
     calibration = collect_images(datamodule, "train", config.calibration_images, config.seed, with_masks=False)
     validation = collect_images(datamodule, "val", config.val_images, config.seed, with_masks=True)
     evaluator = SupernetEvaluator(supernet, calibration, validation, config, ignore_index, device)
@@ -64,16 +65,18 @@ def check_space(trained: SearchSpace, requested: Optional[dict]) -> None:
 
 def search_with(evaluate, space: SearchSpace, config: SearchConfig, journal: Journal, out_dir: Path, logger=None,
                 show_progress: bool = True) -> SearchResult:
-    """Run the configured strategy with any evaluator and write the outputs, also when nothing was feasible."""
+    """Run the configured strategy with any evaluator and write the outputs, also when nothing was feasible. With a
+    ``WandbLogger`` among ``logger`` (one logger or a list), every generation is logged as it completes."""
     objectives = [OBJECTIVES.get(n) for n in config.objectives]
+    dashboard = search_dashboard(logger, objectives) if logger is not None else None
     run: Optional[SearchRun] = None
     try:
-        run = run_strategy(space, config, evaluate, journal, show_progress)
+        run = run_strategy(space, config, evaluate, journal, show_progress, [dashboard] if dashboard else [])
     finally:
         history = run.history if run is not None else []
         front = write_outputs(out_dir, journal.candidates(), objectives, config.top_k, history)
-    if logger is not None and hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
-        log_to_wandb(logger, journal.candidates(), front, objectives, history, out_dir / "pareto.png")
+    if dashboard is not None:
+        dashboard.finish(journal.candidates(), front, out_dir)
     return SearchResult(out_dir, front, history, run.new_evaluations, front_table(front, objectives))
 
 
