@@ -42,8 +42,8 @@ def run_search(supernet: SuperNet, datamodule: L.LightningDataModule, config: Se
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    settings = {"search": config.to_dict(), "space": supernet.space.to_dict(), "num_classes": supernet.num_classes}
-    (out_dir / "config.json").write_text(json.dumps(settings, indent=1, default=str) + "\n")
+    (out_dir / "config.json").write_text(json.dumps({"search": config.to_dict(), "space": supernet.space.to_dict()},
+                                                    indent=1, default=str) + "\n")
     calibration = collect_images(datamodule, "train", config.calibration_images, config.seed, with_masks=False)
     validation = collect_images(datamodule, "val", config.val_images, config.seed, with_masks=True)
     evaluator = SupernetEvaluator(supernet, calibration, validation, config, ignore_index, device)
@@ -68,7 +68,7 @@ def search_with(evaluate, space: SearchSpace, config: SearchConfig, journal: Jou
     """Run the configured strategy with any evaluator and write the outputs, also when nothing was feasible. With a
     ``WandbLogger`` among ``logger`` (one logger or a list), every generation is logged as it completes."""
     objectives = [OBJECTIVES.get(n) for n in config.objectives]
-    dashboard = search_dashboard(logger, objectives) if logger is not None else None
+    dashboard = search_dashboard(logger, objectives)
     run: Optional[SearchRun] = None
     try:
         run = run_strategy(space, config, evaluate, journal, show_progress, [dashboard] if dashboard else [])
