@@ -19,12 +19,16 @@ from wandb_offline import read_offline_run
 
 @pytest.fixture(autouse=True)
 def offline_wandb(tmp_path, monkeypatch):
-    """Offline runs with every W&B folder (staged artifacts included) inside the test's tmp_path."""
+    """Offline runs with every W&B folder (staged artifacts included) inside the test's tmp_path; torch on one
+    thread (these tiny networks gain nothing from more, and on shared cores threads wait on each other)."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     for var in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(var, str(tmp_path / "wandb_home" / var.lower()))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
     import wandb
 
     wandb.finish()
