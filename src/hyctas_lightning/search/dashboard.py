@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-from hyctas_lightning.training.dashboard import wandb_run
 from hyctas_lightning.viz import draw_architecture
 
 from .engine import SearchRun
@@ -111,5 +110,7 @@ def _png(candidate: Candidate) -> Any:
 
 def search_dashboard(loggers: Any, objectives: Sequence[Objective]) -> Optional[WandbSearchLog]:
     """A :class:`WandbSearchLog` on the run of the first ``WandbLogger`` among ``loggers``, else None."""
+    from hyctas_lightning.training.dashboard import wandb_run  # the training package only when logging
+
     run = wandb_run(loggers)
     return WandbSearchLog(run, objectives) if run is not None else None
