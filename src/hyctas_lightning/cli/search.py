@@ -17,7 +17,8 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--out", type=Optional[str], default=None,
                         help="run folder (default: runs/search/<run folder of the checkpoint>-<digest of its weights>)")
     parser.add_argument("--device", type=Optional[str], default=None, help="cuda or cpu (default: cuda if available)")
-    parser.add_argument("--wandb", type=bool, default=False, help="also log the candidates and the front to W&B")
+    parser.add_argument("--wandb", type=bool, default=False,
+                        help="also log to W&B, each generation as it completes (offline unless WANDB_MODE=online)")
     parser.add_dataclass_arguments(SearchConfig, "search")
     parser.add_argument("--space", type=Optional[dict], default=None,
                         help="the search space, if restated: must equal the checkpoint's")
@@ -54,8 +55,11 @@ def run(args: Namespace) -> int:
     out = Path(args.out or Path("runs/search") / run_folder)
     logger = None
     if args.wandb:
+        import os
+
         from lightning.pytorch.loggers import WandbLogger
 
+        os.environ.setdefault("WANDB_MODE", "offline")  # logs locally (``wandb sync`` uploads) unless asked to sync
         logger = WandbLogger(project="hyctas", name=f"search-{out.name}", save_dir=str(out))
     result = run_search(supernet, datamodule, args.search, out, device=args.device, logger=logger,
                         ignore_index=(meta.get("data") or {}).get("ignore_index", 255))
