@@ -15,6 +15,7 @@ import yaml
 
 from hyctas_lightning.evaluation.bench import Variant
 from hyctas_lightning.search import SearchConfig
+from hyctas_lightning.training.throughput import THROUGHPUT_METRICS
 
 STAGES = ("supernet", "cap", "search", "rank", "retrain", "evaluate", "latency", "zoo", "report")
 
@@ -85,7 +86,7 @@ class TrainSettings:
     config: List[str] = field(default_factory=list)
     args: List[str] = field(default_factory=list)
     jobs_per_gpu: int = 1
-    throughput_metrics: List[str] = field(default_factory=lambda: ["train/samples_per_sec", "train/images_per_s"])
+    throughput_metrics: List[str] = field(default_factory=lambda: list(THROUGHPUT_METRICS))
 
 
 @dataclass

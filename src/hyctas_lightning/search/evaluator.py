@@ -9,8 +9,10 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 
 import lightning as L
 import torch
+from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassJaccardIndex
 
+from hyctas_lightning.data.base import reseed_worker
 from hyctas_lightning.evaluation import profile_architecture
 from hyctas_lightning.evaluation.batchnorm import recalibrate_bn
 from hyctas_lightning.evaluation.bench import Variant, optimise
@@ -33,10 +35,12 @@ def _timer(timing: Dict[str, float], part: str) -> Iterator[None]:
 
 def collect_images(datamodule: L.LightningDataModule, split: str, limit: int | None, seed: int,
                    with_masks: bool) -> List:
-    """Batches of a split, up to ``limit`` images, held in memory for every candidate (drawn once, seeded)."""
+    """Batches of a split, up to ``limit`` images, held in memory for every candidate (drawn once, seeded): the
+    same images on every process of a search spread over several (the whole split, augmented from ``seed`` alone)."""
     datamodule.setup("fit" if split == "train" else "validate")
     torch.manual_seed(seed)
-    loader = datamodule.train_dataloader() if split == "train" else datamodule.val_dataloader()
+    loader = whole_split(datamodule.train_dataloader() if split == "train" else datamodule.val_dataloader(),
+                         shuffle=split == "train", seed=seed)
     batches, seen = [], 0
     for batch in loader:
         take = batch["image"].shape[0] if limit is None else min(batch["image"].shape[0], limit - seen)
@@ -48,6 +52,18 @@ def collect_images(datamodule: L.LightningDataModule, split: str, limit: int | N
     if not batches:
         raise ValueError(f"the {split} split gave no images for the search")
     return batches
+
+
+def whole_split(loader: DataLoader, shuffle: bool, seed: int) -> DataLoader:
+    """A loader like ``loader`` over its whole dataset, augmenting from ``seed`` (its workers from torch's stream), on
+    any process: a data module attached to a Trainer of several processes hands out one share of its evaluation
+    splits, and augments differently on every process."""
+    dataset = loader.dataset
+    if hasattr(dataset, "reseed"):
+        dataset.reseed(seed)
+    return DataLoader(dataset, batch_size=loader.batch_size, shuffle=shuffle, num_workers=loader.num_workers,
+                      collate_fn=loader.collate_fn, drop_last=loader.drop_last,
+                      worker_init_fn=reseed_worker if loader.num_workers else None)
 
 
 class SupernetEvaluator:

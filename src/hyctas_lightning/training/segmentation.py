@@ -22,6 +22,7 @@ from hyctas_lightning.models.blocks import resize
 from hyctas_lightning.models.factory import network_heads
 from hyctas_lightning.registry import import_plugins
 
+from .ddp import log_global
 from .losses import segmentation_loss
 from .schedules import PolyWarmupLR, drop_path_modules, scheduled_drop_path
 
@@ -208,7 +209,7 @@ class SegmentationModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         ious = self.val_iou.compute()
         self.val_iou.reset()
-        self.log("val/mIoU", mean_iou(ious), prog_bar=True)
+        log_global(self, {"val/mIoU": mean_iou(ious)}, prog_bar=True)  # compute() summed every process's counts
 
     def _scores(self, images: torch.Tensor) -> torch.Tensor:
         return segment(self.net, images, self.test_scales, self.test_flip)
@@ -220,8 +221,8 @@ class SegmentationModule(L.LightningModule):
         ious = self.test_iou.compute()
         self.test_iou.reset()
         names = self.classes or [f"class_{i}" for i in range(len(ious))]
-        self.log("test/mIoU", mean_iou(ious))
-        self.log_dict({f"test/IoU/{n}": v for n, v in zip(names, ious) if not v.isnan()})
+        log_global(self, {"test/mIoU": mean_iou(ious), **{f"test/IoU/{n}": v for n, v in zip(names, ious)
+                                                         if not v.isnan()}})
         tta = f"scales {list(self.test_scales)}{' + flip' if self.test_flip else ''}"
         rank_zero_info(f"\n{self.network_name}: per-class IoU (%), {tta}\n{format_iou_table(ious.cpu(), names)}\n")
 
