@@ -31,7 +31,8 @@ class SupernetStage:
     Args:
         config: ``hyctas fit`` config files, later ones overriding earlier ones.
         args: extra ``hyctas fit`` arguments, e.g. ``[--trainer.max_epochs, "100"]``.
-        devices: GPUs the supernet trains on (more than one: Lightning's DDP); ignored on a CPU.
+        devices: GPUs the supernet trains on (more than one: Lightning's DDP, the batch size per GPU); ignored on a
+            CPU.
     """
 
     config: List[str] = field(default_factory=list)
@@ -63,11 +64,14 @@ class SearchStage:
             The resolved settings, with the cap, are written to ``RUN/search/search.yaml`` and used by both the
             ``cap`` and the ``search`` stage.
         args: extra ``hyctas search`` arguments.
+        devices: GPUs the search spreads its evaluations over (``hyctas search --devices``: one process per GPU,
+            each timing latency on its own GPU); ignored on a CPU. The results do not depend on it.
     """
 
     config: Optional[str] = None
     overrides: Dict[str, Any] = field(default_factory=dict)
     args: List[str] = field(default_factory=list)
+    devices: int = 1
 
 
 @dataclass

@@ -58,6 +58,7 @@ class SupernetModule(L.LightningModule):
     """
 
     checkpoint_kind = SUPERNET_KIND
+    flops_per_batch = None  # read by ThroughputMonitor (model FLOPs utilisation): the sub-networks change every step
 
     def __init__(self, space: Optional[SearchSpace] = None, num_classes: int = 19, num_random: int = 2,
                  distill: bool = False, distill_temperature: float = 1.0, bootstrap_ratio: Optional[float] = None,
