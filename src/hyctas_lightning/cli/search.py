@@ -22,7 +22,8 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="processes per host to spread the evaluations over, one per GPU (on a CPU: processes)")
     parser.add_argument("--num_nodes", type=int, default=1,
                         help="hosts, each running --devices processes (launched by torchrun or SLURM, see the README)")
-    parser.add_argument("--wandb", type=bool, default=False, help="also log the candidates and the front to W&B")
+    parser.add_argument("--wandb", type=bool, default=False,
+                        help="also log to W&B, each generation as it completes (offline unless WANDB_MODE=online)")
     parser.add_dataclass_arguments(SearchConfig, "search")
     parser.add_argument("--space", type=Optional[dict], default=None,
                         help="the search space, if restated: must equal the checkpoint's")
@@ -60,8 +61,11 @@ def run(args: Namespace) -> int:
     out = Path(args.out or Path("runs/search") / run_folder)
     logger = None
     if args.wandb and rank() == 0:
+        import os
+
         from lightning.pytorch.loggers import WandbLogger
 
+        os.environ.setdefault("WANDB_MODE", "offline")  # logs locally (``wandb sync`` uploads) unless asked to sync
         logger = WandbLogger(project="hyctas", name=f"search-{out.name}", save_dir=str(out))
     result = run_search(supernet, datamodule, args.search, out, device=device, logger=logger,
                         show_progress=rank() == 0, ignore_index=(meta.get("data") or {}).get("ignore_index", 255))

@@ -167,7 +167,7 @@ class PooledAttention(nn.Module):
         h, w = x.shape[-2:]
         r = resize(self.reduce(x), ((h + self.pool - 1) // self.pool, (w + self.pool - 1) // self.pool))
         b, c, hp, wp = r.shape
-        q, k, v = (t(r).flatten(2).transpose(1, 2).unsqueeze(1) for t in (self.q, self.k, self.v))
+        q, k, v = (t(r).flatten(2).transpose(1, 2).unsqueeze(1).contiguous() for t in (self.q, self.k, self.v))
         a = F.scaled_dot_product_attention(q, k, v).squeeze(1).transpose(1, 2).reshape(b, c, hp, wp)
         return F.relu(x + self.expand(resize(r + a, (h, w))))
 

@@ -21,12 +21,13 @@ from hyctas_lightning.search_space import Architecture, ArchitectureError, Searc
 from hyctas_lightning.search_space.space import GENES_PER_LAYER
 
 from .config import SearchConfig
-from .fronts import Individual, as_individual, fitness_class, hypervolume, pareto_front, reference_point
+from .fronts import Individual, as_individual, fitness_class, history_row
 from .journal import Candidate, Journal
 from .objectives import OBJECTIVES, Objective
 from .registry import STRATEGIES, register_strategy
 
 Evaluate = Callable[[Architecture], Mapping[str, object]]
+GenerationHook = Callable[["SearchRun", dict], None]
 
 
 class NothingFeasible(RuntimeError):
@@ -54,10 +55,20 @@ def evaluate_batch(evaluate: Callable[[Architecture], Measurement], archs: Seque
 
 
 class SearchRun:
-    """Shared machinery of every strategy: evaluation through the journal, feasibility, variation, progress."""
+    """Shared machinery of every strategy: evaluation through the journal, feasibility, variation, progress.
+
+    Args:
+        space: the search space the genes encode.
+        config: the search settings.
+        evaluate: measures one architecture.
+        journal: where every evaluation is recorded (and a rerun finds it).
+        show_progress: progress bars and one line per generation.
+        on_generation: called with ``(run, row)`` as each generation completes (``row``: its ``history`` entry),
+            e.g. to log it live to a dashboard.
+    """
 
     def __init__(self, space: SearchSpace, config: SearchConfig, evaluate: Callable[[Architecture], Measurement],
-                 journal: Journal, show_progress: bool = True) -> None:
+                 journal: Journal, show_progress: bool = True, on_generation: Sequence[GenerationHook] = ()) -> None:
         self.space, self.config, self.journal = space, config, journal
         self.evaluator = evaluate
         self.objectives: List[Objective] = [OBJECTIVES.get(n) for n in config.objectives]
@@ -67,6 +78,7 @@ class SearchRun:
         self.new_evaluations = 0
         self.history: List[dict] = []
         self.show_progress = show_progress
+        self.on_generation = list(on_generation)
         self.started = time.perf_counter()
 
     # ------------------------------------------------------------------ evaluation
@@ -152,16 +164,16 @@ class SearchRun:
 
     # ------------------------------------------------------------------ bookkeeping
     def record_generation(self, generation: int) -> dict:
-        candidates = self.journal.candidates()
-        done = [c for c in candidates if c.generation <= generation]
-        front = pareto_front(done, self.objectives)
-        caps = {"latency_ms": self.config.latency_cap_ms}
-        ref = reference_point(self.config.reference, candidates, self.objectives, caps)
-        row = {"generation": generation, "evaluations": len(done), "feasible": sum(c.feasible for c in done),
-               "front": len(front), "hypervolume": hypervolume(front, ref, self.objectives), "reference": ref,
-               "seconds": round(time.perf_counter() - self.started, 3)}  # since this run (process) started
+        row = history_row(self.journal.candidates(), generation, self.objectives, self.config)
+        row["seconds"] = round(time.perf_counter() - self.started, 3)  # since this run (process) started
         self.history.append(row)
+        for hook in self.on_generation:
+            hook(self, row)
         return row
+
+    def candidates_of(self, generation: int) -> List[Candidate]:
+        """The candidates first evaluated in ``generation``."""
+        return [c for c in self.journal.candidates() if c.generation == generation]
 
     def progress(self, total: int, desc: str):
         return tqdm(total=total, desc=desc, disable=not self.show_progress, leave=False, dynamic_ncols=True)
@@ -309,7 +321,8 @@ def _log(run: SearchRun, row: dict) -> None:
 
 
 def run_strategy(space: SearchSpace, config: SearchConfig, evaluate: Callable[[Architecture], Measurement],
-                 journal: Journal, show_progress: bool = True) -> SearchRun:
-    run = SearchRun(space, config, evaluate, journal, show_progress)
+                 journal: Journal, show_progress: bool = True,
+                 on_generation: Sequence[GenerationHook] = ()) -> SearchRun:
+    run = SearchRun(space, config, evaluate, journal, show_progress, on_generation)
     STRATEGIES.get(config.strategy)(run)
     return run

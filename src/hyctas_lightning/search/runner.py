@@ -22,13 +22,14 @@ from hyctas_lightning.models import SuperNet
 from hyctas_lightning.search_space import SearchSpace
 
 from .config import SearchConfig
+from .dashboard import search_dashboard
 from .distributed import SpreadEvaluator, latency_spread, serve
 from .engine import NothingFeasible, SearchRun, run_strategy
 from .evaluator import SupernetEvaluator, collect_images
 from .fronts import Individual
 from .journal import Journal
 from .objectives import OBJECTIVES
-from .outputs import front_table, log_to_wandb, write_outputs
+from .outputs import front_table, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -143,16 +144,18 @@ def check_space(trained: SearchSpace, requested: Optional[dict]) -> None:
 
 def search_with(evaluate, space: SearchSpace, config: SearchConfig, journal: Journal, out_dir: Path, logger=None,
                 show_progress: bool = True) -> SearchResult:
-    """Run the configured strategy with any evaluator and write the outputs, also when nothing was feasible."""
+    """Run the configured strategy with any evaluator and write the outputs, also when nothing was feasible. With a
+    ``WandbLogger`` among ``logger`` (one logger or a list), every generation is logged as it completes."""
     objectives = [OBJECTIVES.get(n) for n in config.objectives]
+    dashboard = search_dashboard(logger, objectives)
     run: Optional[SearchRun] = None
     try:
-        run = run_strategy(space, config, evaluate, journal, show_progress)
+        run = run_strategy(space, config, evaluate, journal, show_progress, [dashboard] if dashboard else [])
     finally:
         history = run.history if run is not None else []
         front = write_outputs(out_dir, journal.candidates(), objectives, config.top_k, history)
-    if logger is not None and hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
-        log_to_wandb(logger, journal.candidates(), front, objectives, history, out_dir / "pareto.png")
+    if dashboard is not None:
+        dashboard.finish(journal.candidates(), front, out_dir)
     return SearchResult(out_dir, front, history, run.new_evaluations, front_table(front, objectives))
 
 

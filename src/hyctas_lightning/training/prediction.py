@@ -38,6 +38,17 @@ def colourise(labels: np.ndarray, palette: Sequence[Colour]) -> np.ndarray:
     return table[labels]
 
 
+def overlay(rgb: np.ndarray, labels: np.ndarray, palette: Sequence[Colour], alpha: float = 0.5,
+            ignore_index: Optional[int] = 255) -> np.ndarray:
+    """The colourised ``labels`` blended over an ``(H, W, 3)`` uint8 image of the same size with weight ``alpha``;
+    pixels labelled ``ignore_index`` (unlabelled ground truth) show the image alone."""
+    if rgb.shape[:2] != labels.shape:
+        raise ValueError(f"image {rgb.shape[:2]} and labels {labels.shape} differ in size")
+    void = labels == ignore_index if ignore_index is not None else np.zeros(labels.shape, bool)
+    blend = alpha * colourise(np.where(void, 0, labels), palette) + (1 - alpha) * rgb
+    return np.where(void[..., None], rgb, blend.round()).astype(np.uint8)
+
+
 def denormalise(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """A normalised (3, H, W) image back to (H, W, 3) uint8 RGB."""
     mean_t = torch.tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)

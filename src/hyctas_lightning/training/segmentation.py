@@ -22,6 +22,7 @@ from hyctas_lightning.models.blocks import resize
 from hyctas_lightning.models.factory import network_heads
 from hyctas_lightning.registry import import_plugins
 
+from .dashboard import ValidationMedia
 from .ddp import log_global
 from .losses import segmentation_loss
 from .schedules import PolyWarmupLR, drop_path_modules, scheduled_drop_path
@@ -127,6 +128,7 @@ class SegmentationModule(L.LightningModule):
         self.drop_paths = drop_path_modules(self.net)
         self.val_iou = per_class_iou(num_classes, ignore_index)
         self.test_iou = per_class_iou(num_classes, ignore_index)
+        self.media = ValidationMedia()  # with a WandbLogger: per-class IoU table and masks of a few val images
         self.classes: Optional[List[str]] = None
         self.palette: Optional[List[Tuple[int, int, int]]] = None
         self._total_steps = 1
@@ -206,11 +208,16 @@ class SegmentationModule(L.LightningModule):
         logits = self.net(batch["image"])
         self.log("val/loss", self._loss(logits, batch["mask"]), sync_dist=True, batch_size=logits.shape[0])
         self.val_iou.update(logits.argmax(1), batch["mask"])
+        self.media.remember(self, batch, logits, batch_idx)
 
     def on_validation_epoch_end(self) -> None:
         ious = self.val_iou.compute()
         self.val_iou.reset()
         log_global(self, {"val/mIoU": mean_iou(ious)}, prog_bar=True)  # compute() summed every process's counts
+        self.media.log(self, ious, self.class_names(len(ious)))
+
+    def class_names(self, count: int) -> List[str]:
+        return list(self.classes or [f"class_{i}" for i in range(count)])
 
     def _scores(self, images: torch.Tensor) -> torch.Tensor:
         return segment(self.net, images, self.test_scales, self.test_flip)
@@ -221,9 +228,10 @@ class SegmentationModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         ious = self.test_iou.compute()
         self.test_iou.reset()
-        names = self.classes or [f"class_{i}" for i in range(len(ious))]
+        names = self.class_names(len(ious))
         log_global(self, {"test/mIoU": mean_iou(ious), **{f"test/IoU/{n}": v for n, v in zip(names, ious)
                                                          if not v.isnan()}})
+        self.media.log(self, ious, names, prefix="test")
         tta = f"scales {list(self.test_scales)}{' + flip' if self.test_flip else ''}"
         rank_zero_info(f"\n{self.network_name}: per-class IoU (%), {tta}\n{format_iou_table(ious.cpu(), names)}\n")
 
