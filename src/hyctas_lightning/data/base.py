@@ -8,13 +8,17 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, NamedTuple, Optional, Sequence, Tuple, Type
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+
+from hyctas_lightning.distributed import fingerprint, rank
 
 from .files import DatasetError, check_same_size, read_image, read_label, require_root
 from .labels import IGNORE_INDEX, Colour, LabelMap
@@ -159,10 +163,17 @@ def pad_collate(batch: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
-def reseed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: each worker augments from its own seed (torch's per-worker seed)."""
+def rank_seed(seed: int, rank: int) -> int:
+    """``seed`` itself for process 0, an unrelated seed derived from both for the others: processes that were all
+    seeded alike (``seed_everything`` on every rank) still augment their shares of the data independently."""
+    return seed if rank == 0 else fingerprint(f"{seed}:{rank}") % 2**32
+
+
+def reseed_worker(worker_id: int, rank: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: each worker augments from its own seed (torch's per-worker seed, made distinct
+    per training process with ``rank``)."""
     info = get_worker_info()
-    info.dataset.reseed(info.seed)
+    info.dataset.reseed(rank_seed(info.seed, rank))
 
 
 class SegmentationDataModule(L.LightningDataModule, ABC):
@@ -214,9 +225,20 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             self._datasets[key] = self.make_dataset(
                 split, transform=SegmentationTransform(self.transforms, train), max_samples=self.hparams.max_samples,
                 skip_bad_samples=self.hparams.skip_bad_samples)
-            if key == ("train", True) and self._augmentation_state is not None:
-                self._datasets[key].transform.set_random_state(self._augmentation_state)
+            if key == ("train", True):
+                self._set_augmentation(self._datasets[key])
         return self._datasets[key]
+
+    def _set_augmentation(self, train: SegmentationDataset) -> None:
+        """Continue the saved augmentation stream (on a resume), or start from torch's seed; either way made
+        distinct on every training process but the first (a checkpoint holds the first's stream only)."""
+        if self._augmentation_state is not None:
+            train.transform.set_random_state(self._augmentation_state)
+            base = fingerprint(repr(self._augmentation_state)) % 2**32
+        else:
+            base = torch.initial_seed()
+        if rank() > 0:
+            train.reseed(rank_seed(base, rank()))
 
     def state_dict(self) -> Dict[str, Any]:
         """Where the training augmentation's random streams stand (the main process's copy, which augments when
@@ -229,28 +251,38 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         self._augmentation_state = state_dict.get("augmentation")
         train = self._datasets.get(("train", True))
         if train is not None and self._augmentation_state is not None:
-            train.transform.set_random_state(self._augmentation_state)
+            self._set_augmentation(train)
 
-    def _loader(self, dataset: SegmentationDataset, train: bool) -> DataLoader:
+    def _loader(self, dataset: SegmentationDataset, train: bool, share: bool = False) -> DataLoader:
         workers = self.hparams.num_workers
+        sampler = self._share(dataset) if share else None
         return DataLoader(
-            dataset, batch_size=self.hparams.batch_size, shuffle=train, num_workers=workers,
+            dataset, batch_size=self.hparams.batch_size, shuffle=train, sampler=sampler, num_workers=workers,
             collate_fn=pad_collate, pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
             drop_last=train and self.hparams.drop_last and len(dataset) > self.hparams.batch_size,
             persistent_workers=self.hparams.persistent_workers and workers > 0,
-            worker_init_fn=reseed_worker if workers > 0 else None)
+            worker_init_fn=partial(reseed_worker, rank=rank()) if workers > 0 else None)
+
+    def _share(self, dataset: SegmentationDataset) -> Optional[Sampler]:
+        """Under a Trainer of several processes, this process's share of an evaluation split, no sample in two shares:
+        Lightning's own sampler repeats samples to even the shares out, and the metrics would count them twice."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1 or len(dataset) < trainer.world_size:
+            return None
+        return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                            shuffle=False)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("train", train=True), train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("val"), train=False)
+        return self._loader(self.dataset("val"), train=False, share=True)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset(self.test_split), train=False)
+        return self._loader(self.dataset(self.test_split), train=False, share=True)
 
     def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+        return self._loader(self.dataset(self.test_split), train=False)  # Lightning shares prediction without repeats
 
     @property
     def classes(self) -> Tuple[str, ...]:

@@ -9,8 +9,10 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 
 import lightning as L
 import torch
+from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassJaccardIndex
 
+from hyctas_lightning.data.base import reseed_worker
 from hyctas_lightning.evaluation import profile_architecture
 from hyctas_lightning.evaluation.batchnorm import recalibrate_bn
 from hyctas_lightning.evaluation.bench import Variant, optimise
@@ -33,10 +35,12 @@ def _timer(timing: Dict[str, float], part: str) -> Iterator[None]:
 
 def collect_images(datamodule: L.LightningDataModule, split: str, limit: int | None, seed: int,
                    with_masks: bool) -> List:
-    """Batches of a split, up to ``limit`` images, held in memory for every candidate (drawn once, seeded)."""
+    """Batches of a split, up to ``limit`` images, held in memory for every candidate (drawn once, seeded): the
+    same images on every process of a search spread over several (the whole split, augmented from ``seed`` alone)."""
     datamodule.setup("fit" if split == "train" else "validate")
     torch.manual_seed(seed)
-    loader = datamodule.train_dataloader() if split == "train" else datamodule.val_dataloader()
+    loader = whole_split(datamodule.train_dataloader() if split == "train" else datamodule.val_dataloader(),
+                         shuffle=split == "train", seed=seed)
     batches, seen = [], 0
     for batch in loader:
         take = batch["image"].shape[0] if limit is None else min(batch["image"].shape[0], limit - seen)
@@ -48,6 +52,18 @@ def collect_images(datamodule: L.LightningDataModule, split: str, limit: int | N
     if not batches:
         raise ValueError(f"the {split} split gave no images for the search")
     return batches
+
+
+def whole_split(loader: DataLoader, shuffle: bool, seed: int) -> DataLoader:
+    """A loader like ``loader`` over its whole dataset, augmenting from ``seed`` (its workers from torch's stream), on
+    any process: a data module attached to a Trainer of several processes hands out one share of its evaluation
+    splits, and augments differently on every process."""
+    dataset = loader.dataset
+    if hasattr(dataset, "reseed"):
+        dataset.reseed(seed)
+    return DataLoader(dataset, batch_size=loader.batch_size, shuffle=shuffle, num_workers=loader.num_workers,
+                      collate_fn=loader.collate_fn, drop_last=loader.drop_last,
+                      worker_init_fn=reseed_worker if loader.num_workers else None)
 
 
 class SupernetEvaluator:
@@ -72,7 +88,9 @@ class SupernetEvaluator:
         self.calibration = [x.to(self.device) for x in calibration]
         self.validation = [(x.to(self.device), y.to(self.device)) for x, y in validation]
         self.config = config
-        self.metric = MulticlassJaccardIndex(supernet.num_classes, ignore_index=ignore_index).to(self.device)
+        # one candidate's own score: never summed with what other processes of a spread search are scoring
+        self.metric = MulticlassJaccardIndex(supernet.num_classes, ignore_index=ignore_index,
+                                             sync_on_compute=False).to(self.device)
         self.variant = Variant.parse(config.latency_variant)
         self._warm_up()
 
@@ -87,6 +105,11 @@ class SupernetEvaluator:
         example = torch.randn(1, 3, *c.latency_size, device=c.latency_backend)
         runner = optimise(child, self.variant, example)
         return measure_latency(runner, c.latency_size, c.latency_backend, warmup, runs).median_ms
+
+    def latency_of(self, arch: Architecture) -> float:
+        """Median latency (ms) of ``arch``'s ChildNet under the configured variant and protocol."""
+        return self.latency(ChildNet.from_supernet(self.supernet, arch), self.config.latency_warmup,
+                            self.config.latency_runs)
 
     def __call__(self, arch: Architecture) -> Measurement:
         c, timing = self.config, {}

@@ -23,6 +23,7 @@ from hyctas_lightning.models.factory import network_heads
 from hyctas_lightning.registry import import_plugins
 
 from .dashboard import ValidationMedia
+from .ddp import log_global
 from .losses import segmentation_loss
 from .schedules import PolyWarmupLR, drop_path_modules, scheduled_drop_path
 
@@ -90,6 +91,7 @@ class SegmentationModule(L.LightningModule):
     """
 
     checkpoint_kind = SEGMENTATION_KIND
+    flops_per_batch = None  # read by ThroughputMonitor (model FLOPs utilisation), not counted here
 
     def __init__(self, arch: Optional[Union[str, Dict[str, Any]]] = None, network: Optional[str] = None,
                  num_classes: int = 19, fch: Optional[int] = None, output_stride: Optional[int] = None,
@@ -211,7 +213,7 @@ class SegmentationModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         ious = self.val_iou.compute()
         self.val_iou.reset()
-        self.log("val/mIoU", mean_iou(ious), prog_bar=True)
+        log_global(self, {"val/mIoU": mean_iou(ious)}, prog_bar=True)  # compute() summed every process's counts
         self.media.log(self, ious, self.class_names(len(ious)))
 
     def class_names(self, count: int) -> List[str]:
@@ -227,9 +229,9 @@ class SegmentationModule(L.LightningModule):
         ious = self.test_iou.compute()
         self.test_iou.reset()
         names = self.class_names(len(ious))
-        self.log("test/mIoU", mean_iou(ious))
+        log_global(self, {"test/mIoU": mean_iou(ious), **{f"test/IoU/{n}": v for n, v in zip(names, ious)
+                                                         if not v.isnan()}})
         self.media.log(self, ious, names, prefix="test")
-        self.log_dict({f"test/IoU/{n}": v for n, v in zip(names, ious) if not v.isnan()})
         tta = f"scales {list(self.test_scales)}{' + flip' if self.test_flip else ''}"
         rank_zero_info(f"\n{self.network_name}: per-class IoU (%), {tta}\n{format_iou_table(ious.cpu(), names)}\n")
 

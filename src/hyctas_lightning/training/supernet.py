@@ -1,6 +1,7 @@
 """Supernet training (paper section 3.4 eq. 1, section 4.2): weight sharing with sandwich sampling."""
 from __future__ import annotations
 
+import math
 import random
 from typing import Any, Dict, List, Optional
 
@@ -15,6 +16,7 @@ from hyctas_lightning.evaluation.batchnorm import bn_state, load_bn_state, recal
 from hyctas_lightning.models import SuperNet
 from hyctas_lightning.search_space import Architecture, SearchSpace
 
+from .ddp import gather_batches, log_global, one_gradient_sync, require_same_architectures
 from .losses import distillation_loss, segmentation_loss
 from .sampling import SandwichSampler
 
@@ -34,6 +36,11 @@ class SupernetModule(L.LightningModule):
     Optimiser and schedule come from the CLI (``optimizer:``/``lr_scheduler:`` in YAML); the schedule is
     stepped once per epoch.
 
+    On several devices (``--trainer.devices N``, strategy ``ddp`` or ``auto``) every process draws the same
+    sub-networks (checked each step), their gradients are averaged in one all-reduce per optimiser step
+    (``training.ddp``), the recalibration batches are those of all processes, and the validation metrics are summed
+    over the processes' shares of the validation split: every process logs the numbers one process would.
+
     Args:
         space: the search space (layers, Fch, ops, widths, branch prior, ...); a dict in YAML.
         num_classes: output classes; the CLI links it to the data's class count.
@@ -44,12 +51,14 @@ class SupernetModule(L.LightningModule):
         ignore_index: label of pixels that count in neither loss nor metrics.
         val_random: fixed random sub-networks evaluated at validation (1, 2, 3 branches in turn).
         val_seed: seed of those validation sub-networks.
-        bn_calibration_batches: training batches that recalibrate BatchNorm for each evaluated sub-network.
+        bn_calibration_batches: training batches (of all processes together) that recalibrate BatchNorm for each
+            evaluated sub-network.
         gradient_clip: clip the gradient norm of each optimiser step to this value (None: no clipping).
         seed: seed of the sampler; step ``t`` draws its sub-networks from ``(seed, t)`` alone.
     """
 
     checkpoint_kind = SUPERNET_KIND
+    flops_per_batch = None  # read by ThroughputMonitor (model FLOPs utilisation): the sub-networks change every step
 
     def __init__(self, space: Optional[SearchSpace] = None, num_classes: int = 19, num_random: int = 2,
                  distill: bool = False, distill_temperature: float = 1.0, bootstrap_ratio: Optional[float] = None,
@@ -79,32 +88,41 @@ class SupernetModule(L.LightningModule):
         images, target = batch["image"], batch["mask"]
         optimizer = self.optimizers()
         optimizer.zero_grad()
+        draws = self.sampler.sample(self.global_step)
+        require_same_architectures(self.global_step, draws)
         teacher, total, logs = None, 0.0, {}
-        for name, arch in self.sampler.sample(self.global_step):
-            logits = self(images, arch)
-            if self.hparams.distill and teacher is not None:
-                loss = distillation_loss(logits, teacher, self.hparams.distill_temperature)
-            else:
-                loss = segmentation_loss(logits, target, self.hparams.ignore_index, self.hparams.bootstrap_ratio)
-            if name == "largest":
-                teacher = logits.detach()
-            self.manual_backward(loss)
-            total += loss.detach()
-            logs[f"train/loss_{name}"] = loss.detach()
-            if name.startswith("random"):
-                logs[f"train/branches_{name}"] = float(arch.num_branches)
+        with one_gradient_sync(self):  # several processes: one all-reduce of the summed gradients, after the loop
+            for name, arch in draws:
+                logits = self(images, arch)
+                if self.hparams.distill and teacher is not None:
+                    loss = distillation_loss(logits, teacher, self.hparams.distill_temperature)
+                else:
+                    loss = segmentation_loss(logits, target, self.hparams.ignore_index, self.hparams.bootstrap_ratio)
+                if name == "largest":
+                    teacher = logits.detach()
+                self.manual_backward(loss)
+                total += loss.detach()
+                logs[f"train/loss_{name}"] = loss.detach()
+                if name.startswith("random"):
+                    logs[f"train/branches_{name}"] = float(arch.num_branches)
         if self.hparams.gradient_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip, gradient_clip_algorithm="norm")
         optimizer.step()
-        self.log_dict(logs)
-        self.log("loss", total, prog_bar=True)
+        size = images.shape[0]
+        self.log_dict(logs, batch_size=size)
+        self.log("loss", total, prog_bar=True, batch_size=size)
+        # also per epoch, averaged over the processes: every epoch has a record even when it has fewer batches than
+        # log_every_n_steps (a small data set on several GPUs)
+        self.log("train/loss_epoch", total, on_step=False, on_epoch=True, sync_dist=True, batch_size=size)
         self.log_dict({f"b{k[-1]}": v for k, v in logs.items() if "branches" in k}, prog_bar=True, logger=False)
         self._remember_for_calibration(images)
         return total
 
     def _remember_for_calibration(self, images: torch.Tensor) -> None:
+        """Keep this process's share of the last ``bn_calibration_batches`` batches of the whole run (all
+        processes together); validation gathers the shares."""
         self._calibration.append(images.detach())
-        del self._calibration[: -self.hparams.bn_calibration_batches]
+        del self._calibration[: -math.ceil(self.hparams.bn_calibration_batches / self.trainer.world_size)]
 
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers()
@@ -118,8 +136,9 @@ class SupernetModule(L.LightningModule):
             self._val_bn = {}
             return
         training_state = bn_state(self.supernet)
+        calibration = gather_batches(self, self._calibration)  # the same images, so the same statistics, everywhere
         for name, arch in self.val_archs.items():
-            recalibrate_bn(self.supernet, lambda x, a=arch: self.supernet(x, a), self._calibration)
+            recalibrate_bn(self.supernet, lambda x, a=arch: self.supernet(x, a), calibration)
             self._val_bn[name] = bn_state(self.supernet)
         load_bn_state(self.supernet, training_state)
 
@@ -136,9 +155,9 @@ class SupernetModule(L.LightningModule):
         scores = {f"val/mIoU_{name}": metric.compute() for name, metric in self.val_miou.items()}
         for metric in self.val_miou.values():
             metric.reset()
-        self.log_dict(scores)
-        self.log("val/mIoU", scores["val/mIoU_largest"], prog_bar=True)
-        self.log("val/mIoU_small", scores["val/mIoU_smallest"], prog_bar=True)
+        log_global(self, scores)  # compute() summed the confusion matrices of every process
+        log_global(self, {"val/mIoU": scores["val/mIoU_largest"], "val/mIoU_small": scores["val/mIoU_smallest"]},
+                   prog_bar=True)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
