@@ -4,6 +4,7 @@ A scene is drawn back to front with vectorised numpy from one seed: sky, buildin
 perspective with lane markings, sidewalks, then trees, cars, poles and people sorted by depth. Colours are
 jittered per object and per image (car paint may copy the road or a facade, skies may be overcast grey),
 and the horizon, vanishing point and road width move, so neither colour nor position alone gives the labels.
+Every car, pole and person is an instance of its own (the panoptic view's things); the rest is stuff.
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from typing import Any, Callable, List, Optional, Tuple
 import numpy as np
 
 from .base import Sample, SegmentationDataModule, SegmentationDataset
+from .labels import LABEL_DIVISOR
 from .registry import register_datamodule
 from .transforms import SegmentationTransform, TransformConfig
 
 SYNTHETIC_CLASSES = ("road", "sidewalk", "building", "sky", "car", "pole", "person", "vegetation")
 ROAD, SIDEWALK, BUILDING, SKY, CAR, POLE, PERSON, VEGETATION = range(len(SYNTHETIC_CLASSES))
+SYNTHETIC_THINGS = ("car", "pole", "person")
 # Cityscapes colours for the same classes, so plots read like the real benchmark's.
 SYNTHETIC_PALETTE = [
     (128, 64, 128), (244, 35, 232), (70, 70, 70), (70, 130, 180),
@@ -53,12 +56,15 @@ _Window = Tuple[Tuple[slice, slice], np.ndarray, np.ndarray]
 
 
 class _Canvas:
-    """Float RGB image and label mask, painted back to front so later strokes occlude earlier ones."""
+    """Float RGB image, label mask and instance ids, painted back to front so later strokes occlude earlier
+    ones. Each stroke of a thing class is a new instance (1, 2, ...); stuff strokes write instance 0."""
 
     def __init__(self, height: int, width: int, rng: np.random.Generator) -> None:
         self.h, self.w = height, width
         self.image = np.zeros((height, width, 3), np.float32)
         self.mask = np.zeros((height, width), np.uint8)
+        self.instances = np.zeros((height, width), np.int32)
+        self.count = 0
         # One grain field shared by all surfaces: drawing fresh noise per object would dominate render time.
         self.grain = rng.standard_normal((height, width), dtype=np.float32)
 
@@ -76,6 +82,11 @@ class _Canvas:
         """Write ``colour`` (a field or one RGB) and ``label`` where ``region`` holds inside ``box``."""
         np.copyto(self.image[box], colour, where=region[..., None])
         np.copyto(self.mask[box], np.uint8(label), where=region)
+        instance = 0
+        if SYNTHETIC_CLASSES[label] in SYNTHETIC_THINGS:
+            self.count += 1
+            instance = self.count
+        np.copyto(self.instances[box], np.int32(instance), where=region)
 
     def texture(self, rng: np.random.Generator, box: Tuple[slice, slice], base: np.ndarray, blotch: float = 0.12,
                 grain: float = 0.04, cell: float = 6.0) -> np.ndarray:
@@ -350,15 +361,22 @@ def _finish(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (np.clip(noisy, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def render_scene(seed: int, size: Tuple[int, int] = (128, 256)) -> Tuple[np.ndarray, np.ndarray]:
-    """Render one street scene as ``(image uint8 HxWx3, mask uint8 HxW)``; a pure function of ``seed``."""
+def render_panoptic_scene(seed: int, size: Tuple[int, int] = (128, 256)) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render one street scene as ``(image uint8 HxWx3, mask uint8 HxW, instances int32 HxW)``, a pure function
+    of ``seed``; ``instances`` numbers the visible cars, poles and people 1, 2, ... (0 elsewhere)."""
     rng = np.random.default_rng(seed)
     height, width = int(size[0]), int(size[1])
     canvas = _Canvas(height, width, rng)
     street = _Street(rng, height, width)
     for step in (_draw_sky, _draw_ground, _draw_buildings, _draw_street, _draw_objects):
         step(canvas, rng, street)
-    return _finish(canvas.image, rng), canvas.mask
+    return _finish(canvas.image, rng), canvas.mask, canvas.instances
+
+
+def render_scene(seed: int, size: Tuple[int, int] = (128, 256)) -> Tuple[np.ndarray, np.ndarray]:
+    """Render one street scene as ``(image uint8 HxWx3, mask uint8 HxW)``; a pure function of ``seed``."""
+    image, mask, _ = render_panoptic_scene(seed, size)
+    return image, mask
 
 
 def _sample_seed(seed: int, split: str, index: int) -> int:
@@ -373,6 +391,7 @@ class SyntheticStreets(SegmentationDataset):
     """
 
     classes = SYNTHETIC_CLASSES
+    thing_classes = SYNTHETIC_THINGS
     palette = SYNTHETIC_PALETTE
 
     def __init__(self, num_samples: int, size: Tuple[int, int] = (128, 256), seed: int = 0, split: str = "train",
@@ -384,8 +403,9 @@ class SyntheticStreets(SegmentationDataset):
         super().__init__(num_samples, split, transform, **options)
 
     def load_item(self, item: int) -> Sample:
-        image, mask = render_scene(_sample_seed(self.seed, self.split, item), self.size)
-        return Sample(image, mask, f"{self.split}_{item:06d}")
+        image, mask, instances = render_panoptic_scene(_sample_seed(self.seed, self.split, item), self.size)
+        panoptic = mask.astype(np.int32) * LABEL_DIVISOR + instances if self.panoptic is not None else None
+        return Sample(image, mask, f"{self.split}_{item:06d}", panoptic)
 
 
 @register_datamodule("synthetic")

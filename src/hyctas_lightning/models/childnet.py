@@ -36,6 +36,7 @@ class ChildNet(nn.Module):
         c_head = channels(8, arch.fch)
         self.head = AggregationHead(arch.end_scales, final, c_head)
         self.decoder = LowLevelDecoder(self.stem.out_channels[4], c_head) if arch.output_stride == 4 else None
+        self.num_features = c_head  # channels of ``forward_features``, what the classifier sees
         self.classifier = nn.Conv2d(c_head, num_classes, 1)
 
     # building walks the same graph with channel counts instead of tensors
@@ -52,14 +53,18 @@ class ChildNet(nn.Module):
         self.fuses[f"L{layer}_B{branch}"] = FusionNode(scale, c, sources)
         return c
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The feature map the classifier sees: ``num_features`` channels at the output stride (8 or 4)."""
         x4, x8 = self.stem(images)
         feats = walk(self.arch, x8, lambda layer, b, x, s: self.cells[f"L{layer}_B{b}"](x),
                      lambda layer, b, x, s, sib: self.fuses[f"L{layer}_B{b}"](x, sib))
         feature = self.head(feats, x8.shape[-2:])
         if self.decoder is not None:
             feature = self.decoder(feature, x4)
-        return resize(self.classifier(feature), images.shape[-2:])
+        return feature
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return resize(self.classifier(self.forward_features(images)), images.shape[-2:])
 
     @classmethod
     def from_supernet(cls, supernet: SuperNet, arch: Architecture) -> "ChildNet":

@@ -1,11 +1,13 @@
-"""LightningModules: training the supernet and retraining a fixed architecture or a registered network."""
+"""LightningModules: training the supernet, retraining a fixed architecture or a registered network, and
+panoptic segmentation on a searched network."""
 from .losses import distillation_loss, segmentation_loss
-from .prediction import SegmentationWriter
+from .panoptic import PanopticModule
+from .prediction import PanopticWriter, SegmentationWriter
 from .sampling import SandwichSampler
 from .schedules import PolyWarmup, PolyWarmupLR
 from .segmentation import SegmentationModule, build_segmentation_network, load_segmentation_network
 from .supernet import SupernetModule
 
-__all__ = ["PolyWarmup", "PolyWarmupLR", "SandwichSampler", "SegmentationModule", "SegmentationWriter",
-           "SupernetModule", "build_segmentation_network", "distillation_loss", "load_segmentation_network",
-           "segmentation_loss"]
+__all__ = ["PanopticModule", "PanopticWriter", "PolyWarmup", "PolyWarmupLR", "SandwichSampler", "SegmentationModule",
+           "SegmentationWriter", "SupernetModule", "build_segmentation_network", "distillation_loss",
+           "load_segmentation_network", "segmentation_loss"]

@@ -16,7 +16,7 @@ from torchvision.models.segmentation.fcn import FCNHead
 from hyctas_lightning.deploy.zoo import expand_state_dict
 from hyctas_lightning.evaluation.inference import check_scales, segment
 from hyctas_lightning.evaluation.metrics import format_iou_table, mean_iou, per_class_iou
-from hyctas_lightning.models import NETWORKS, ChildNet, build_network
+from hyctas_lightning.models import NETWORKS, ChildNet, PanopticNetwork, build_network
 from hyctas_lightning.models.blocks import resize
 from hyctas_lightning.search_space import Architecture
 
@@ -62,6 +62,8 @@ def aux_features(net: nn.Module) -> Dict[str, int]:
     aggregation head (the stride-8/16/32 branch features), or what a registered network declares."""
     if isinstance(net, ChildNet):
         return {f"head.proj.{s}": net.head.out_channels for s in net.head.strides}
+    if isinstance(net, PanopticNetwork):
+        return {f"backbone.{name}": c for name, c in aux_features(net.backbone).items()}
     return dict(getattr(net, "aux_features", {}))
 
 
@@ -100,6 +102,8 @@ class SegmentationModule(L.LightningModule):
     Test prints the per-class IoU table.
     """
 
+    checkpoint_kind = CHECKPOINT_KIND
+
     def __init__(self, arch: Optional[Union[str, Dict[str, Any]]] = None, network: Optional[str] = None,
                  num_classes: int = 19, fch: Optional[int] = None, output_stride: Optional[int] = None,
                  plugins: Sequence[str] = (), ignore_index: int = 255, lr: float = 0.05, momentum: float = 0.9,
@@ -116,7 +120,7 @@ class SegmentationModule(L.LightningModule):
         architecture = load_architecture(arch) if arch is not None else None
         if architecture is not None:
             self.hparams["arch"] = architecture.to_dict()  # the checkpoint stands alone if the file moves
-        self.net = build_segmentation_network(architecture, network, num_classes, fch, output_stride, plugins)
+        self.net = self.build_net(architecture, network, num_classes, fch, output_stride, plugins)
         self.network_name = network or (Path(arch).stem if isinstance(arch, (str, Path)) else "architecture")
         sources = aux_features(self.net) if aux_weight > 0 else {}
         self.aux_sources = {name: name.replace(".", "_") for name in sources}
@@ -132,6 +136,11 @@ class SegmentationModule(L.LightningModule):
         self.classes: Optional[List[str]] = None
         self.palette: Optional[List[Tuple[int, int, int]]] = None
         self._total_steps = 1
+
+    def build_net(self, arch: Optional[Architecture], network: Optional[str], num_classes: int, fch: Optional[int],
+                  output_stride: Optional[int], plugins: Sequence[str]) -> nn.Module:
+        """The network this module trains (a subclass may wrap it, e.g. under a panoptic head)."""
+        return build_segmentation_network(arch, network, num_classes, fch, output_stride, plugins)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -178,16 +187,27 @@ class SegmentationModule(L.LightningModule):
             logits = self.net(images)
         loss = self._loss(logits, target)
         logs = {"train/loss_main": loss.detach()}
-        for name, key in self.aux_sources.items():
-            aux = self._loss(resize(self.aux_heads[key](features[name]), target.shape[-2:]), target)
-            loss = loss + self.hparams.aux_weight * aux
-            logs[f"train/loss_aux_{key}"] = aux.detach()
+        loss = loss + self._aux_loss(features, target, logs)
         self.log_dict(logs, batch_size=images.shape[0])
         self.log("train/loss", loss, prog_bar=True, batch_size=images.shape[0])
         return loss
 
+    def _aux_loss(self, features: Dict[str, torch.Tensor], target: torch.Tensor,
+                  logs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted auxiliary heads' losses on the captured ``features``; each is also put in ``logs``."""
+        total = target.new_zeros((), dtype=torch.float32)
+        for name, key in self.aux_sources.items():
+            aux = self._loss(resize(self.aux_heads[key](features[name]), target.shape[-2:]), target)
+            total = total + self.hparams.aux_weight * aux
+            logs[f"train/loss_aux_{key}"] = aux.detach()
+        return total
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        return torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+
     def configure_optimizers(self) -> Dict[str, Any]:
-        """SGD with the poly/warm-up schedule stepped every optimiser step over the whole run."""
+        """SGD (``build_optimizer``) with the poly/warm-up schedule stepped every optimiser step over the run."""
         hp = self.hparams
         total = self.trainer.estimated_stepping_batches
         if total == float("inf"):
@@ -198,7 +218,7 @@ class SegmentationModule(L.LightningModule):
             rank_zero_warn(f"warmup_iters={warmup} is not below the run's {total} steps; warming up over "
                            f"{total - 1} instead (lower model.init_args.warmup_iters)")
             warmup = total - 1
-        optimizer = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        optimizer = self.build_optimizer()
         scheduler = PolyWarmupLR(optimizer, total, warmup, hp.poly_power, hp.warmup_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -237,29 +257,30 @@ class SegmentationModule(L.LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         """Mark the checkpoint and carry what rebuilding, exporting and colouring need without the config."""
-        checkpoint["hyctas"] = {"kind": CHECKPOINT_KIND, "network": self.network_spec(), "name": self.network_name,
+        checkpoint["hyctas"] = {"kind": self.checkpoint_kind, "network": self.network_spec(), "name": self.network_name,
                                 "classes": self.classes, "palette": self.palette,
                                 "ignore_index": self.hparams.ignore_index}
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        meta = checkpoint_meta(checkpoint, "this checkpoint")
+        meta = checkpoint_meta(checkpoint, "this checkpoint", self.checkpoint_kind)
         checkpoint["state_dict"] = expand_state_dict(checkpoint["state_dict"])  # model-zoo fp16/int8 weights
         self.network_name = meta.get("name", self.network_name)
         self.classes = self.classes or meta.get("classes")
         self.palette = self.palette or meta.get("palette")
 
 
-def checkpoint_meta(checkpoint: Dict[str, Any], where: Union[str, Path]) -> Dict[str, Any]:
-    """The ``hyctas`` entry of a retrain checkpoint; a clear error for any other checkpoint."""
+def checkpoint_meta(checkpoint: Dict[str, Any], where: Union[str, Path],
+                    expected: str = CHECKPOINT_KIND) -> Dict[str, Any]:
+    """The ``hyctas`` entry of a retrain checkpoint of kind ``expected``; a clear error for any other checkpoint."""
     kind = checkpoint.get("hyctas", {}).get("kind") if isinstance(checkpoint, dict) else None
-    if kind == CHECKPOINT_KIND:
+    if kind == expected:
         return checkpoint["hyctas"]
     if kind == "hyctas-supernet":
         raise ValueError(f"{where} is a supernet checkpoint, not a retrained network: search it (`hyctas search "
                          "--ckpt ...`), retrain a topk/*.json with `hyctas fit --config configs/retrain/...`, or "
                          "pass --arch for an untrained network")
-    raise ValueError(f"{where} is not a hyctas retrain checkpoint (no 'hyctas.kind' = '{CHECKPOINT_KIND}'); "
-                     "train one with `hyctas fit --config configs/retrain/...`")
+    raise ValueError(f"{where} is not a hyctas retrain checkpoint of kind '{expected}' (its 'hyctas.kind' is {kind!r}); "
+                     "train one with `hyctas fit --config configs/retrain/...` (panoptic: configs/panoptic/...)")
 
 
 def load_segmentation_network(path: Union[str, Path]) -> Tuple[nn.Module, Dict[str, Any]]:
