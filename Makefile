@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PRESETS := s m l
 DEMO := runs/demo
 
-.PHONY: install test demo camvid clean
+.PHONY: install lint test test-quick demo camvid clean
 
 install: $(STAMP)
 
@@ -17,15 +17,22 @@ $(STAMP): setup.cfg setup.py
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: install
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
 	$(BIN)/python -m pytest -q tests
+
+# the quick subset: everything but the tests marked slow
+test-quick: lint
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 demo: install
 	mkdir -p $(DEMO)
-	$(BIN)/hyctas profile --arch $(foreach p,$(PRESETS),configs/arch/hyctas_$(p).json) --size 1024 2048 \
+	$(BIN)/hyctas profile --arch $(foreach p,$(PRESETS),hyctas_$(p)) --size 1024 2048 \
 		| tee $(DEMO)/profile.txt
 	for p in $(PRESETS); do \
-		$(BIN)/hyctas show --arch configs/arch/hyctas_$$p.json --out $(DEMO)/hyctas_$$p.png | tee $(DEMO)/hyctas_$$p.txt; \
+		$(BIN)/hyctas show --arch hyctas_$$p --out $(DEMO)/hyctas_$$p.png | tee $(DEMO)/hyctas_$$p.txt; \
 	done
 	$(BIN)/hyctas fit --config configs/demo/supernet.yaml
 	$(BIN)/hyctas search --ckpt $(DEMO)/supernet/checkpoints/last.ckpt --config configs/demo/search.yaml

@@ -10,7 +10,8 @@ cap), ``search`` (``hyctas search`` with ``configs/camvid/search.yaml``), ``retr
 configs/camvid/retrain.yaml`` for the search's top-K, HyCTAS-S and the two torchvision baselines, run
 concurrently on the one GPU), ``evaluate`` (val mIoU and per-class IoU at full resolution), ``latency``
 (params, mult-adds, batch-1 latency at 360x480 and 1024x2048 per precision, one network at a time) and
-``report`` (``RESULTS.md``, ``pareto.png``). Each stage resumes from the files of the previous ones: rerunning the command skips finished work and continues
+``report`` (``RESULTS.md``, ``pareto.png``). Each stage resumes from the files of the previous ones: rerunning the
+command skips finished work and continues
 interrupted training from ``last.ckpt`` and the search from its journal. Extra dotted overrides go to each stage's
 command with ``--supernet_args``, ``--search_args`` and ``--retrain_args`` (quoted strings).
 """
@@ -31,14 +32,13 @@ from hyctas_lightning.data import CAMVID_CLASSES, CamVidDataModule, TransformCon
 from hyctas_lightning.evaluation.bench import bench
 from hyctas_lightning.evaluation.latency import measure_latency
 from hyctas_lightning.evaluation.metrics import mean_iou, per_class_iou
-from hyctas_lightning.models import build_network
+from hyctas_lightning.models import create_network, load_network
 from hyctas_lightning.search.journal import Journal
-from hyctas_lightning.training.segmentation import build_segmentation_network, load_segmentation_network
 
 STAGES = ("supernet", "cap", "search", "retrain", "evaluate", "latency", "report")
 BASELINES = {"lraspp_mobilenet_v3_large": ["--model.init_args.network", "lraspp_mobilenet_v3_large"],
              "deeplabv3_mobilenet_v3_large": ["--model.init_args.network", "deeplabv3_mobilenet_v3_large"],
-             "hyctas_s": ["--model.init_args.arch", "configs/arch/hyctas_s.json"]}
+             "hyctas_s": ["--model.init_args.arch", "hyctas_s"]}
 CAP_NETWORK = "lraspp_mobilenet_v3_large"
 SIZES = {"camvid": (360, 480), "cityscapes": (1024, 2048)}
 GPU_VARIANTS = ("fp32", "fp16-fold-cl", "bf16-fold-cl", "fp16-fold-cl-graph")
@@ -92,7 +92,7 @@ class Pipeline:
                out / "fit.log")
 
     def cap(self) -> None:
-        net = build_network(CAP_NETWORK, len(CAMVID_CLASSES))
+        net = create_network(CAP_NETWORK, len(CAMVID_CLASSES))
         latency = measure_latency(net, SIZES["camvid"], "cuda" if torch.cuda.is_available() else "cpu",
                                   self.args.warmup, self.args.runs)
         cap = self.args.cap_factor * latency.median_ms
@@ -159,7 +159,7 @@ class Pipeline:
             out = self.run / "retrain" / name
             if name in results and not self.args.force:
                 continue
-            net, meta = load_segmentation_network(out / "checkpoints" / "last.ckpt")
+            net, meta = load_network(out / "checkpoints" / "last.ckpt")
             ious = validate(net.to(device), data, device)
             results[name] = {"miou": float(mean_iou(ious)), "iou": dict(zip(CAMVID_CLASSES, ious.tolist())),
                              "train_seconds": float((out / "DONE").read_text()), "images_per_s": throughput(out),
@@ -174,7 +174,9 @@ class Pipeline:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         variants = GPU_VARIANTS if device == "cuda" else ("fp32",)
         for name, entry in results.items():
-            net = build_segmentation_network(**entry["network"])
+            spec = entry["network"]
+            net = create_network(spec["arch"] or spec["network"], spec["num_classes"], fch=spec["fch"],
+                                 output_stride=spec["output_stride"])
             for size_name, size in SIZES.items():
                 report = bench({name: net}, size, variants, device=device, warmup=self.args.warmup,
                                runs=self.args.runs)

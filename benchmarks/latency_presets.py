@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 from typing import List, Optional
 
-from hyctas_lightning.evaluation.bench import BenchReport, run_from_args
+from hyctas_lightning.evaluation.bench import PEERS, BenchReport, bench
+from hyctas_lightning.models import create_network
 
-ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("hyctas_s", "hyctas_m", "hyctas_l")
 # Paper table 2 (RTX 3090, 1024x2048, batch 1, fp32 PyTorch without TensorRT): FPS, GFLOPs (mult-adds), params (M).
 PAPER = {"hyctas_s": (159.2, 13.0, 1.5), "hyctas_m": (87.8, 29.4, 2.4), "hyctas_l": (12.4, 527.0, 43.2)}
@@ -45,13 +45,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args(argv)
-    bench_args = ["--arch", *(str(ROOT / "configs/arch" / f"{p}.json") for p in PRESETS), "--peers",
-                  "--size", *map(str, args.size), "--device", args.device, "--warmup", str(args.warmup),
-                  "--runs", str(args.runs), "--out", args.out]
-    report = run_from_args(bench_args + (["--variants", *args.variants] if args.variants else []))
-    comparison = paper_table(report)
-    print(f"\n{comparison}")
+    report = bench({p: create_network(p) for p in PRESETS}, args.size, args.variants,
+                   {p: create_network(p) for p in PEERS}, args.device, args.warmup, args.runs)
     out = Path(args.out)
+    report.write(out)
+    comparison = paper_table(report)
+    print(f"\n{report.markdown()}\n\n{comparison}")
     with (out / "bench.md").open("a") as f:
         f.write(f"\nAgainst the paper (table 2):\n\n{comparison}\n")
     data = json.loads((out / "bench.json").read_text())

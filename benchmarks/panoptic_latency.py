@@ -29,10 +29,8 @@ from hyctas_lightning.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_THINGS,
 from hyctas_lightning.evaluation import fold_batchnorm
 from hyctas_lightning.evaluation.latency import measure_latency
 from hyctas_lightning.evaluation.panoptic_inference import PanopticPostProcess
-from hyctas_lightning.models import ChildNet, PanopticNetwork
-from hyctas_lightning.search_space import Architecture
+from hyctas_lightning.models import PanopticNetwork, create_network
 
-ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("hyctas_s", "hyctas_l")
 THINGS = tuple(CITYSCAPES_CLASSES.index(n) for n in CITYSCAPES_THINGS)
 
@@ -90,8 +88,7 @@ def worst_inputs(size: List[int], top_k: int) -> tuple:
 
 def panoptic_network(preset: str, fp16: bool) -> nn.Module:
     classes = len(CITYSCAPES_CLASSES)
-    net = PanopticNetwork(ChildNet(Architecture.load(ROOT / "configs/arch" / f"{preset}.json"), classes),
-                          classes).eval()
+    net = PanopticNetwork(create_network(preset, classes), classes).eval()
     if fp16:
         fold_batchnorm(net)
         net = net.half().to(memory_format=torch.channels_last)

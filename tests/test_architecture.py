@@ -7,7 +7,7 @@ import pytest
 
 from hyctas_lightning.search_space import Architecture, ArchitectureError, Branch, SearchSpace
 
-PRESETS = sorted(Path(__file__).resolve().parents[1].glob("configs/arch/hyctas_*.json"))
+PRESETS = sorted(Path(__file__).resolve().parents[1].glob("src/hyctas_lightning/models/presets/hyctas_*.json"))
 
 
 def make_branch(n, downs=(), ops="conv", width=1.0, nodes=None):

@@ -33,7 +33,8 @@ def test_report_tables_verdict_and_rank_correlation(tmp_path):
     text = write_report(tmp_path, picks, candidates).read_text()
     assert "searched_1: +2.00 mIoU points and 1.50x the latency" in text and "does not beat it on both" in text
     assert "searched_2: -10.00 mIoU points and 0.50x" in text
-    assert "searched_3: +1.00 mIoU points and 0.25x the latency of lraspp_mobilenet_v3_large (360x480, fp32) — beats it on both" in text
+    assert ("searched_3: +1.00 mIoU points and 0.25x the latency of lraspp_mobilenet_v3_large (360x480, fp32) "
+            "— beats it on both") in text
     assert "Kendall tau" in text and ": 0.33 (p" in text  # supernet order 1 > 2 > 3, retrained 1 > 3 > 2
     assert "| searched_1 | 62.00 |" in text and "| sky |" in text
     assert (tmp_path / "pareto.png").stat().st_size > 5000

@@ -14,7 +14,7 @@ from hyctas_lightning.training.prediction import colourise, default_palette, den
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ["--config", str(ROOT / "configs/demo/retrain.yaml"),
-        f"--model.init_args.arch={ROOT / 'configs/arch/hyctas_s.json'}",
+        "--model.init_args.arch=hyctas_s",
         "--data.init_args.train_samples=96", "--data.init_args.val_samples=8", "--data.init_args.test_samples=16",
         "--data.init_args.size=[96,192]", "--trainer.enable_progress_bar=false"]
 

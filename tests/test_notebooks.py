@@ -1,6 +1,5 @@
 """Notebooks run top to bottom (code cells executed in order, as a kernel would)."""
 import json
-import os
 from pathlib import Path
 
 import pytest

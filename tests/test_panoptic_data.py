@@ -13,8 +13,13 @@ import torch
 from PIL import Image
 
 import fixtures_data as fx
-from hyctas_lightning.data import (CamVidDataModule, CityscapesDataModule, CocoPanopticDataModule,
-                                   SyntheticStreetDataModule, TransformConfig)
+from hyctas_lightning.data import (
+    CamVidDataModule,
+    CityscapesDataModule,
+    CocoPanopticDataModule,
+    SyntheticStreetDataModule,
+    TransformConfig,
+)
 from hyctas_lightning.data.base import pad_collate
 from hyctas_lightning.data.labels import LABEL_DIVISOR, VOID
 from hyctas_lightning.data.panoptic import PanopticTargetConfig

@@ -8,8 +8,11 @@ import torch
 from hyctas_lightning.data import SyntheticStreetDataModule, TransformConfig
 from hyctas_lightning.data.labels import LABEL_DIVISOR, VOID
 from hyctas_lightning.data.panoptic import PanopticTargetConfig, thing_mask
-from hyctas_lightning.evaluation.panoptic_inference import (PanopticPostProcess, connected_component_panoptic,
-                                                            find_centres)
+from hyctas_lightning.evaluation.panoptic_inference import (
+    PanopticPostProcess,
+    connected_component_panoptic,
+    find_centres,
+)
 from hyctas_lightning.evaluation.panoptic_quality import PanopticQuality
 
 ROAD, CAR, PERSON = 0, 1, 2

@@ -10,23 +10,21 @@ import pytest
 import torch
 from PIL import Image
 
+from hyctas_lightning.checkpoints import PANOPTIC_KIND
 from hyctas_lightning.data import SyntheticStreetDataModule
 from hyctas_lightning.data.panoptic import PanopticTargetConfig
 from hyctas_lightning.evaluation import fold_batchnorm
 from hyctas_lightning.evaluation.panoptic_files import evaluate_panoptic_files, to_coco_panoptic
-from hyctas_lightning.models import ChildNet, PanopticNetwork
+from hyctas_lightning.models import ChildNet, PanopticNetwork, load_architecture
 from hyctas_lightning.models.blocks import resize
-from hyctas_lightning.search_space import Architecture
 from hyctas_lightning.training import PanopticModule, PanopticWriter
-from hyctas_lightning.training.panoptic import PANOPTIC_CHECKPOINT_KIND
 
-ROOT = Path(__file__).resolve().parents[1]
-S, L_ARCH = str(ROOT / "configs/arch/hyctas_s.json"), str(ROOT / "configs/arch/hyctas_l.json")
+S, L_ARCH = "hyctas_s", "hyctas_l"
 
 
 @pytest.mark.parametrize("arch, stride", [(S, 8), (S, 4), (L_ARCH, 4)])
 def test_head_on_childnets_at_output_stride_8_and_4(arch: str, stride: int) -> None:
-    child = ChildNet(Architecture.load(arch), num_classes=5, fch=4, output_stride=stride).eval()
+    child = ChildNet(load_architecture(arch), num_classes=5, fch=4, output_stride=stride).eval()
     images = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         feature = child.forward_features(images)
@@ -41,7 +39,7 @@ def test_head_on_childnets_at_output_stride_8_and_4(arch: str, stride: int) -> N
 
 def test_offsets_are_scaled_to_input_pixels() -> None:
     """A feature-map offset of one cell is ``stride`` input pixels: the head multiplies by the upsampling factor."""
-    net = PanopticNetwork(ChildNet(Architecture.load(S), num_classes=3, fch=4, output_stride=8), 3).eval()
+    net = PanopticNetwork(ChildNet(load_architecture(S), num_classes=3, fch=4, output_stride=8), 3).eval()
     with torch.no_grad():
         net.head.offset[-1].bias.copy_(torch.tensor([1.0, -2.0]))
         offset = net(torch.randn(1, 3, 32, 64))["offset"]
@@ -58,12 +56,13 @@ def ground_truth_files(data: SyntheticStreetDataModule, folder: Path) -> tuple[P
         png, segments = to_coco_panoptic(item["panoptic"].numpy(), [c["id"] for c in categories])
         (folder / "gt").mkdir(parents=True, exist_ok=True)
         Image.fromarray(png).save(folder / "gt" / f"{item['name']}.png")
-        annotations.append({"image_id": item["image_id"], "file_name": f"{item['name']}.png", "segments_info": segments})
+        annotations.append({"image_id": item["image_id"], "file_name": f"{item['name']}.png",
+                            "segments_info": segments})
     (folder / "gt.json").write_text(json.dumps({"annotations": annotations, "categories": categories}))
     return folder / "gt.json", folder / "gt"
 
 
-def test_fit_test_predict_and_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_fit_test_predict_and_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     L.seed_everything(0)
     data = SyntheticStreetDataModule(train_samples=4, val_samples=2, test_samples=3, size=(64, 128), batch_size=2,
                                      panoptic=PanopticTargetConfig(sigma=2.0, small_instance_area=64))
@@ -77,11 +76,12 @@ def test_fit_test_predict_and_checkpoint(tmp_path: Path, capsys: pytest.CaptureF
     ckpt = tmp_path / "model.ckpt"
     trainer.save_checkpoint(ckpt)
     meta = torch.load(ckpt, weights_only=False)["hyctas"]
-    assert meta["kind"] == PANOPTIC_CHECKPOINT_KIND and meta["panoptic"]["thing_ids"] == [4, 5, 6]
+    assert meta["kind"] == PANOPTIC_KIND and meta["panoptic"]["thing_ids"] == [4, 5, 6]
 
-    capsys.readouterr()
-    result = trainer.test(module, data, ckpt_path=str(ckpt), verbose=False, weights_only=False)[0]
-    printed = capsys.readouterr().out
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        result = trainer.test(module, data, ckpt_path=str(ckpt), verbose=False, weights_only=False)[0]
+    printed = caplog.text
     assert "panoptic quality" in printed and "person" in printed and "baseline with every connected thing" in printed
     assert 0 <= result["test/PQ"] <= 1 and "test_baseline/PQ" in result and "test/mIoU" in result
 
@@ -90,13 +90,14 @@ def test_fit_test_predict_and_checkpoint(tmp_path: Path, capsys: pytest.CaptureF
     assert len(document["annotations"]) == 3 and document["categories"][4]["name"] == "car"
     assert len(list((tmp_path / "pred").glob("*_overlay.png"))) == 3
     gt_json, gt_dir = ground_truth_files(data, tmp_path)
-    scores, _ = evaluate_panoptic_files(gt_json, gt_dir, tmp_path / "pred" / "panoptic.json", tmp_path / "pred" / "panoptic")
+    predictions = tmp_path / "pred"
+    scores, _ = evaluate_panoptic_files(gt_json, gt_dir, predictions / "panoptic.json", predictions / "panoptic")
     assert scores.summary("All")["pq"] == pytest.approx(result["test/PQ"], abs=1e-6)
     assert scores.summary("Things")["pq"] == pytest.approx(result["test/PQ_things"], abs=1e-6)
 
 
 def test_panoptic_module_refuses_what_it_cannot_do() -> None:
-    with pytest.raises(ValueError, match="needs `arch`"):
+    with pytest.raises(ValueError, match="has no forward_features"):
         PanopticModule(network="lraspp_mobilenet_v3_large", num_classes=8)
     with pytest.raises(ValueError, match="single-scale without flipping"):
         PanopticModule(arch=S, num_classes=8, fch=4, test_flip=True)

@@ -1,4 +1,3 @@
-import torch
 from torch import nn
 
 from hyctas_lightning.evaluation import count_macs, count_params, profile_architecture

@@ -4,12 +4,11 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import randomize_bn_
 from hyctas_lightning.layers import ConvBNAct
 from hyctas_lightning.models import ChildNet, SuperNet
 from hyctas_lightning.ops import register_op
 from hyctas_lightning.search_space import Architecture, ArchitectureError, SearchSpace
-
-from helpers import randomize_bn_
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -60,8 +60,8 @@ class PanopticPostProcess:
         range is void), centre heatmaps ``(B, 1, H, W)`` and offsets ``(B, 2, H, W)`` in pixels (y, x)."""
         centres, valid = find_centres(center, self.threshold, self.nms_kernel, self.top_k)
         instances = group_pixels(centres, valid, offset)
-        return merge_semantic_and_instance(semantic, instances, thing_mask(self.num_classes, self.thing_ids, semantic.device),
-                                           self.stuff_area)
+        is_thing = thing_mask(self.num_classes, self.thing_ids, semantic.device)
+        return merge_semantic_and_instance(semantic, instances, is_thing, self.stuff_area)
 
 
 def find_centres(center: torch.Tensor, threshold: float, nms_kernel: int, top_k: int) -> Tuple[torch.Tensor,

@@ -95,7 +95,8 @@ def format_pq_table(scores: PanopticScores, names: Optional[Sequence[str]] = Non
     rows += ["-" * len(header), f"{'':<{width}}  {'N':>5}  {'PQ':>6}  {'SQ':>6}  {'RQ':>6}"]
     for group in GROUPS:
         s = scores.summary(group)
-        rows.append(f"{group:<{width}}  {s['n']:>5}  {100 * s['pq']:>6.2f}  {100 * s['sq']:>6.2f}  {100 * s['rq']:>6.2f}")
+        values = "  ".join(f"{100 * s[key]:>6.2f}" for key in ("pq", "sq", "rq"))
+        rows.append(f"{group:<{width}}  {s['n']:>5}  {values}")
     return "\n".join(rows)
 
 
@@ -134,7 +135,8 @@ class PanopticQuality(Metric):
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         if preds.shape != target.shape:
-            raise ValueError(f"preds and target must have one shape, got {tuple(preds.shape)} and {tuple(target.shape)}")
+            raise ValueError(f"preds and target must have one shape, got {tuple(preds.shape)} and "
+                             f"{tuple(target.shape)}")
         div, span = self.label_divisor, self.num_classes * self.label_divisor
         is_thing = thing_mask(self.num_classes, self.thing_ids, preds.device)
         g_keys, g_pixel, g_area = self._segments(target.flatten(1).long())

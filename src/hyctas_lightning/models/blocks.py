@@ -89,7 +89,7 @@ class FusionNode(nn.Module):
         return self.conv(torch.cat(parts, 1), c, in_index)
 
     @torch.no_grad()
-    def inherit_(self, src: "FusionNode") -> None:
+    def inherit_(self, src: FusionNode) -> None:
         """Load this (child) node from a supernet node: resample prefixes and the used conv input slots."""
         c, full = self.conv.out_channels, src.conv.out_channels
         device = src.conv.conv.weight.device

@@ -67,7 +67,7 @@ class ChildNet(nn.Module):
         return resize(self.classifier(self.forward_features(images)), images.shape[-2:])
 
     @classmethod
-    def from_supernet(cls, supernet: SuperNet, arch: Architecture) -> "ChildNet":
+    def from_supernet(cls, supernet: SuperNet, arch: Architecture) -> ChildNet:
         """Child of ``arch`` with the supernet's weights (and BN statistics) copied in, on the supernet's device;
         in eval mode its output equals ``supernet(images, arch)`` to float tolerance."""
         if arch.output_stride != 8:

@@ -5,8 +5,14 @@ import torch
 from torch import nn
 
 from hyctas_lightning.ops import build_op
-from hyctas_lightning.search_space import (OUTPUT_COMBINATIONS, SCALES, Architecture, ArchitectureError,
-                                           SearchSpace, channels)
+from hyctas_lightning.search_space import (
+    OUTPUT_COMBINATIONS,
+    SCALES,
+    Architecture,
+    ArchitectureError,
+    SearchSpace,
+    channels,
+)
 
 from .blocks import AggregationHead, FusionNode, Stem, combo_key, resize
 from .graph import walk
@@ -75,10 +81,3 @@ class SuperNet(nn.Module):
         key = combo_key(arch.end_scales)
         feature = self.heads[key](feats, x8.shape[-2:])
         return resize(self.classifiers[key](feature), images.shape[-2:])
-
-    def child(self, arch: Architecture) -> nn.Module:
-        """Standalone network of ``arch`` with inherited weights (see :meth:`ChildNet.from_supernet`)."""
-        from .childnet import ChildNet
-
-        return ChildNet.from_supernet(self, arch)
-

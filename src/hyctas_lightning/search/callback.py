@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Optional
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
 
 from .config import SearchConfig
 from .runner import run_search
@@ -28,4 +29,4 @@ class SearchCallback(L.Callback):
         self.result = run_search(pl_module.supernet, trainer.datamodule, self.config, out_dir,
                                  device=str(pl_module.device), logger=trainer.logger,
                                  ignore_index=pl_module.hparams.ignore_index)
-        print(f"search finished: {out_dir}\n{self.result.table}")
+        rank_zero_info(f"search finished: {out_dir}\n{self.result.table}")

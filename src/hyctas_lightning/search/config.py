@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Tuple
 
+from .objectives import OBJECTIVES
+from .registry import STRATEGIES
+
 
 @dataclass
 class SearchConfig:
@@ -11,13 +14,31 @@ class SearchConfig:
     mutation 1/n_var per gene, BN recalibration on 1000 training images, latency at batch 1 after 50 warm-up
     passes over the median of 100.
 
-    strategy: ``nsga2``; or the ablation baselines ``random`` and ``local`` (paper section 4.5).
-    branches: search 1-, 2- or 3-branch networks only; None searches all jointly.
-    latency_cap_ms / min_miou: feasibility limits (S_max, mIoU_min of Algorithm 1).
-    latency_backend: ``cuda`` (CUDA events) or ``cpu`` (wall clock, for machines without a GPU).
-    val_images: cap on validation images per candidate (None: the whole split).
-    reference: hypervolume reference point, one value per objective (None: derived from the first
-    generation and the caps).
+    Args:
+        strategy: a registered search strategy: ``nsga2``, or the ablation baselines ``random`` and ``local``
+            (paper section 4.5), or your own (``register_strategy``).
+        objectives: registered objectives, the first maximised or minimised against the rest
+            (``miou``, ``latency_ms``, ``macs_g``, ``params_m``, or your own with ``register_objective``).
+        population: candidates per generation.
+        generations: generations after the initial population.
+        branches: search 1-, 2- or 3-branch networks only; None searches all jointly.
+        crossover_prob: probability of one-point crossover between two parents.
+        mutation_rate: per-gene mutation probability (None: 1 / number of genes in use).
+        seed: seed of every random decision; a rerun with the same seed replays the search.
+        latency_cap_ms: latency limit S_max of Algorithm 1 (None: no limit).
+        min_miou: minimum mIoU of Algorithm 1, in [0, 1] (None: no limit).
+        calibration_images: training images that recalibrate BatchNorm for each candidate.
+        val_images: validation images per candidate (None: the whole split).
+        latency_backend: ``cuda`` (CUDA events) or ``cpu`` (wall clock, for machines without a GPU).
+        latency_size: input height and width of the latency measurement (the deployment resolution).
+        latency_warmup: untimed passes before timing.
+        latency_runs: timed passes; the median counts.
+        top_k: front members written to ``topk/`` (largest crowding distance first).
+        reference: hypervolume reference point, one value per objective (None: derived from the first
+            generation and the caps).
+        local_seeds: random starting points of the ``local`` strategy.
+        local_iterations: rounds of the ``local`` strategy.
+        local_neighbours: single-edit neighbours per incumbent and round of the ``local`` strategy.
     """
 
     strategy: str = "nsga2"
@@ -43,16 +64,15 @@ class SearchConfig:
     local_neighbours: int = 5
 
     def __post_init__(self) -> None:
-        from .objectives import OBJECTIVES
-
         checks = [
-            (self.strategy in ("nsga2", "random", "local"), f"strategy: 'nsga2', 'random' or 'local', got '{self.strategy}'"),
+            (self.strategy in STRATEGIES, f"strategy: unknown '{self.strategy}'; registered: {', '.join(STRATEGIES)}"),
             (len(self.objectives) >= 2, f"objectives: need at least two, got {self.objectives}"),
             (self.population >= 4, f"population: at least 4, got {self.population}"),
             (self.generations >= 0, f"generations: must be >= 0, got {self.generations}"),
             (self.branches in (None, 1, 2, 3), f"branches: 1, 2, 3 or null, got {self.branches}"),
             (0 <= self.crossover_prob <= 1, f"crossover_prob: in [0, 1], got {self.crossover_prob}"),
-            (self.latency_backend in ("cuda", "cpu"), f"latency_backend: 'cuda' or 'cpu', got '{self.latency_backend}'"),
+            (self.latency_backend in ("cuda", "cpu"),
+             f"latency_backend: 'cuda' or 'cpu', got '{self.latency_backend}'"),
             (self.calibration_images > 0, f"calibration_images: must be > 0, got {self.calibration_images}"),
             (self.reference is None or len(self.reference) == len(self.objectives),
              f"reference: one value per objective {self.objectives}, got {self.reference}"),
@@ -60,8 +80,9 @@ class SearchConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"search config: {message}")
-        for name in self.objectives:
-            OBJECTIVES.get(name)
+        unknown = [name for name in self.objectives if name not in OBJECTIVES]
+        if unknown:
+            raise ValueError(f"search config: objectives: unknown {unknown}; registered: {', '.join(OBJECTIVES)}")
         self.latency_size = tuple(self.latency_size)
 
     def to_dict(self) -> dict:

@@ -14,7 +14,6 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 from deap import tools
 from tqdm.auto import tqdm
 
-from hyctas_lightning.registry import Registry
 from hyctas_lightning.search_space import Architecture, ArchitectureError, SearchSpace
 from hyctas_lightning.search_space.space import GENES_PER_LAYER
 
@@ -22,6 +21,7 @@ from .config import SearchConfig
 from .fronts import Individual, as_individual, fitness_class, hypervolume, pareto_front, reference_point
 from .journal import Candidate, Journal
 from .objectives import OBJECTIVES, Objective
+from .registry import STRATEGIES, register_strategy
 
 Evaluate = Callable[[Architecture], Mapping[str, object]]
 
@@ -140,9 +140,6 @@ class SearchRun:
                 f"kept in {self.journal.path}. Relax the limits and rerun the same command to continue.")
 
 
-STRATEGIES: Registry[Callable[[SearchRun], None]] = Registry("search strategy")
-
-
 @contextmanager
 def _seeded_global_random(rng: random.Random) -> Iterator[None]:
     """DEAP's selection draws from the global ``random``; seed it from the run's generator (and restore it
@@ -175,7 +172,7 @@ def _draw_feasible(run: SearchRun, count: int, generation: int, make: Callable[[
     return found
 
 
-@STRATEGIES.register("nsga2")
+@register_strategy("nsga2")
 def nsga2(run: SearchRun) -> None:
     """Algorithm 1: seeded random P0, then per generation tournament selection, crossover, mutation,
     duplicates rejected by hash, infeasible offspring dropped, NSGA-II survival (sorting + crowding)."""
@@ -186,9 +183,10 @@ def nsga2(run: SearchRun) -> None:
     _log(run, run.record_generation(0))
     for generation in range(1, run.config.generations + 1):
         with _seeded_global_random(run.rng):
-            pool = tools.selTournamentDCD(population, 4 * (len(population) // 4)) if len(population) >= 4 else population
+            pool = (tools.selTournamentDCD(population, 4 * (len(population) // 4)) if len(population) >= 4
+                    else population)
 
-        def child() -> Optional[Architecture]:
+        def child(pool: List[Individual] = pool) -> Optional[Architecture]:
             a, b = run.rng.sample(pool, 2) if len(pool) > 1 else (pool[0], pool[0])
             return run.decode(run.mutate(run.crossover(a, b)))
 
@@ -197,7 +195,7 @@ def nsga2(run: SearchRun) -> None:
         _log(run, run.record_generation(generation))
 
 
-@STRATEGIES.register("random")
+@register_strategy("random")
 def random_search(run: SearchRun) -> None:
     """Baseline: as many random architectures as NSGA-II would evaluate, drawn with the same prior."""
     seen: set = set()
@@ -206,7 +204,7 @@ def random_search(run: SearchRun) -> None:
         _log(run, run.record_generation(generation))
 
 
-@STRATEGIES.register("local")
+@register_strategy("local")
 def local_search(run: SearchRun) -> None:
     """Baseline (paper section 4.5): from ``local_seeds`` random seeds, ``local_iterations`` rounds of
     ``local_neighbours`` single-edit neighbours; a neighbour replaces the incumbent only if it dominates it."""
@@ -216,8 +214,8 @@ def local_search(run: SearchRun) -> None:
     for iteration in range(1, c.local_iterations + 1):
         for i, incumbent in enumerate(incumbents):
             genes = incumbent.genes
-            neighbours = _draw_feasible(run, c.local_neighbours, iteration, lambda: run.decode(_single_edit(run, genes)),
-                                        seen)
+            neighbours = _draw_feasible(run, c.local_neighbours, iteration,
+                                        lambda genes=genes: run.decode(_single_edit(run, genes)), seen)
             better = [n for n in neighbours if run.individual(n).fitness.dominates(run.individual(incumbent).fitness)]
             if better:
                 incumbents[i] = better[0]

@@ -34,7 +34,7 @@ class Candidate:
                 "branches": self.arch.num_branches, "arch": self.arch.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Candidate":
+    def from_dict(cls, data: dict) -> Candidate:
         return cls(Architecture.from_dict(data["arch"]), data["measurements"], data["feasible"], data["generation"],
                    data.get("genes", []), data.get("timing", {}))
 

@@ -50,6 +50,18 @@ def run_search(supernet: SuperNet, datamodule: L.LightningDataModule, config: Se
     return search_with(evaluator, supernet.space, config, journal, out_dir, logger, show_progress)
 
 
+def check_space(trained: SearchSpace, requested: Optional[dict]) -> None:
+    """A config may restate the space, but only as the supernet was trained on it."""
+    if not requested:
+        return
+    wanted = SearchSpace.from_dict({**trained.to_dict(), **requested}).to_dict()
+    differ = [k for k, v in wanted.items() if trained.to_dict()[k] != v]
+    if differ:
+        details = ", ".join(f"{k}: config {wanted[k]} vs checkpoint {trained.to_dict()[k]}" for k in differ)
+        raise ValueError(f"the config's search space differs from the checkpoint's ({details}); a supernet can only "
+                         f"be searched in the space it was trained on: remove 'space:' or fix those fields")
+
+
 def search_with(evaluate, space: SearchSpace, config: SearchConfig, journal: Journal, out_dir: Path, logger=None,
                 show_progress: bool = True) -> SearchResult:
     """Run the configured strategy with any evaluator and write the outputs, also when nothing was feasible."""
@@ -65,4 +77,4 @@ def search_with(evaluate, space: SearchSpace, config: SearchConfig, journal: Jou
     return SearchResult(out_dir, front, history, run.new_evaluations, front_table(front, objectives))
 
 
-__all__ = ["NothingFeasible", "SearchResult", "run_search", "search_with"]
+__all__ = ["NothingFeasible", "SearchResult", "check_space", "run_search", "search_with"]

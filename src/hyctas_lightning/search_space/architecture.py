@@ -145,7 +145,7 @@ class Architecture:
 
     # ------------------------------------------------------------------ validation
     def validate(self, memory_limit_gb: Optional[float] = None, batch_size: int = 16,
-                 crop: Sequence[int] = (256, 512), known_ops: Optional[Iterable[str]] = None) -> "Architecture":
+                 crop: Sequence[int] = (256, 512), known_ops: Optional[Iterable[str]] = None) -> Architecture:
         """Check structure and the four constraints of the paper (section 3.4); return self or raise."""
         if known_ops is None:
             from hyctas_lightning.ops import OPS
@@ -220,7 +220,7 @@ class Architecture:
         return "\n".join(lines + ["  ]", "}"])
 
     @classmethod
-    def from_dict(cls, data: Any, validate: bool = True) -> "Architecture":
+    def from_dict(cls, data: Any, validate: bool = True) -> Architecture:
         if not isinstance(data, dict):
             raise ArchitectureError(f"architecture: expected a JSON object, got {type(data).__name__}")
         unknown = set(data) - {"fch", "output_stride", "branches"}
@@ -244,22 +244,23 @@ class Architecture:
                 branches.append(Branch(**b))
             except ArchitectureError as e:
                 raise ArchitectureError(f"branches[{i}].{e}") from None
-        for key, kind in (("fch", int), ("output_stride", int)):
+        for key in ("fch", "output_stride"):
             if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool)):
                 raise ArchitectureError(f"{key}: expected an integer, got {data[key]!r}")
         arch = cls(tuple(branches), fch=data.get("fch", 12), output_stride=data.get("output_stride", 8))
         return arch.validate() if validate else arch
 
     @classmethod
-    def from_json(cls, text: str, validate: bool = True) -> "Architecture":
+    def from_json(cls, text: str, validate: bool = True) -> Architecture:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ArchitectureError(f"architecture JSON is malformed at line {e.lineno} column {e.colno}: {e.msg}") from None
+            raise ArchitectureError(f"architecture JSON is malformed at line {e.lineno} column {e.colno}: "
+                                    f"{e.msg}") from None
         return cls.from_dict(data, validate=validate)
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "Architecture":
+    def load(cls, path: Union[str, Path]) -> Architecture:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"architecture file not found: {path}")
@@ -283,11 +284,11 @@ class Architecture:
         return hashlib.sha1(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:16]
 
     # genes live with the search space that defines their cardinalities
-    def to_genes(self, space: "SearchSpace") -> list[int]:  # noqa: F821
+    def to_genes(self, space: SearchSpace) -> list[int]:  # noqa: F821
         return space.encode(self)
 
     @classmethod
-    def from_genes(cls, genes: Sequence[int], space: "SearchSpace") -> "Architecture":  # noqa: F821
+    def from_genes(cls, genes: Sequence[int], space: SearchSpace) -> Architecture:  # noqa: F821
         return space.decode(genes)
 
 

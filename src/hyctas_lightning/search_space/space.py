@@ -1,13 +1,13 @@
 """The search space: which architectures exist, how to sample them and how to encode them as genes."""
 from __future__ import annotations
 
-import importlib
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
-from .architecture import (MAX_BRANCHES, NODES, OUTPUT_COMBINATIONS, SCALES, Architecture, ArchitectureError,
-                           Branch)
+from hyctas_lightning.registry import import_plugins
+
+from .architecture import MAX_BRANCHES, NODES, OUTPUT_COMBINATIONS, SCALES, Architecture, ArchitectureError, Branch
 
 DEFAULT_OPS = ("light_conv", "light_conv_2x", "conv", "conv_2x", "mesa")
 DEFAULT_WIDTHS = (4 / 12, 6 / 12, 8 / 12, 10 / 12, 1.0)
@@ -39,8 +39,7 @@ class SearchSpace:
     def __post_init__(self) -> None:
         from hyctas_lightning.ops import OPS
 
-        for module in self.plugins:
-            importlib.import_module(module)  # user modules that register their own ops
+        import_plugins(self.plugins)  # user modules that register their own ops
         for name in ("ops", "width_choices", "branch_prior", "nodes", "memory_crop", "plugins"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "width_choices", tuple(round(float(w), 4) for w in self.width_choices))
@@ -51,7 +50,8 @@ class SearchSpace:
         for name in ("largest_op", "smallest_op"):
             if getattr(self, name) not in self.ops:
                 raise ValueError(f"{name}: '{getattr(self, name)}' is not in ops {list(self.ops)}")
-        if len(self.branch_prior) != MAX_BRANCHES or abs(sum(self.branch_prior) - 1) > 1e-6 or min(self.branch_prior) < 0:
+        prior = self.branch_prior
+        if len(prior) != MAX_BRANCHES or abs(sum(prior) - 1) > 1e-6 or min(prior) < 0:
             raise ValueError(f"branch_prior: need {MAX_BRANCHES} probabilities summing to 1, got {self.branch_prior}")
         if not set(self.nodes) <= set(NODES) or "pass" not in self.nodes:
             raise ValueError(f"nodes: choose from {NODES} and include 'pass', got {self.nodes}")
@@ -62,7 +62,7 @@ class SearchSpace:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SearchSpace":
+    def from_dict(cls, data: dict) -> SearchSpace:
         return cls(**data)
 
     # ------------------------------------------------------------------ membership

@@ -5,9 +5,8 @@ from .panoptic import PanopticModule
 from .prediction import PanopticWriter, SegmentationWriter
 from .sampling import SandwichSampler
 from .schedules import PolyWarmup, PolyWarmupLR
-from .segmentation import SegmentationModule, build_segmentation_network, load_segmentation_network
+from .segmentation import SegmentationModule
 from .supernet import SupernetModule
 
 __all__ = ["PanopticModule", "PanopticWriter", "PolyWarmup", "PolyWarmupLR", "SandwichSampler", "SegmentationModule",
-           "SegmentationWriter", "SupernetModule", "build_segmentation_network", "distillation_loss",
-           "load_segmentation_network", "segmentation_loss"]
+           "SegmentationWriter", "SupernetModule", "distillation_loss", "segmentation_loss"]

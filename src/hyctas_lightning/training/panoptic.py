@@ -6,30 +6,29 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from hyctas_lightning.checkpoints import PANOPTIC_KIND
+from hyctas_lightning.data.panoptic import thing_mask
 from hyctas_lightning.evaluation.panoptic_inference import PanopticPostProcess, connected_component_panoptic
 from hyctas_lightning.evaluation.panoptic_quality import PanopticQuality, PanopticScores, format_pq_table
-from hyctas_lightning.data.panoptic import thing_mask
 from hyctas_lightning.models import PanopticNetwork
-from hyctas_lightning.search_space import Architecture
 
 from .losses import segmentation_loss, weighted_regression_loss
 from .segmentation import SegmentationModule, capture_outputs
-
-PANOPTIC_CHECKPOINT_KIND = "hyctas-panoptic"
 
 
 class PanopticModule(SegmentationModule):
     """Trains a network with a panoptic head from scratch and evaluates it by PQ (and the semantic branch's mIoU).
 
-    Takes every argument of ``SegmentationModule`` (network, recipe; ``arch`` must be given, as the head sits on
-    the ChildNet's feature map, at its output stride 8 or 4) plus the head, the loss weights and the
-    post-processing. The loss is ``semantic_weight`` x bootstrapped cross-entropy (small instances' pixels
-    weighted up by the data) + ``center_weight`` x centre MSE + ``offset_weight`` x offset L1 (Panoptic-DeepLab
-    and the release: 1 / 200 / 0.01). ``thing_ids`` defaults to the data module's. Test prints the PQ table and,
-    with ``test_baseline``, the PQ of the trivial baseline that makes every connected thing region of the same
-    semantic prediction one instance. Evaluation is single-scale without flipping.
+    Takes every argument of ``SegmentationModule`` (network, recipe; the network must be a ChildNet, an
+    architecture or a preset, as the head sits on its feature map, at output stride 8 or 4) plus the head, the
+    loss weights and the post-processing. The loss is ``semantic_weight`` x bootstrapped cross-entropy (small
+    instances' pixels weighted up by the data) + ``center_weight`` x centre MSE + ``offset_weight`` x offset L1
+    (Panoptic-DeepLab and the release: 1 / 200 / 0.01). ``thing_ids`` defaults to the data module's. Test prints
+    the PQ table and, with ``test_baseline``, the PQ of the trivial baseline that makes every connected thing
+    region of the same semantic prediction one instance. Evaluation is single-scale without flipping.
 
     Args:
         thing_ids: class indices of the thing classes; None takes them from the data.
@@ -49,7 +48,7 @@ class PanopticModule(SegmentationModule):
         **kwargs: the arguments of ``SegmentationModule``.
     """
 
-    checkpoint_kind = PANOPTIC_CHECKPOINT_KIND
+    checkpoint_kind = PANOPTIC_KIND
 
     def __init__(self, thing_ids: Optional[Sequence[int]] = None, head_channels: Optional[int] = None,
                  instance_channels: int = 32, semantic_weight: float = 1.0, center_weight: float = 200.0,
@@ -65,12 +64,8 @@ class PanopticModule(SegmentationModule):
         if thing_ids is not None:
             self._set_things(thing_ids)
 
-    def build_net(self, arch: Optional[Architecture], network: Optional[str], num_classes: int, fch: Optional[int],
-                  output_stride: Optional[int], plugins: Sequence[str]) -> nn.Module:
-        if arch is None:
-            raise ValueError("the panoptic head needs `arch` (an architecture JSON): it sits on the ChildNet's "
-                             "feature map")
-        backbone = super().build_net(arch, network, num_classes, fch, output_stride, plugins)
+    def build_net(self, source: Any, num_classes: int, fch: Optional[int], output_stride: Optional[int]) -> nn.Module:
+        backbone = super().build_net(source, num_classes, fch, output_stride)
         return PanopticNetwork(backbone, num_classes, self.hparams.head_channels, self.hparams.instance_channels)
 
     def _set_things(self, thing_ids: Sequence[int]) -> None:
@@ -173,8 +168,7 @@ class PanopticModule(SegmentationModule):
                          f"{100 * ours['Stuff']:.2f}); baseline with every connected thing region one instance: PQ "
                          f"{100 * b['All']:.2f} (things {100 * b['Things']:.2f}, stuff {100 * b['Stuff']:.2f})")
         super().on_test_epoch_end()
-        if self.trainer.is_global_zero:
-            print("\n".join(lines) + "\n")
+        rank_zero_info("\n".join(lines) + "\n")
 
     def predict_step(self, batch: dict, batch_idx: int) -> List[torch.Tensor]:
         """Each image's panoptic map (int32, on the CPU), cut to the image's size before evaluation padding."""

@@ -2,59 +2,25 @@
 all under the same recipe (paper section 4.2, SPEC sections 5 and 7)."""
 from __future__ import annotations
 
-import importlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchvision.models.segmentation.fcn import FCNHead
 
-from hyctas_lightning.deploy.zoo import expand_state_dict
+from hyctas_lightning.checkpoints import SEGMENTATION_KIND, expand_state_dict, network_metadata, require_kind
 from hyctas_lightning.evaluation.inference import check_scales, segment
 from hyctas_lightning.evaluation.metrics import format_iou_table, mean_iou, per_class_iou
-from hyctas_lightning.models import NETWORKS, ChildNet, PanopticNetwork, build_network
+from hyctas_lightning.models import ChildNet, PanopticNetwork, create_network, list_networks, load_architecture
 from hyctas_lightning.models.blocks import resize
-from hyctas_lightning.search_space import Architecture
+from hyctas_lightning.registry import import_plugins
 
 from .losses import segmentation_loss
 from .schedules import PolyWarmupLR, drop_path_modules, scheduled_drop_path
-
-CHECKPOINT_KIND = "hyctas-segmentation"
-ArchSource = Union[str, Path, Dict[str, Any], Architecture]
-
-
-def load_architecture(arch: ArchSource) -> Architecture:
-    """An Architecture from a JSON file path, its dict form (as stored in checkpoints) or itself."""
-    if isinstance(arch, Architecture):
-        return arch
-    return Architecture.from_dict(arch) if isinstance(arch, dict) else Architecture.load(arch)
-
-
-def build_segmentation_network(arch: Optional[ArchSource] = None, network: Optional[str] = None,
-                               num_classes: int = 19, fch: Optional[int] = None, output_stride: Optional[int] = None,
-                               plugins: Sequence[str] = ()) -> nn.Module:
-    """A fresh images-to-logits network: the ChildNet of ``arch``, or the registered ``network``. ``plugins`` are
-    modules imported first, so networks and ops registered in a user's own files can be named."""
-    for module in plugins:
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            raise ValueError(f"plugins: cannot import '{module}' ({e}); put its folder on PYTHONPATH") from None
-    if (arch is None) == (network is None):
-        raise ValueError("give exactly one of `arch` (an architecture JSON such as configs/arch/hyctas_s.json or a "
-                         f"search's topk/*.json) or `network` (one of: {', '.join(NETWORKS.names())})")
-    if arch is not None:
-        return ChildNet(load_architecture(arch), num_classes, fch=fch, output_stride=output_stride)
-    if network not in NETWORKS:
-        raise ValueError(f"network '{network}' is not registered; registered: {', '.join(NETWORKS.names())} "
-                         "(name the module that registers your own in `plugins`)")
-    if fch is not None or output_stride is not None:
-        raise ValueError(f"fch and output_stride set the size of `arch` networks; remove them for network '{network}'")
-    return build_network(network, num_classes)
 
 
 def aux_features(net: nn.Module) -> Dict[str, int]:
@@ -85,24 +51,38 @@ def capture_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[Dict[str
 
 
 class SegmentationModule(L.LightningModule):
-    """Trains a network from scratch with the HyCTAS retrain recipe and evaluates it by mIoU.
+    """Trains one network from scratch with the HyCTAS retrain recipe and evaluates it by mIoU.
 
-    Exactly one of ``arch`` (architecture JSON; ``fch`` and ``output_stride`` override its own) and ``network``
-    (a name from ``hyctas_lightning.models.NETWORKS``, e.g. ``lraspp_mobilenet_v3_large``) picks the network;
-    ``plugins`` names modules to import first (a user's own registered networks or ops).
+    Searched networks and hand-designed baselines train under identical settings: every part of the recipe is an
+    argument. The defaults are the release recipe; ``configs/retrain/`` holds it and the paper's. Validation is
+    single-scale whole-image; test and predict add test-time augmentation when set, and test prints the per-class
+    IoU table.
 
-    Recipe: SGD with momentum, poly learning rate (``poly_power``) after a linear warm-up of ``warmup_iters``
-    steps from ``warmup_factor`` of ``lr``, bootstrapped cross-entropy on the hardest ``bootstrap_ratio`` of
-    pixels (None: plain cross-entropy), auxiliary FCN heads weighted by ``aux_weight`` (0 disables them; training
-    only), drop path rising linearly to ``drop_path_rate``, and ``bn_momentum`` for every BatchNorm (None keeps
-    PyTorch's 0.1; the release uses 0.01). Gradient clipping is the Trainer's ``gradient_clip_val``. The other
-    defaults are the release recipe; configs/retrain/ holds it and the paper's.
-
-    Validation is single-scale whole-image; test and predict add ``test_scales`` and ``test_flip`` when set.
-    Test prints the per-class IoU table.
+    Args:
+        arch: the architecture to build as a ChildNet: a preset name (``hyctas_s``), a JSON file (e.g. a search's
+            ``best.json`` or ``topk/*.json``) or its dict form. Give exactly one of ``arch`` and ``network``.
+        network: a registered network instead (``lraspp_mobilenet_v3_large``, a preset, or one of ``plugins``).
+        num_classes: output classes; the CLI links it to the data's class count.
+        fch: filter multiplier of ``arch`` (None keeps the architecture's own).
+        output_stride: 8, or 4 to merge the stem's stride-4 feature before the classifier (None: the
+            architecture's own).
+        plugins: modules to import first, so networks and ops registered in your own files can be named.
+        ignore_index: label of pixels that count in neither loss nor metrics.
+        lr: peak learning rate of SGD.
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay.
+        warmup_iters: steps of linear warm-up before the poly decay.
+        warmup_factor: learning-rate factor at the first warm-up step.
+        poly_power: exponent of the poly decay, stepped every optimiser step over the whole run.
+        bootstrap_ratio: bootstrapped cross-entropy on the hardest fraction of pixels (None: plain cross-entropy).
+        aux_weight: weight of the auxiliary FCN heads on the branch features (0 disables them; training only).
+        drop_path_rate: final probability of scheduled drop path, rising linearly from 0 over training.
+        bn_momentum: momentum of every BatchNorm (None keeps PyTorch's 0.1).
+        test_scales: image scales whose softmax is averaged in test and predict.
+        test_flip: also average the horizontally flipped pass in test and predict.
     """
 
-    checkpoint_kind = CHECKPOINT_KIND
+    checkpoint_kind = SEGMENTATION_KIND
 
     def __init__(self, arch: Optional[Union[str, Dict[str, Any]]] = None, network: Optional[str] = None,
                  num_classes: int = 19, fch: Optional[int] = None, output_stride: Optional[int] = None,
@@ -117,10 +97,14 @@ class SegmentationModule(L.LightningModule):
         self.save_hyperparameters(ignore=["test_scales", "test_flip"])
         self.test_scales = check_scales(test_scales)
         self.test_flip = test_flip
+        import_plugins(plugins)
+        if (arch is None) == (network is None):
+            raise ValueError("give exactly one of `arch` (a preset such as hyctas_s, or an architecture JSON such as "
+                             f"a search's best.json) or `network` (one of: {', '.join(list_networks())})")
         architecture = load_architecture(arch) if arch is not None else None
         if architecture is not None:
             self.hparams["arch"] = architecture.to_dict()  # the checkpoint stands alone if the file moves
-        self.net = self.build_net(architecture, network, num_classes, fch, output_stride, plugins)
+        self.net = self.build_net(architecture or network, num_classes, fch, output_stride)
         self.network_name = network or (Path(arch).stem if isinstance(arch, (str, Path)) else "architecture")
         sources = aux_features(self.net) if aux_weight > 0 else {}
         self.aux_sources = {name: name.replace(".", "_") for name in sources}
@@ -137,16 +121,16 @@ class SegmentationModule(L.LightningModule):
         self.palette: Optional[List[Tuple[int, int, int]]] = None
         self._total_steps = 1
 
-    def build_net(self, arch: Optional[Architecture], network: Optional[str], num_classes: int, fch: Optional[int],
-                  output_stride: Optional[int], plugins: Sequence[str]) -> nn.Module:
-        """The network this module trains (a subclass may wrap it, e.g. under a panoptic head)."""
-        return build_segmentation_network(arch, network, num_classes, fch, output_stride, plugins)
+    def build_net(self, source: Any, num_classes: int, fch: Optional[int], output_stride: Optional[int]) -> nn.Module:
+        """The network this module trains, from an Architecture or a registered name (a subclass may wrap it,
+        e.g. under a panoptic head)."""
+        return create_network(source, num_classes, fch=fch, output_stride=output_stride)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
     def network_spec(self) -> Dict[str, Any]:
-        """The arguments of ``build_segmentation_network`` that rebuild this network."""
+        """What rebuilds this network (``create_network``'s arguments), stored in its checkpoints."""
         hp = self.hparams
         return {"arch": hp.arch, "network": hp.network, "num_classes": hp.num_classes, "fch": hp.fch,
                 "output_stride": hp.output_stride, "plugins": list(hp.plugins)}
@@ -195,7 +179,7 @@ class SegmentationModule(L.LightningModule):
     def _aux_loss(self, features: Dict[str, torch.Tensor], target: torch.Tensor,
                   logs: Dict[str, torch.Tensor]) -> torch.Tensor:
         """The weighted auxiliary heads' losses on the captured ``features``; each is also put in ``logs``."""
-        total = target.new_zeros((), dtype=torch.float32)
+        total = torch.zeros((), device=target.device)
         for name, key in self.aux_sources.items():
             aux = self._loss(resize(self.aux_heads[key](features[name]), target.shape[-2:]), target)
             total = total + self.hparams.aux_weight * aux
@@ -246,8 +230,7 @@ class SegmentationModule(L.LightningModule):
         self.log("test/mIoU", mean_iou(ious))
         self.log_dict({f"test/IoU/{n}": v for n, v in zip(names, ious) if not v.isnan()})
         tta = f"scales {list(self.test_scales)}{' + flip' if self.test_flip else ''}"
-        if self.trainer.is_global_zero:
-            print(f"\n{self.network_name}: per-class IoU (%), {tta}\n{format_iou_table(ious.cpu(), names)}\n")
+        rank_zero_info(f"\n{self.network_name}: per-class IoU (%), {tta}\n{format_iou_table(ious.cpu(), names)}\n")
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """Label maps ``(N, H, W)`` on the CPU, as uint8 where the classes fit, so a split's predictions stay small."""
@@ -257,56 +240,12 @@ class SegmentationModule(L.LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         """Mark the checkpoint and carry what rebuilding, exporting and colouring need without the config."""
-        checkpoint["hyctas"] = {"kind": self.checkpoint_kind, "network": self.network_spec(), "name": self.network_name,
-                                "classes": self.classes, "palette": self.palette,
-                                "ignore_index": self.hparams.ignore_index}
+        checkpoint["hyctas"] = network_metadata(self.network_spec(), self.network_name, self.classes, self.palette,
+                                                self.hparams.ignore_index, self.checkpoint_kind)
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        meta = checkpoint_meta(checkpoint, "this checkpoint", self.checkpoint_kind)
+        meta = require_kind(checkpoint, self.checkpoint_kind, "this checkpoint")
         checkpoint["state_dict"] = expand_state_dict(checkpoint["state_dict"])  # model-zoo fp16/int8 weights
         self.network_name = meta.get("name", self.network_name)
         self.classes = self.classes or meta.get("classes")
         self.palette = self.palette or meta.get("palette")
-
-
-def checkpoint_meta(checkpoint: Dict[str, Any], where: Union[str, Path],
-                    expected: str = CHECKPOINT_KIND) -> Dict[str, Any]:
-    """The ``hyctas`` entry of a retrain checkpoint of kind ``expected``; a clear error for any other checkpoint."""
-    kind = checkpoint.get("hyctas", {}).get("kind") if isinstance(checkpoint, dict) else None
-    if kind == expected:
-        return checkpoint["hyctas"]
-    if kind == "hyctas-supernet":
-        raise ValueError(f"{where} is a supernet checkpoint, not a retrained network: search it (`hyctas search "
-                         "--ckpt ...`), retrain a topk/*.json with `hyctas fit --config configs/retrain/...`, or "
-                         "pass --arch for an untrained network")
-    raise ValueError(f"{where} is not a hyctas retrain checkpoint of kind '{expected}' (its 'hyctas.kind' is {kind!r}); "
-                     "train one with `hyctas fit --config configs/retrain/...` (panoptic: configs/panoptic/...)")
-
-
-def load_segmentation_network(path: Union[str, Path]) -> Tuple[nn.Module, Dict[str, Any]]:
-    """The trained network of a retrain checkpoint (eval mode, on the CPU, no auxiliary heads) and its metadata
-    (``network`` build arguments, ``name``, ``classes``, ``palette``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    meta = checkpoint_meta(checkpoint, path)
-    net = build_segmentation_network(**meta["network"])
-    state = expand_state_dict(checkpoint["state_dict"])
-    net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
-    return net.eval(), meta
-
-
-def load_networks(arch: Sequence[str] = (), ckpt: Sequence[str] = (), network: Sequence[str] = (),
-                  num_classes: int = 19, fch: Optional[int] = None,
-                  output_stride: Optional[int] = None) -> Dict[str, nn.Module]:
-    """Networks by display name for the command-line tools: fresh ones from architecture files (with the
-    given size overrides) and registry names, trained ones from retrain checkpoints."""
-    if not (arch or ckpt or network):
-        raise ValueError("nothing to run: give --arch X.json, --ckpt X.ckpt or --network NAME")
-    nets = {Path(a).stem: build_segmentation_network(a, None, num_classes, fch, output_stride) for a in arch}
-    for path in ckpt:
-        net, meta = load_segmentation_network(path)
-        nets[f"{meta['name']} ({Path(path).name})"] = net
-    nets.update({n: build_segmentation_network(None, n, num_classes) for n in network})
-    return nets

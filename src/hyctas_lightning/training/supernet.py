@@ -9,14 +9,14 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassJaccardIndex
 
+from hyctas_lightning.checkpoints import SUPERNET_KIND, require_kind, supernet_metadata
+from hyctas_lightning.data.registry import class_path
 from hyctas_lightning.evaluation.batchnorm import bn_state, load_bn_state, recalibrate_bn
 from hyctas_lightning.models import SuperNet
 from hyctas_lightning.search_space import Architecture, SearchSpace
 
 from .losses import distillation_loss, segmentation_loss
 from .sampling import SandwichSampler
-
-CHECKPOINT_KIND = "hyctas-supernet"
 
 
 class SupernetModule(L.LightningModule):
@@ -33,6 +33,20 @@ class SupernetModule(L.LightningModule):
 
     Optimiser and schedule come from the CLI (``optimizer:``/``lr_scheduler:`` in YAML); the schedule is
     stepped once per epoch.
+
+    Args:
+        space: the search space (layers, Fch, ops, widths, branch prior, ...); a dict in YAML.
+        num_classes: output classes; the CLI links it to the data's class count.
+        num_random: random sub-networks per step besides the largest and the smallest.
+        distill: in-place distillation: the smaller sub-networks learn the largest one's soft predictions.
+        distill_temperature: softmax temperature of the distillation loss.
+        bootstrap_ratio: bootstrapped cross-entropy on the hardest fraction of pixels (None: plain cross-entropy).
+        ignore_index: label of pixels that count in neither loss nor metrics.
+        val_random: fixed random sub-networks evaluated at validation (1, 2, 3 branches in turn).
+        val_seed: seed of those validation sub-networks.
+        bn_calibration_batches: training batches that recalibrate BatchNorm for each evaluated sub-network.
+        gradient_clip: clip the gradient norm of each optimiser step to this value (None: no clipping).
+        seed: seed of the sampler; step ``t`` draws its sub-networks from ``(seed, t)`` alone.
     """
 
     def __init__(self, space: Optional[SearchSpace] = None, num_classes: int = 19, num_random: int = 2,
@@ -130,15 +144,12 @@ class SupernetModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         data = None
         if dm is not None:
-            data = {"class_path": f"{type(dm).__module__}.{type(dm).__qualname__}",
+            data = {"class_path": class_path(type(dm)),
                     "init_args": {k: v for k, v in getattr(dm, "hparams", {}).items() if not k.startswith("_")},
                     "classes": list(getattr(dm, "classes", [])), "ignore_index": self.hparams.ignore_index}
-        checkpoint["hyctas"] = {"kind": CHECKPOINT_KIND, "space": self.space.to_dict(), "data": data,
-                                "num_classes": self.hparams.num_classes, "sampler": self.sampler.state_dict()}
+        checkpoint["hyctas"] = supernet_metadata(self.space.to_dict(), data, self.hparams.num_classes,
+                                                 self.sampler.state_dict())
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        meta = checkpoint.get("hyctas", {})
-        if meta.get("kind") != CHECKPOINT_KIND:
-            raise ValueError("this checkpoint is not a hyctas supernet checkpoint (no 'hyctas.kind' = "
-                             f"'{CHECKPOINT_KIND}'); train one with `hyctas fit --config configs/supernet.yaml`")
+        meta = require_kind(checkpoint, SUPERNET_KIND, "this checkpoint")
         self.sampler.load_state_dict(meta["sampler"])
