@@ -188,3 +188,24 @@ def test_to_coco_round_trip_and_file_errors(tmp_path: Path) -> None:
     paths["pred_json"].write_text(json.dumps(pred))
     with pytest.raises(DatasetError, match="no prediction for image 'image_001'"):
         evaluate_panoptic_files(**paths)
+
+
+def test_panoptic_eval_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from hyctas_lightning.cli import main
+
+    paths = fx.coco_panoptic_predictions(tmp_path)
+    args = ["panoptic-eval", "--gt-json", str(paths["gt_json"]), "--gt-dir", str(paths["gt_dir"]),
+            "--pred-json", str(paths["pred_json"]), "--pred-dir", str(paths["pred_dir"])]
+    assert main([*args, "--out", str(tmp_path / "result.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "grass   stuff" in printed and "Things      3" in printed
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert set(result) == {"All", "Things", "Stuff", "per_class"} and set(result["All"]) == {"pq", "sq", "rq", "n"}
+    assert set(result["per_class"]) == {"3", "11", "5", "40", "41", "47"}  # the categories' own ids
+    values = [v for group in GROUPS for k, v in result[group].items() if k != "n"]
+    values += [v for scores in result["per_class"].values() for k, v in scores.items() if k in ("pq", "sq", "rq")]
+    assert all(0 <= v <= 1 for v in values)
+    assert_same({**result, "per_class": {int(k): v for k, v in result["per_class"].items()}},
+                reference_scores(paths, tmp_path / "ref.json"))
+    assert main([*args[:-1], str(tmp_path / "missing")]) == 2
+    assert "hyctas panoptic-eval: error:" in capsys.readouterr().err

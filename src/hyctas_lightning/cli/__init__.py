@@ -18,6 +18,7 @@ TOOLS = {
     "search": "NSGA-II search of a trained supernet",
     "bench": "batch-1 latency, plain and optimised, against peers",
     "export": "ONNX / TorchScript / torch.export with BatchNorm folded",
+    "panoptic-eval": "PQ of COCO-format panoptic predictions against COCO-format ground truth",
 }
 EXIT_USAGE = 2
 
@@ -28,7 +29,7 @@ def tools_help() -> str:
 
 def tool_parser(name: str) -> tuple[ArgumentParser, object]:
     """The parser of tool ``name`` and its module."""
-    module = importlib.import_module(f"{__name__}.{name}")
+    module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
     prog = getattr(module, "PROG", f"hyctas {name}")
     parser = ArgumentParser(prog=prog, description=module.__doc__, default_config_files=[])
     module.add_arguments(parser)
