@@ -98,6 +98,32 @@ def test_synthetic_instances_are_the_things() -> None:
     assert dm.thing_ids == (4, 5, 6)
 
 
+def test_denser_streets_have_more_touching_instances() -> None:
+    """``density`` scales the objects per scene (1 leaves every scene as it was): busy streets are where instance
+    separation matters, so every connected thing region is less often one instance."""
+    default = [render_panoptic_scene(seed, (64, 128)) for seed in range(12)]
+    busy = [render_panoptic_scene(seed, (64, 128), density=3.0) for seed in range(12)]
+    assert all(np.array_equal(a[0], render_scene(seed, (64, 128))[0]) for seed, a in enumerate(default))
+
+    def merged(scenes: list) -> float:
+        """Share of instances that touch another instance of their class (4-neighbours)."""
+        touching = total = 0
+        for _, mask, instances in scenes:
+            ids = mask.astype(np.int64) * LABEL_DIVISOR + instances
+            pairs = np.concatenate([np.stack([ids[:, 1:], ids[:, :-1]], -1).reshape(-1, 2),
+                                    np.stack([ids[1:], ids[:-1]], -1).reshape(-1, 2)])
+            pairs = pairs[(pairs[:, 0] != pairs[:, 1]) & (pairs[:, 0] // LABEL_DIVISOR == pairs[:, 1] // LABEL_DIVISOR)
+                          & (pairs % LABEL_DIVISOR > 0).all(1)]
+            touching += len(np.unique(pairs))
+            total += len(np.unique(instances)) - 1
+        return touching / total
+
+    assert sum(len(np.unique(s[2])) for s in busy) > 2 * sum(len(np.unique(s[2])) for s in default)
+    assert merged(busy) > merged(default) + 0.1
+    with pytest.raises(ValueError, match="density must be positive"):
+        SyntheticStreetDataModule(density=0.0)
+
+
 def test_batches_pad_panoptic_maps_with_void_and_weights_with_zero(tmp_path: Path) -> None:
     dm = SyntheticStreetDataModule(val_samples=2, size=(64, 128), panoptic=PANOPTIC)
     small, large = dm.dataset("val")[0], dm.dataset("val")[1]

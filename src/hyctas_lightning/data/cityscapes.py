@@ -107,7 +107,9 @@ def instance_ids_to_panoptic(raw: np.ndarray, path: Path) -> np.ndarray:
 
 
 class CityscapesDataset(PairedFilesDataset):
-    """One split of Cityscapes fine annotations, read with the official label table."""
+    """One split of Cityscapes fine annotations, read with the official label table; with panoptic targets on,
+    instances from the cityscapesPanoptic files of the split if there are any, else from the instanceIds files.
+    Crowd ("group") regions keep their class in the semantic mask, as in the semantic benchmark."""
 
     classes = CITYSCAPES_CLASSES
     thing_classes = CITYSCAPES_THINGS
@@ -177,7 +179,8 @@ class CityscapesDataset(PairedFilesDataset):
 
 @register_datamodule("cityscapes")
 class CityscapesDataModule(FileDataModule):
-    """Cityscapes, 19 classes: train 2975, val 500 (and test 1525 without public labels) images at 1024x2048.
+    """Cityscapes, 19 classes (8 with instances: person, rider, car, truck, bus, train, motorcycle, bicycle): train
+    2975, val 500 (and test 1525 without public labels) images at 1024x2048.
 
     Args:
         root: folder holding ``leftImg8bit/`` and ``gtFine/``; the rest as ``SegmentationDataModule``.

@@ -61,7 +61,7 @@ def _field(entry: Dict[str, Any], key: str, where: str, json_path: Path) -> Any:
 
 
 class CocoPanopticDataset(SegmentationDataset):
-    """One split (``train`` or ``val``) of COCO panoptic 2017 as semantic segmentation."""
+    """One split (``train`` or ``val``) of COCO panoptic 2017: semantic masks, and panoptic ids when asked."""
 
     layout = COCO_LAYOUT
 

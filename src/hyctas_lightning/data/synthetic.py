@@ -344,11 +344,13 @@ _OBJECTS: Tuple[Tuple[_DrawAt, int, int], ...] = (
 )
 
 
-def _draw_objects(c: _Canvas, rng: np.random.Generator, st: _Street) -> None:
-    """Place trees, cars, poles and people at random ground rows and draw the far ones first."""
+def _draw_objects(c: _Canvas, rng: np.random.Generator, st: _Street, density: float = 1.0) -> None:
+    """Place trees, cars, poles and people at random ground rows and draw the far ones first; ``density``
+    scales how many of each there are."""
     placed: List[Tuple[float, _DrawAt]] = []
     for draw, low, high in _OBJECTS:
-        for _ in range(rng.integers(low, high)):
+        count = rng.integers(low, high)
+        for _ in range(count if density == 1.0 else round(count * density)):
             placed.append((st.horizon + (c.h - st.horizon) * rng.uniform(0.12, 1.1), draw))
     for ground, draw in sorted(placed, key=lambda item: item[0]):
         draw(c, rng, st, ground)
@@ -361,21 +363,26 @@ def _finish(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (np.clip(noisy, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def render_panoptic_scene(seed: int, size: Tuple[int, int] = (128, 256)) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_panoptic_scene(seed: int, size: Tuple[int, int] = (128, 256),
+                          density: float = 1.0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one street scene as ``(image uint8 HxWx3, mask uint8 HxW, instances int32 HxW)``, a pure function
-    of ``seed``; ``instances`` numbers the visible cars, poles and people 1, 2, ... (0 elsewhere)."""
+    of ``seed`` (and ``density``, the number of objects relative to the default); ``instances`` numbers the
+    visible cars, poles and people 1, 2, ... (0 elsewhere)."""
+    if density <= 0:
+        raise ValueError(f"density must be positive, got {density}")
     rng = np.random.default_rng(seed)
     height, width = int(size[0]), int(size[1])
     canvas = _Canvas(height, width, rng)
     street = _Street(rng, height, width)
-    for step in (_draw_sky, _draw_ground, _draw_buildings, _draw_street, _draw_objects):
+    for step in (_draw_sky, _draw_ground, _draw_buildings, _draw_street):
         step(canvas, rng, street)
+    _draw_objects(canvas, rng, street, density)
     return _finish(canvas.image, rng), canvas.mask, canvas.instances
 
 
-def render_scene(seed: int, size: Tuple[int, int] = (128, 256)) -> Tuple[np.ndarray, np.ndarray]:
+def render_scene(seed: int, size: Tuple[int, int] = (128, 256), density: float = 1.0) -> Tuple[np.ndarray, np.ndarray]:
     """Render one street scene as ``(image uint8 HxWx3, mask uint8 HxW)``; a pure function of ``seed``."""
-    image, mask, _ = render_panoptic_scene(seed, size)
+    image, mask, _ = render_panoptic_scene(seed, size, density)
     return image, mask
 
 
@@ -396,14 +403,16 @@ class SyntheticStreets(SegmentationDataset):
 
     def __init__(self, num_samples: int, size: Tuple[int, int] = (128, 256), seed: int = 0, split: str = "train",
                  train_transform: bool = False, transform: Optional[SegmentationTransform] = None,
-                 **options: Any) -> None:
+                 density: float = 1.0, **options: Any) -> None:
         self.size = (int(size[0]), int(size[1]))
         self.seed = seed
+        self.density = density
         transform = transform or SegmentationTransform(TransformConfig(), train=train_transform)
         super().__init__(num_samples, split, transform, **options)
 
     def load_item(self, item: int) -> Sample:
-        image, mask, instances = render_panoptic_scene(_sample_seed(self.seed, self.split, item), self.size)
+        image, mask, instances = render_panoptic_scene(_sample_seed(self.seed, self.split, item), self.size,
+                                                       self.density)
         panoptic = mask.astype(np.int32) * LABEL_DIVISOR + instances if self.panoptic is not None else None
         return Sample(image, mask, f"{self.split}_{item:06d}", panoptic)
 
@@ -416,7 +425,9 @@ class SyntheticStreetDataModule(SegmentationDataModule):
         train_samples, val_samples, test_samples: scenes per split.
         size: (height, width) of the rendered scenes.
         seed: scenes are a pure function of (seed, split, index).
-        **kwargs: loader, ``max_samples`` and ``transforms`` options of ``SegmentationDataModule``.
+        density: trees, cars, poles and people per scene relative to the default; 2 or more gives busy streets
+            where instances of one class touch and occlude each other, which panoptic segmentation has to separate.
+        **kwargs: loader, ``max_samples``, ``transforms`` and ``panoptic`` options of ``SegmentationDataModule``.
     """
 
     dataset_type = SyntheticStreets
@@ -424,9 +435,12 @@ class SyntheticStreetDataModule(SegmentationDataModule):
     default_test_split = "test"
 
     def __init__(self, train_samples: int = 512, val_samples: int = 64, test_samples: int = 64,
-                 size: Tuple[int, int] = (128, 256), seed: int = 0, **kwargs: Any) -> None:
+                 size: Tuple[int, int] = (128, 256), seed: int = 0, density: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if density <= 0:
+            raise ValueError(f"density must be positive, got {density}")
         self.counts = {"train": train_samples, "val": val_samples, "test": test_samples}
 
     def make_dataset(self, split: str, **options: Any) -> SyntheticStreets:
-        return SyntheticStreets(self.counts[split], self.hparams.size, self.hparams.seed, split, **options)
+        return SyntheticStreets(self.counts[split], self.hparams.size, self.hparams.seed, split,
+                                density=self.hparams.density, **options)
