@@ -109,3 +109,44 @@ def test_panoptic_module_refuses_what_it_cannot_do() -> None:
                         enable_progress_bar=False, enable_model_summary=False)
     with pytest.raises(ValueError, match=r"thing_ids is \[1\] but the data's thing classes are \[4, 5, 6\]"):
         trainer.fit(PanopticModule(arch=S, num_classes=8, fch=4, thing_ids=[1]), data)
+
+
+def test_demo_config_through_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """fit / test / predict with configs/demo/panoptic.yaml, shrunk: checkpoints reload safely and the outputs
+    land where the config says."""
+    from hyctas_lightning.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    config = Path(__file__).resolve().parents[1] / "configs/demo/panoptic.yaml"
+    common = ["--config", str(config), "--data.init_args.train_samples=4", "--data.init_args.val_samples=2",
+              "--data.init_args.test_samples=2", "--data.init_args.size=[64,128]", "--data.init_args.batch_size=2",
+              "--trainer.enable_progress_bar=false"]
+    assert main(["fit", *common, "--trainer.max_epochs=1"]) == 0
+    ckpt = tmp_path / "runs/demo/panoptic/checkpoints/last.ckpt"
+    with caplog.at_level("INFO"):
+        assert main(["test", *common, f"--ckpt_path={ckpt}"]) == 0
+    assert "panoptic quality (%)" in caplog.text and "baseline with every connected thing region" in caplog.text
+    assert main(["predict", *common, f"--ckpt_path={ckpt}"]) == 0
+    predictions = tmp_path / "runs/demo/panoptic/predictions"
+    assert len(json.loads((predictions / "panoptic.json").read_text())["annotations"]) == 2
+    assert len(list((predictions / "panoptic").glob("*.png"))) == 2
+
+
+def test_weighted_losses() -> None:
+    from hyctas_lightning.training.losses import segmentation_loss, weighted_regression_loss
+
+    logits = torch.randn(2, 3, 4, 5)
+    target = torch.randint(0, 3, (2, 4, 5))
+    target[0, 0] = 255
+    weight = torch.rand(2, 4, 5) + 0.5
+    pixel = torch.nn.functional.cross_entropy(logits, target, ignore_index=255, reduction="none") * weight
+    valid = pixel[target != 255]
+    torch.testing.assert_close(segmentation_loss(logits, target, weight=weight), valid.mean())
+    hardest = valid.sort(descending=True).values[: int(0.25 * valid.numel())].mean()
+    torch.testing.assert_close(segmentation_loss(logits, target, bootstrap_ratio=0.25, weight=weight), hardest)
+    prediction, goal = torch.randn(2, 2, 4, 5), torch.randn(2, 2, 4, 5)
+    mask = (torch.rand(2, 4, 5) > 0.5).float()
+    l1 = ((prediction - goal).abs().sum(1) * mask).sum() / mask.sum()  # summed over (y, x), averaged over pixels
+    torch.testing.assert_close(weighted_regression_loss(prediction, goal, mask, "l1"), l1)
+    assert weighted_regression_loss(prediction, goal, torch.zeros(2, 4, 5), "mse") == 0

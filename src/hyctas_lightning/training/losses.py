@@ -20,10 +20,10 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: 
     pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
     pixel = (pixel if weight is None else pixel * weight).flatten()
     valid = pixel[(target != ignore_index).flatten()]
-    if bootstrap_ratio is None:
-        return valid.mean() if valid.numel() else pixel.sum() * 0.0
     if valid.numel() == 0:
         return pixel.sum() * 0.0
+    if bootstrap_ratio is None:
+        return valid.mean()
     k = max(1, int(bootstrap_ratio * valid.numel()))
     return valid.topk(k).values.mean()
 
@@ -39,7 +39,7 @@ def weighted_regression_loss(prediction: torch.Tensor, target: torch.Tensor, wei
                              kind: str = "mse") -> torch.Tensor:
     """Panoptic-DeepLab's centre (``mse``) and offset (``l1``) losses: the per-pixel loss summed over channels
     and pixels, weighted by ``weight`` (N, H, W), divided by the total weight (0 when nothing has weight)."""
-    error = (prediction - target) ** 2 if kind == "mse" else (prediction - target).abs()
     if kind not in ("mse", "l1"):
         raise ValueError(f"kind: 'mse' or 'l1', got '{kind}'")
+    error = (prediction - target) ** 2 if kind == "mse" else (prediction - target).abs()
     return (error * weight[:, None]).sum() / weight.sum().clamp(min=1.0)
