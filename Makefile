@@ -41,9 +41,10 @@ demo: install
 		--ckpt_path $(DEMO)/retrain/checkpoints/last.ckpt
 	@echo "demo outputs in $(DEMO)/: supernet/, search/ (pareto.png, best.json), retrain/ (checkpoints, predictions)"
 
-# The whole method on CamVid on one GPU (about 30 minutes): supernet, search, retraining against baselines.
+# The whole method on CamVid (configs/camvid/pipeline.yaml): supernet, search, rank study, retraining against
+# baselines, evaluation, latency, model zoo, report. Every stage resumes: rerun to continue.
 camvid: install
-	$(BIN)/python benchmarks/camvid_pipeline.py --root $(or $(CAMVID),../shared/datasets/camvid) --run runs/camvid
+	$(BIN)/hyctas pipeline --config configs/camvid/pipeline.yaml --data "{root: $(or $(CAMVID),../shared/datasets/camvid)}"
 
 clean:
 	rm -rf $(VENV) runs lightning_logs src/*.egg-info

@@ -77,6 +77,17 @@ def test_latency_presets_script_adds_the_paper_comparison(tmp_path):
                         "--runs", "1", "--variants", CPU_VARIANTS[0]]) == 0
     markdown = (tmp_path / "bench.md").read_text()
     assert "Against the paper" in markdown and "| hyctas_l | 12.4 |" in markdown
+    assert "| hyctas_s_paper | 159.2 |" in markdown and "hyctas_s fp32: " in markdown
+    parts = sorted(p.stem for p in (tmp_path / "parts").glob("*.json"))
+    assert parts == sorted(script.PRESETS + ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large"))
+
+    def must_not_time(*args):
+        raise AssertionError("a rerun with the same settings re-timed a network")
+
+    script.time_network = must_not_time  # the rerun resumes from the parts
+    assert script.main(["--out", str(tmp_path), "--size", "32", "64", "--device", "cpu", "--warmup", "0",
+                        "--runs", "1", "--variants", CPU_VARIANTS[0]]) == 0
+    assert (tmp_path / "bench.md").read_text() == markdown
     assert json.loads((tmp_path / "bench.json").read_text())["paper"]["hyctas_s"]["fps"] == 159.2
 
 

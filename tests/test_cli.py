@@ -23,7 +23,7 @@ def test_profile_prints_a_table_and_json(capsys):
 def test_profile_reports_bad_input_clearly(tmp_path, capsys):
     bad = tmp_path / "arch.json"
     bad.write_text('{"branches": [{"ops": ["conv"], "widths": [1], "downs": [0]}]}')
-    assert main(["profile", "--arch", str(bad)]) == 2
+    assert main(["profile", "--arch", str(bad)]) == 6  # EXIT_ARCHITECTURE
     assert "arch.json: branches[0].nodes: missing" in capsys.readouterr().err
 
 

@@ -90,7 +90,7 @@ def test_hyctas_export_from_arch_and_from_a_trained_checkpoint(tmp_path, capsys)
 def test_hyctas_export_reports_bad_input(tmp_path, capsys):
     supernet = tmp_path / "supernet.ckpt"
     torch.save({"hyctas": {"kind": "hyctas-supernet"}}, supernet)
-    assert main(["export", "--ckpt", str(supernet), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert main(["export", "--ckpt", str(supernet), "--out", str(tmp_path / "x.onnx")]) == 4  # EXIT_CHECKPOINT
     assert "supernet checkpoint, not a retrained network" in capsys.readouterr().err
     assert main(["export", "--arch", PRESET["s"], "--network", "lraspp_mobilenet_v3_large",
                  "--out", str(tmp_path / "x.onnx")]) == 2

@@ -61,11 +61,12 @@ def test_flip_and_multiscale_keep_shapes_and_keep_or_improve_miou(run):
     assert scores["ms+flip"] >= scores["single"] - 0.005, scores
 
 
-def test_hyctas_test_prints_the_per_class_table(run, capsys, monkeypatch):
+def test_hyctas_test_prints_the_per_class_table(run, capfd, monkeypatch):
     folder, ckpt = run
     monkeypatch.chdir(folder)
     main(["test", *DEMO, f"--ckpt_path={ckpt}", "--model.init_args.test_flip=true"])
-    out = capsys.readouterr().out
+    captured = capfd.readouterr()  # the table is logged (stderr), Lightning's own summary printed (stdout)
+    out = captured.out + captured.err
     assert "hyctas_s: per-class IoU (%), scales [1.0] + flip" in out
     table = out[out.index("per-class IoU"):]
     assert all(name in table for name in SYNTHETIC_CLASSES) and "mIoU" in table

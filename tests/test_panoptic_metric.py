@@ -192,6 +192,7 @@ def test_to_coco_round_trip_and_file_errors(tmp_path: Path) -> None:
 
 def test_panoptic_eval_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from hyctas_lightning.cli import main
+    from hyctas_lightning.cli.errors import EXIT_DATASET, EXIT_FILES
 
     paths = fx.coco_panoptic_predictions(tmp_path)
     args = ["panoptic-eval", "--gt-json", str(paths["gt_json"]), "--gt-dir", str(paths["gt_dir"]),
@@ -207,5 +208,9 @@ def test_panoptic_eval_command(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert all(0 <= v <= 1 for v in values)
     assert_same({**result, "per_class": {int(k): v for k, v in result["per_class"].items()}},
                 reference_scores(paths, tmp_path / "ref.json"))
-    assert main([*args[:-1], str(tmp_path / "missing")]) == 2
-    assert "hyctas panoptic-eval: error:" in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "missing")]) == EXIT_FILES  # a missing PNG folder
+    assert "missing" in capsys.readouterr().err
+    pred = json.loads(paths["pred_json"].read_text())
+    pred["annotations"].pop()
+    paths["pred_json"].write_text(json.dumps(pred))
+    assert main(args) == EXIT_DATASET  # an image without prediction

@@ -124,6 +124,7 @@ def test_demo_config_through_the_command_line(tmp_path: Path, monkeypatch: pytes
               "--trainer.enable_progress_bar=false"]
     assert main(["fit", *common, "--trainer.max_epochs=1"]) == 0
     ckpt = tmp_path / "runs/demo/panoptic/checkpoints/last.ckpt"
+    assert (tmp_path / "runs/demo/panoptic/checkpoints/best.ckpt").is_file()
     with caplog.at_level("INFO"):
         assert main(["test", *common, f"--ckpt_path={ckpt}"]) == 0
     assert "panoptic quality (%)" in caplog.text and "baseline with every connected thing region" in caplog.text
@@ -150,3 +151,22 @@ def test_weighted_losses() -> None:
     l1 = ((prediction - goal).abs().sum(1) * mask).sum() / mask.sum()  # summed over (y, x), averaged over pixels
     torch.testing.assert_close(weighted_regression_loss(prediction, goal, mask, "l1"), l1)
     assert weighted_regression_loss(prediction, goal, torch.zeros(2, 4, 5), "mse") == 0
+
+
+def test_panoptic_heads_are_registered_by_name() -> None:
+    from hyctas_lightning.models import PANOPTIC_HEADS, PanopticHead, register_panoptic_head
+
+    assert PANOPTIC_HEADS.get("panoptic_deeplab") is PanopticHead
+
+    @register_panoptic_head("constant_test_head", overwrite=True)
+    class ConstantHead(torch.nn.Module):
+        def __init__(self, in_channels: int, num_classes: int, **options) -> None:
+            super().__init__()
+            self.semantic = torch.nn.Conv2d(in_channels, num_classes, 1)
+
+        def forward(self, feature, size):
+            logits = resize(self.semantic(feature), size)
+            return {"semantic": logits, "center": logits[:, :1] * 0, "offset": logits[:, :2] * 0}
+
+    net = PanopticNetwork(ChildNet(load_architecture(S), 3, fch=4), 3, head="constant_test_head").eval()
+    assert isinstance(net.head, ConstantHead) and net(torch.randn(1, 3, 64, 96))["offset"].shape == (1, 2, 64, 96)

@@ -58,8 +58,9 @@ def test_poly_schedule_warms_up_then_decays_to_zero():
 def test_drop_path_sits_on_residual_cells_and_is_identity_in_eval():
     net = ChildNet(load_architecture(S), num_classes=8, fch=4)
     sites = [m for m in net.modules() if isinstance(m, DropPath)]
-    # HyCTAS-S: 11 cells; the down-sampling light_conv and the two plain convs have no bypass
-    assert len(sites) == 8
+    # HyCTAS-S: 11 cells, of which the down-sampling light_conv and the two plain convs have no bypass, and the
+    # light_conv_2x block of its attention classifier
+    assert len(sites) == 9
     x = torch.randn(2, 3, 64, 128)
     reference = net.eval()(x)
     for m in sites:
@@ -75,13 +76,15 @@ def test_recipe_runs_end_to_end_with_aux_heads_schedules_and_checkpoint(tmp_path
     L.seed_everything(0)
     data = SyntheticStreetDataModule(train_samples=8, val_samples=2, test_samples=2, size=(64, 128), batch_size=4)
     module = SegmentationModule(S, num_classes=8, fch=4, warmup_iters=2, drop_path_rate=0.2)
-    assert list(module.aux_sources) == ["head.proj.32"]
+    # HyCTAS-S's one branch: its last stride-16 feature (layer 2, before it goes down) and its final feature
+    assert module.net.aux_features == {"cells.L2_B0": round(16 * 4 * 0.6667), "cells.L10_B0": 32 * 4}
+    assert module.hparams.aux_weight == 0.2
     aux_before = [p.detach().clone() for p in module.aux_heads.parameters()]
     t = trainer(max_steps=4, default_root_dir=tmp_path, log_every_n_steps=1, gradient_clip_val=1.0)
     t.fit(module, data)
     logged = t.callback_metrics
     assert logged["train/drop_path"] == pytest.approx(0.2 * 3 / 4)
-    assert {"train/loss_main", "train/loss_aux_head_proj_32", "val/mIoU"} <= set(logged)
+    assert {"train/loss_main", "train/loss_aux_cells_L2_B0", "train/loss_aux_cells_L10_B0", "val/mIoU"} <= set(logged)
     assert all(not torch.equal(a, p) for a, p in zip(aux_before, module.aux_heads.parameters()))  # trained
     assert t.lr_scheduler_configs[0].interval == "step"
     assert t.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0)  # poly reaches 0 at the last step
@@ -168,3 +171,19 @@ def test_wrong_checkpoints_and_class_counts_are_rejected(tmp_path):
     data = SyntheticStreetDataModule(train_samples=2, val_samples=2, size=(64, 128), batch_size=2)
     with pytest.raises(ValueError, match="num_classes is 19 but the data has 8 classes"):
         trainer(max_steps=1).fit(SegmentationModule(S, fch=4), data)
+
+
+def test_checkpoints_from_before_selectable_heads_load_with_the_plain_head(tmp_path):
+    """The model zoo's checkpoints store architectures without "head": they hold the plain head and linear
+    classifier, and a module built with another head refuses them with the fix."""
+    zoo = ROOT / "model_zoo/camvid"
+    net, meta = load_network(zoo / "searched_camvid.ckpt")
+    assert (net.arch.head, net.arch.classifier) == ("plain", "linear") and meta["network"]["arch"]["head"] == "plain"
+    assert net(torch.randn(1, 3, 64, 96)).shape == (1, 11, 64, 96)
+    module = SegmentationModule(str(zoo / "searched_camvid.json"), num_classes=11)
+    module.on_load_checkpoint(torch.load(zoo / "searched_camvid.ckpt", map_location="cpu", weights_only=False))
+    progressive = SegmentationModule(str(zoo / "searched_camvid.json"), num_classes=11, head="progressive")
+    with pytest.raises(ValueError, match="has head 'plain' and classifier 'linear', this module builds "
+                                         "'progressive' and 'linear': set model.init_args.head"):
+        progressive.on_load_checkpoint(torch.load(zoo / "searched_camvid.ckpt", map_location="cpu",
+                                                  weights_only=False))

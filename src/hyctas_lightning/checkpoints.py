@@ -15,9 +15,11 @@ file never runs code from it. Metadata is therefore kept to plain data (``plain`
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
@@ -96,11 +98,12 @@ def read_checkpoint(path: PathLike, kind: Optional[str] = None) -> Dict[str, Any
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e):
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if found:  # a reference to a Python callable or class: what unpickling would have run
             raise CheckpointError(f"{path}: refused to open: it holds Python objects beyond tensors and plain data "
-                                  f"(loading it could run code). Only open checkpoints written by hyctas or a "
-                                  f"source you trust") from None
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({e})") from None
+                                  f"({found.group(1)}; loading it could run code). Only open checkpoints written by "
+                                  f"hyctas or a source you trust") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint, probably cut short or corrupt") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint, probably cut short or corrupt "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'empty file'})") from None
@@ -109,17 +112,36 @@ def read_checkpoint(path: PathLike, kind: Optional[str] = None) -> Dict[str, Any
     return checkpoint
 
 
+def weights_digest(state: Dict[str, torch.Tensor]) -> str:
+    """A 16-hex-digit identity of a state dict's tensors (names, dtypes, shapes and values): what a measurement made
+    with these weights can be keyed by."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_save(obj: Any, path: PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename it into place: a reader (or a kill) never
-    sees half a file."""
+    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed into place: a reader (or a
+    kill) never sees half a file. A kill during the write can leave a ``.partial-*.tmp`` file behind; its name holds
+    no part of ``path``'s, so Lightning's search for ``last`` checkpoints never picks it up."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # the permissions a plain open() would give, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from typing import List, Optional, Sequence
 
@@ -18,9 +19,10 @@ TOOLS = {
     "search": "NSGA-II search of a trained supernet",
     "bench": "batch-1 latency, plain and optimised, against peers",
     "export": "ONNX / TorchScript / torch.export with BatchNorm folded",
+    "pipeline": "the whole method as one resumable run: supernet, search, rank study, retraining, report",
     "panoptic-eval": "PQ of COCO-format panoptic predictions against COCO-format ground truth",
 }
-EXIT_USAGE = 2
+DEBUG_FLAG = "--debug"
 
 
 def tools_help() -> str:
@@ -52,8 +54,23 @@ def configure_logging() -> None:
         logger.setLevel(logging.INFO)
 
 
+def debug_requested(args: List[str]) -> bool:
+    """``--debug`` anywhere on the command line (removed from ``args``) or ``HYCTAS_DEBUG`` set (not 0)."""
+    flag = DEBUG_FLAG in args
+    while DEBUG_FLAG in args:
+        args.remove(DEBUG_FLAG)
+    return flag or os.environ.get("HYCTAS_DEBUG", "0") not in ("", "0")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one ``hyctas`` command; errors a user can act on print one line and exit with their status
+    (``cli.errors.EXIT_CODES``), ``--debug`` adds the traceback."""
+    from .errors import report
+
     args: List[str] = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(args)
+    if argv is None:
+        sys.argv[1:] = args  # LightningCLI reads sys.argv
     configure_logging()
     command = args[0] if args else None
     prog = f"hyctas {command}" if command != "data" else "hyctas data check"
@@ -63,6 +80,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .lightning import run_lightning
 
         return run_lightning(None if argv is None else args)
-    except (ValueError, FileNotFoundError) as e:  # the package's own errors name the file or field and the fix
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    except Exception as e:  # noqa: BLE001 - classified in report(); an unexpected error is re-raised
+        return report(e, prog, debug)

@@ -27,9 +27,11 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 
 def run(args: Namespace) -> int:
+    from hyctas_lightning.errors import check_device
     from hyctas_lightning.evaluation.bench import bench
     from hyctas_lightning.models import create_network
 
+    check_device(args.device)
     nets = networks_from_args(args)
     num_classes = getattr(next(iter(nets.values())), "num_classes", args.num_classes)
     peers = {name: create_network(name, num_classes) for name in PEERS} if args.peers else None

@@ -50,7 +50,8 @@ def deterministic_subset(count: int, limit: Optional[int]) -> List[int]:
 
 
 class SegmentationDataset(Dataset, ABC):
-    """Samples as dicts ``{"image", "mask", "name"}``; subclasses implement ``load_item``.
+    """Samples as dicts ``{"image", "mask", "name", "image_size"}`` (``image_size``: (H, W) before resizing and
+    padding, so predictions can be returned at the image's own size); subclasses implement ``load_item``.
 
     With ``panoptic`` (target settings) a dataset that has instances (``thing_classes``) also yields the
     panoptic targets of ``panoptic.panoptic_targets`` computed after augmentation, the sample's ``image_id`` and
@@ -108,7 +109,7 @@ class SegmentationDataset(Dataset, ABC):
         sample = self._load_or_skip(index)
         if self.panoptic is None:
             image, mask = self.transform(sample.image, sample.mask)
-            return {"image": image, "mask": mask, "name": sample.name}
+            return {"image": image, "mask": mask, "name": sample.name, "image_size": tuple(sample.image.shape[:2])}
         image, mask, panoptic = self.transform(sample.image, sample.mask, sample.panoptic)
         targets = panoptic_targets(mask, panoptic, thing_mask(self.num_classes, self.thing_ids), self.panoptic)
         image_id = sample.name if sample.image_id is None else sample.image_id
@@ -234,6 +235,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             raise ValueError(f"test_split '{self.test_split}' is not a split of {type(self).__name__}; "
                              f"choose one of {list(self.splits + self.optional_splits)}")
         self._datasets: Dict[Tuple[str, bool], SegmentationDataset] = {}
+        self._augmentation_state: Optional[List[Dict[str, Any]]] = None
 
     @abstractmethod
     def make_dataset(self, split: str, **options: Any) -> SegmentationDataset:
@@ -246,7 +248,22 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             self._datasets[key] = self.make_dataset(
                 split, transform=SegmentationTransform(self.transforms, train), max_samples=self.hparams.max_samples,
                 skip_bad_samples=self.hparams.skip_bad_samples, panoptic=self.panoptic)
+            if key == ("train", True) and self._augmentation_state is not None:
+                self._datasets[key].transform.set_random_state(self._augmentation_state)
         return self._datasets[key]
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Where the training augmentation's random streams stand (the main process's copy, which augments when
+        ``num_workers`` is 0; workers reseed from torch's stream), so a resumed run augments as an uninterrupted
+        one would."""
+        train = self._datasets.get(("train", True))
+        return {"augmentation": train.transform.random_state()} if train is not None else {}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self._augmentation_state = state_dict.get("augmentation")
+        train = self._datasets.get(("train", True))
+        if train is not None and self._augmentation_state is not None:
+            train.transform.set_random_state(self._augmentation_state)
 
     def _loader(self, dataset: SegmentationDataset, train: bool) -> DataLoader:
         workers = self.hparams.num_workers

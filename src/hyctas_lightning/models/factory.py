@@ -10,6 +10,7 @@ named one.
 from __future__ import annotations
 
 import fnmatch
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
@@ -31,6 +32,7 @@ from .supernet import SuperNet
 
 NETWORKS: Registry[Callable[..., nn.Module]] = Registry("segmentation network")
 ArchSource = Union[str, Path, Dict[str, Any], Architecture]
+BUILD_SETTINGS = ("fch", "output_stride", "head", "classifier")  # what a checkpoint may override in its arch
 PRESETS = resources.files(__package__) / "presets"
 
 
@@ -97,7 +99,8 @@ def create_network(name_or_arch: Optional[ArchSource] = None, num_classes: int =
             file, its dict form or an ``Architecture``. None rebuilds the network a retrain ``checkpoint`` holds.
         num_classes: output classes.
         checkpoint: a retrain checkpoint of ``hyctas fit`` (or a model-zoo file) whose weights are loaded.
-        **overrides: build settings of architecture networks, e.g. ``fch=16, output_stride=4``.
+        **overrides: build settings of architecture networks, e.g. ``fch=16, output_stride=4``,
+            ``head="plain"``, ``classifier="attention"``.
     """
     if name_or_arch is None:
         if checkpoint is None:
@@ -128,11 +131,27 @@ def load_network(checkpoint: Union[str, Path]) -> tuple[nn.Module, Dict[str, Any
     """The trained network of a retrain checkpoint (eval mode, on the CPU, no auxiliary heads) and its metadata
     (``network`` build arguments, ``name``, ``classes``, ``palette``)."""
     state, meta = _network_state(checkpoint)
-    spec = meta["network"]
+    spec = with_legacy_heads(meta["network"])
     source = spec.get("arch") or spec.get("network")
-    net = _build(source, spec["num_classes"], {k: spec[k] for k in ("fch", "output_stride") if spec.get(k)})
+    net = _build(source, spec["num_classes"], {k: spec[k] for k in BUILD_SETTINGS if spec.get(k)})
     _load_state(net, state, checkpoint)
-    return net.eval(), meta
+    return net.eval(), {**meta, "network": spec}
+
+
+def with_legacy_heads(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """A checkpoint's ``network`` entry, read as written: checkpoints from before heads were selectable store
+    architectures without a ``head``, and their networks have the plain aggregation head and linear classifier."""
+    arch = spec.get("arch")
+    if isinstance(arch, dict) and "head" not in arch:
+        return {**spec, "arch": {**arch, "head": "plain", "classifier": "linear"}}
+    return spec
+
+
+def network_heads(spec: Dict[str, Any]) -> tuple[str, str]:
+    """(head, classifier) of the architecture network a checkpoint's ``network`` entry rebuilds."""
+    spec = with_legacy_heads(spec)
+    arch = Architecture.from_dict(spec["arch"], validate=False)
+    return spec.get("head") or arch.head, spec.get("classifier") or arch.classifier
 
 
 def load_network_weights(net: nn.Module, checkpoint: Union[str, Path]) -> None:
@@ -141,8 +160,19 @@ def load_network_weights(net: nn.Module, checkpoint: Union[str, Path]) -> None:
     _load_state(net, state, checkpoint)
 
 
+def require_named_plugins(plugins: Any, where: Union[str, Path]) -> None:
+    """A checkpoint may list the plugin modules it was trained with, but importing a module runs its code: only
+    modules the user has imported (``--plugins``, a config's ``plugins:``, ``import_plugins``) are accepted."""
+    missing = [str(m) for m in plugins or () if str(m) not in sys.modules]
+    if missing:
+        raise CheckpointError(f"{where} lists plugin modules {missing} that are not imported; importing a module "
+                              f"runs its code, so hyctas imports only the modules you name: if you trust them, "
+                              f"name them (--plugins {' '.join(missing)}, or import_plugins({missing}) in Python)")
+
+
 def _network_state(checkpoint: Union[str, Path]) -> tuple[Dict[str, Any], Dict[str, Any]]:
     ckpt = read_checkpoint(checkpoint, SEGMENTATION_KIND)
+    require_named_plugins(ckpt["hyctas"].get("network", {}).get("plugins"), checkpoint)
     state = expand_state_dict(ckpt["state_dict"])
     return {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}, ckpt["hyctas"]
 
@@ -161,6 +191,7 @@ def load_supernet(checkpoint: Union[str, Path]) -> tuple[SuperNet, Dict[str, Any
     ``data``, ``num_classes``, ``sampler``)."""
     ckpt = read_checkpoint(checkpoint, SUPERNET_KIND)
     meta = ckpt["hyctas"]
+    require_named_plugins(meta["space"].get("plugins"), checkpoint)  # SearchSpace imports the plugins it lists
     supernet = SuperNet(SearchSpace.from_dict(meta["space"]), meta["num_classes"])
     prefix = "supernet."
     _load_state(supernet, {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)},

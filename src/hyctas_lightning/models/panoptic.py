@@ -1,18 +1,35 @@
-"""Panoptic-DeepLab-style prediction on any searched network: semantic, instance-centre and centre-offset branches
-on the feature map the network's classifier would see (``forward_features``, output stride 8 or 4).
+"""Panoptic heads, registered by name beside the aggregation heads and classifiers of ``heads``: they take the
+feature map the network's classifier would see (``forward_features``, output stride 8 or 4) and predict the
+semantic classes, an instance-centre heatmap and centre offsets.
 
-Each branch is a 5x5 depthwise-separable conv-BN-ReLU followed by a 1x1 predictor, as in Panoptic-DeepLab's
-heads; the three outputs are brought to the input resolution, and the offsets, predicted in feature-map pixels,
-are scaled by the same factor so they are in input pixels.
+A panoptic head is built as ``cls(in_channels, num_classes, **options)`` and its ``forward(feature, size)`` returns
+``{"semantic": (N, C, H, W), "center": (N, 1, H, W), "offset": (N, 2, H, W)}`` at ``size`` (the input's), offsets
+in input pixels (y, x). ``panoptic_deeplab`` is Panoptic-DeepLab's: per branch a 5x5 depthwise-separable
+conv-BN-ReLU and a 1x1 predictor, the outputs brought to the input resolution and the offsets, predicted in
+feature-map pixels, scaled by the same factor.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 from torch import nn
 
+from hyctas_lightning.registry import Registry
+
 from .blocks import resize
+
+PANOPTIC_HEADS: Registry[Callable[..., nn.Module]] = Registry("panoptic head")
+
+
+def register_panoptic_head(name: str, *, overwrite: bool = False) -> Callable:
+    """Register a panoptic head class (contract in the module doc) under ``name``.
+
+    Args:
+        name: the name configs use (``model.init_args.panoptic_head``).
+        overwrite: replace an existing registration instead of refusing it.
+    """
+    return PANOPTIC_HEADS.register(name, overwrite=overwrite)
 
 
 def separable_conv(c_in: int, c_out: int, kernel_size: int = 5) -> nn.Sequential:
@@ -22,6 +39,7 @@ def separable_conv(c_in: int, c_out: int, kernel_size: int = 5) -> nn.Sequential
                          nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
+@register_panoptic_head("panoptic_deeplab")
 class PanopticHead(nn.Module):
     """Semantic (``num_classes``), centre heatmap (1) and offset (2: y, x) branches on one feature map.
 
@@ -55,7 +73,7 @@ class PanopticHead(nn.Module):
 
 
 class PanopticNetwork(nn.Module):
-    """A network with ``forward_features(images)`` and ``num_features`` (a ``ChildNet``) under a ``PanopticHead``.
+    """A network with ``forward_features(images)`` and ``num_features`` (a ``ChildNet``) under a panoptic head.
 
     The backbone's own classifier is replaced by an identity: the head's semantic branch classifies, and a
     classifier without gradients would stall distributed training.
@@ -63,11 +81,12 @@ class PanopticNetwork(nn.Module):
     Args:
         backbone: the feature network.
         num_classes: semantic classes.
-        head_channels, instance_channels: widths of the head's branches (see ``PanopticHead``).
+        head: a registered panoptic head (``PANOPTIC_HEADS``).
+        **options: the head's own arguments (``panoptic_deeplab``: ``head_channels``, ``instance_channels``).
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, head_channels: Optional[int] = None,
-                 instance_channels: int = 32) -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int, head: str = "panoptic_deeplab",
+                 **options: Any) -> None:
         super().__init__()
         if not hasattr(backbone, "forward_features") or not hasattr(backbone, "num_features"):
             raise ValueError(f"{type(backbone).__name__} has no forward_features/num_features: the panoptic head "
@@ -76,7 +95,9 @@ class PanopticNetwork(nn.Module):
             backbone.classifier = nn.Identity()
         self.backbone = backbone
         self.num_classes = num_classes
-        self.head = PanopticHead(backbone.num_features, num_classes, head_channels, instance_channels)
+        # where training attaches auxiliary heads, as the backbone declares them
+        self.aux_features = {f"backbone.{name}": c for name, c in getattr(backbone, "aux_features", {}).items()}
+        self.head = PANOPTIC_HEADS.get(head)(backbone.num_features, num_classes, **options)
 
     def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         return self.head(self.backbone.forward_features(images), images.shape[-2:])

@@ -18,6 +18,7 @@ SCALES: tuple[int, ...] = (8, 16, 32)
 NODES: tuple[str, ...] = ("pass", "fuse", "drop")
 OUTPUT_COMBINATIONS: tuple[tuple[int, ...], ...] = ((8,), (16,), (32,), (8, 16), (8, 32), (8, 16, 32))
 MAX_BRANCHES = 3
+SETTINGS: tuple[str, ...] = ("fch", "output_stride", "head", "classifier")  # build settings beside the genes
 WIDTH_DECIMALS = 4
 
 
@@ -98,13 +99,17 @@ class Branch:
 class Architecture:
     """A validated, hashable, JSON-serialisable multi-branch network description.
 
-    ``fch`` (filter multiplier) and ``output_stride`` (8, or 4 merging the stem's stride-4 feature) are the
-    build settings a retrained network needs; the supernet runs every architecture at output stride 8.
+    ``fch`` (filter multiplier), ``output_stride`` (8, or 4 merging the stem's stride-4 feature), ``head`` (the
+    aggregation head that brings the branches to one stride-8 map, a name in ``models.HEADS``) and ``classifier``
+    (what turns that map into logits, a name in ``models.CLASSIFIERS``) are the build settings a retrained
+    network needs; the supernet runs every architecture at output stride 8 with its own head and classifier.
     """
 
     branches: tuple[Branch, ...]
     fch: int = 12
     output_stride: int = 8
+    head: str = "progressive"
+    classifier: str = "linear"
     _groups: tuple = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -208,12 +213,15 @@ class Architecture:
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
-        return {"fch": self.fch, "output_stride": self.output_stride,
-                "branches": [b.to_dict() for b in self.branches]}
+        return {**self._settings(), "branches": [b.to_dict() for b in self.branches]}
+
+    def _settings(self) -> dict:
+        return {"fch": self.fch, "output_stride": self.output_stride, "head": self.head,
+                "classifier": self.classifier}
 
     def to_json(self) -> str:
         """Pretty JSON with one line per gene list, so a file reads like a table."""
-        lines = ["{", f'  "fch": {self.fch},', f'  "output_stride": {self.output_stride},', '  "branches": [']
+        lines = ["{", *(f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in self._settings().items()), '  "branches": [']
         for i, b in enumerate(self.to_dict()["branches"]):
             fields = [f'      "{k}": {json.dumps(v)}' for k, v in b.items()]
             lines += ["    {", ",\n".join(fields), "    }" + ("," if i < self.num_branches - 1 else "")]
@@ -223,9 +231,9 @@ class Architecture:
     def from_dict(cls, data: Any, validate: bool = True) -> Architecture:
         if not isinstance(data, dict):
             raise ArchitectureError(f"architecture: expected a JSON object, got {type(data).__name__}")
-        unknown = set(data) - {"fch", "output_stride", "branches"}
+        unknown = set(data) - {"branches", *SETTINGS}
         if unknown:
-            raise ArchitectureError(f"{sorted(unknown)[0]}: unknown field; allowed: branches, fch, output_stride")
+            raise ArchitectureError(f"{sorted(unknown)[0]}: unknown field; allowed: branches, {', '.join(SETTINGS)}")
         if "branches" not in data:
             raise ArchitectureError("branches: missing (a list of {ops, widths, downs, nodes} objects)")
         raw = data["branches"]
@@ -247,7 +255,10 @@ class Architecture:
         for key in ("fch", "output_stride"):
             if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool)):
                 raise ArchitectureError(f"{key}: expected an integer, got {data[key]!r}")
-        arch = cls(tuple(branches), fch=data.get("fch", 12), output_stride=data.get("output_stride", 8))
+        for key in ("head", "classifier"):
+            if key in data and not isinstance(data[key], str):
+                raise ArchitectureError(f"{key}: expected a registered name (a string), got {data[key]!r}")
+        arch = cls(tuple(branches), **{k: data[k] for k in SETTINGS if k in data})  # absent: the defaults
         return arch.validate() if validate else arch
 
     @classmethod
@@ -279,7 +290,7 @@ class Architecture:
     @property
     def hash(self) -> str:
         """Stable 16-hex-digit identity; genes of dropped cells do not change the network, so they are ignored."""
-        canon = {"fch": self.fch, "output_stride": self.output_stride,
+        canon = {**self._settings(),
                  "branches": [[b.effective_gene(j) for j in range(b.num_layers)] for b in self.branches]}
         return hashlib.sha1(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:16]
 

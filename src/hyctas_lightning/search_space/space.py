@@ -19,6 +19,11 @@ class SearchSpace:
     """Layers x scales grid, operator set, width choices and the branch-count prior (paper eq. 2).
 
     ``plugins`` names modules to import first, so ops registered in a user's own file can be listed in YAML.
+    ``head`` and ``classifier`` name the supernet's aggregation head and classifier (one of each per output
+    combination); every architecture of the space carries them, so a searched network retrains with the head it
+    was searched with. ``stem_head_width`` scales the supernet's stem and head channels (``round(s * fch * w)``
+    at stride ``s``): 1 is the plain channel rule; the paper's supernet starts with 64 channels at stride 8,
+    i.e. Fch 12 with width 8/12 (release).
     ``largest()``/``smallest()`` are the two ends of sandwich sampling: the largest uses ``largest_op`` at full
     width with three branches fusing everywhere; the smallest one branch of ``smallest_op`` at the least width.
     """
@@ -35,6 +40,9 @@ class SearchSpace:
     memory_batch_size: int = 16
     memory_crop: tuple[int, int] = (256, 512)
     plugins: tuple[str, ...] = ()
+    stem_head_width: float = 1.0
+    head: str = "progressive"
+    classifier: str = "linear"
 
     def __post_init__(self) -> None:
         from hyctas_lightning.ops import OPS
@@ -57,6 +65,13 @@ class SearchSpace:
             raise ValueError(f"nodes: choose from {NODES} and include 'pass', got {self.nodes}")
         if not self.width_choices or not all(0 < w <= 1 for w in self.width_choices):
             raise ValueError(f"width_choices: every width must be in (0, 1], got {self.width_choices}")
+        if not self.stem_head_width > 0:
+            raise ValueError(f"stem_head_width: must be positive (1: the plain channel rule), got "
+                             f"{self.stem_head_width}")
+
+    def _settings(self) -> dict:
+        """The architecture build settings every member of this space shares."""
+        return {"fch": self.fch, "head": self.head, "classifier": self.classifier}
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -72,8 +87,10 @@ class SearchSpace:
                       crop=self.memory_crop, known_ops=self.ops)
         if arch.num_layers > self.layers:
             raise ArchitectureError(f"branches: {arch.num_layers} layers, but the search space has {self.layers}")
-        if arch.fch != self.fch:
-            raise ArchitectureError(f"fch: architecture has {arch.fch}, the search space {self.fch}")
+        for key in ("fch", "head", "classifier"):
+            if getattr(arch, key) != getattr(self, key):
+                raise ArchitectureError(f"{key}: architecture has {getattr(arch, key)!r}, the search space "
+                                        f"{getattr(self, key)!r}")
         for i, b in enumerate(arch.branches):
             for layer, (width, node) in enumerate(zip(b.widths, b.nodes)):
                 if width not in self.width_choices:
@@ -126,7 +143,7 @@ class SearchSpace:
                 genes.append((rng.choice(self.ops), rng.choice(self.width_choices), down, rng.choice(nodes)))
             used_downs |= {layer for layer, g in enumerate(genes) if g[2]}
             built.append(genes)
-        return Architecture(tuple(_branch(g) for g in built), fch=self.fch)
+        return Architecture(tuple(_branch(g) for g in built), **self._settings())
 
     def largest(self) -> Architecture:
         """Three branches, full width, ``largest_op`` everywhere, fusing at every layer."""
@@ -136,14 +153,14 @@ class SearchSpace:
             return _branch([(self.largest_op, max(self.width_choices), layer in downs, node)
                             for layer in range(self.layers)])
 
-        return self.validate(Architecture((branch(()), branch((0,)), branch((0, 1))), fch=self.fch))
+        return self.validate(Architecture((branch(()), branch((0,)), branch((0, 1))), **self._settings()))
 
     def smallest(self) -> Architecture:
         """One branch that reaches stride 32 at once, least width, every other cell dropped where allowed."""
         node = "drop" if "drop" in self.nodes else "pass"
         genes = [(self.smallest_op, min(self.width_choices), layer in (0, 1),
                   "pass" if layer in (0, 1) or layer == self.layers - 1 else node) for layer in range(self.layers)]
-        return self.validate(Architecture((_branch(genes),), fch=self.fch))
+        return self.validate(Architecture((_branch(genes),), **self._settings()))
 
     # ------------------------------------------------------------------ genes
     def gene_cardinalities(self) -> list[int]:
@@ -181,7 +198,7 @@ class SearchSpace:
             layer_genes = [(self.ops[chunk[i + 1]], self.width_choices[chunk[i + 2]], bool(chunk[i]),
                             self.nodes[chunk[i + 3]]) for i in range(0, step, GENES_PER_LAYER)]
             branches.append(_branch(layer_genes))
-        return self.validate(Architecture(tuple(branches), fch=self.fch))
+        return self.validate(Architecture(tuple(branches), **self._settings()))
 
 
 def _branch(genes: Sequence[tuple]) -> Branch:

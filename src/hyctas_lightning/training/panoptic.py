@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from hyctas_lightning.checkpoints import PANOPTIC_KIND
 from hyctas_lightning.data.panoptic import thing_mask
+from hyctas_lightning.data.transforms import eval_size
 from hyctas_lightning.evaluation.panoptic_inference import PanopticPostProcess, connected_component_panoptic
 from hyctas_lightning.evaluation.panoptic_quality import PanopticQuality, PanopticScores, format_pq_table
 from hyctas_lightning.models import PanopticNetwork
@@ -32,6 +34,7 @@ class PanopticModule(SegmentationModule):
 
     Args:
         thing_ids: class indices of the thing classes; None takes them from the data.
+        panoptic_head: a registered panoptic head (``models.PANOPTIC_HEADS``).
         head_channels: width of the semantic branch (None: the feature map's).
         instance_channels: width of the centre and offset branches.
         semantic_weight: weight of the semantic loss.
@@ -50,7 +53,8 @@ class PanopticModule(SegmentationModule):
 
     checkpoint_kind = PANOPTIC_KIND
 
-    def __init__(self, thing_ids: Optional[Sequence[int]] = None, head_channels: Optional[int] = None,
+    def __init__(self, thing_ids: Optional[Sequence[int]] = None, panoptic_head: str = "panoptic_deeplab",
+                 head_channels: Optional[int] = None,
                  instance_channels: int = 32, semantic_weight: float = 1.0, center_weight: float = 200.0,
                  offset_weight: float = 0.01, center_threshold: float = 0.1, nms_kernel: int = 7, top_k: int = 200,
                  stuff_area: int = 2048, test_baseline: bool = True, optimizer: str = "sgd", **kwargs: Any) -> None:
@@ -64,9 +68,11 @@ class PanopticModule(SegmentationModule):
         if thing_ids is not None:
             self._set_things(thing_ids)
 
-    def build_net(self, source: Any, num_classes: int, fch: Optional[int], output_stride: Optional[int]) -> nn.Module:
-        backbone = super().build_net(source, num_classes, fch, output_stride)
-        return PanopticNetwork(backbone, num_classes, self.hparams.head_channels, self.hparams.instance_channels)
+    def build_net(self, source: Any, num_classes: int, **overrides: Any) -> nn.Module:
+        backbone = super().build_net(source, num_classes, **overrides)
+        hp = self.hparams
+        return PanopticNetwork(backbone, num_classes, hp.panoptic_head, head_channels=hp.head_channels,
+                               instance_channels=hp.instance_channels)
 
     def _set_things(self, thing_ids: Sequence[int]) -> None:
         """Fix the thing classes: post-processing and one PQ metric per evaluation (the baseline's too)."""
@@ -171,16 +177,27 @@ class PanopticModule(SegmentationModule):
         rank_zero_info("\n".join(lines) + "\n")
 
     def predict_step(self, batch: dict, batch_idx: int) -> List[torch.Tensor]:
-        """Each image's panoptic map (int32, on the CPU), cut to the image's size before evaluation padding."""
-        panoptic = self.predict_panoptic(self.net(batch["image"])).to(torch.int32).cpu()
-        sizes = batch.get("image_size") or [panoptic.shape[-2:]] * len(panoptic)
-        return [p[: min(h, p.shape[0]), : min(w, p.shape[1])] for p, (h, w) in zip(panoptic, sizes)]
+        """Each image's panoptic map (int32, on the CPU) at the image's own size: evaluation padding cropped, a
+        ``base_size`` resize undone (nearest, ids stay ids)."""
+        panoptic = self.predict_panoptic(self.net(batch["image"])).cpu()
+        transforms = getattr(self.trainer.datamodule, "transforms", None) if self._trainer is not None else None
+        if "image_size" not in batch or transforms is None:
+            return list(panoptic.to(torch.int32))
+        maps = []
+        for p, size in zip(panoptic, batch["image_size"]):
+            height, width = eval_size(transforms, size)
+            p = p[:height, :width]
+            if tuple(p.shape) != tuple(size):  # float32 holds the ids exactly (below 2^24)
+                p = F.interpolate(p[None, None].float(), size=tuple(size), mode="nearest")[0, 0].long()
+            maps.append(p.to(torch.int32))
+        return maps
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         hp = self.hparams
         checkpoint["hyctas"]["panoptic"] = {
-            "thing_ids": hp.thing_ids, "head_channels": hp.head_channels, "instance_channels": hp.instance_channels,
+            "thing_ids": hp.thing_ids, "head": hp.panoptic_head, "head_channels": hp.head_channels,
+            "instance_channels": hp.instance_channels,
             "post_process": {"threshold": hp.center_threshold, "nms_kernel": hp.nms_kernel, "top_k": hp.top_k,
                              "stuff_area": hp.stuff_area}}

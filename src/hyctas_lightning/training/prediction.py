@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 
 from hyctas_lightning.data.labels import LABEL_DIVISOR
-from hyctas_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from hyctas_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_input_size
 from hyctas_lightning.evaluation.panoptic_files import to_coco_panoptic
 
 Colour = Tuple[int, int, int]
@@ -42,6 +42,17 @@ def colourise(labels: np.ndarray, palette: Sequence[Colour]) -> np.ndarray:
     return table[labels]
 
 
+def overlay(rgb: np.ndarray, labels: np.ndarray, palette: Sequence[Colour], alpha: float = 0.5,
+            ignore_index: Optional[int] = 255) -> np.ndarray:
+    """The colourised ``labels`` blended over an ``(H, W, 3)`` uint8 image of the same size with weight ``alpha``;
+    pixels labelled ``ignore_index`` (unlabelled ground truth) show the image alone."""
+    if rgb.shape[:2] != labels.shape:
+        raise ValueError(f"image {rgb.shape[:2]} and labels {labels.shape} differ in size")
+    void = labels == ignore_index if ignore_index is not None else np.zeros(labels.shape, bool)
+    blend = alpha * colourise(np.where(void, 0, labels), palette) + (1 - alpha) * rgb
+    return np.where(void[..., None], rgb, blend.round()).astype(np.uint8)
+
+
 def denormalise(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """A normalised (3, H, W) image back to (H, W, 3) uint8 RGB."""
     mean_t = torch.tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
@@ -52,22 +63,28 @@ def denormalise(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 
 class SegmentationWriter(BasePredictionWriter):
     """Writes ``NAME_mask.png`` (colourised prediction) and ``NAME_overlay.png`` (the prediction blended over the
-    input with weight ``alpha``) under ``output_dir`` for every predicted image.
+    input) for every predicted image, at the image's own size (no evaluation padding).
 
     Colours come from the data module's palette (or the checkpoint's), else the PASCAL VOC colour map; images
     are un-normalised with the data module's transform mean/std.
+
+    Args:
+        output_dir: folder of the PNGs (None: ``predictions/`` in the trainer's ``default_root_dir``).
+        alpha: weight of the colour mask in the overlay.
     """
 
-    def __init__(self, output_dir: str = "predictions", alpha: float = 0.5) -> None:
+    def __init__(self, output_dir: Optional[str] = None, alpha: float = 0.5) -> None:
         super().__init__(write_interval="batch")
         if not 0 <= alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        self.output_dir = Path(output_dir)
+        self.output_dir = output_dir
+        self.directory = Path(output_dir or "predictions")
         self.alpha = alpha
         self.written = 0
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.written = 0
+        self.directory = Path(self.output_dir or Path(trainer.default_root_dir) / "predictions")
 
     def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: torch.Tensor,
                            batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
@@ -76,18 +93,21 @@ class SegmentationWriter(BasePredictionWriter):
         transforms = getattr(trainer.datamodule, "transforms", None)
         mean = getattr(transforms, "mean", IMAGENET_MEAN)
         std = getattr(transforms, "std", IMAGENET_STD)
-        for name, labels, image in zip(batch["name"], prediction, batch["image"]):
+        sizes = batch.get("image_size") or [None] * len(batch["name"])
+        for name, labels, image, size in zip(batch["name"], prediction, batch["image"], sizes):
+            if size is not None and transforms is not None:
+                image = to_input_size(image, size, transforms)  # as the prediction: no padding, the image's size
             mask = colourise(labels.cpu().numpy(), palette)
-            rgb = denormalise(image, mean, std)
+            rgb = denormalise(image[:, :labels.shape[-2], :labels.shape[-1]], mean, std)
             overlay = (self.alpha * mask + (1 - self.alpha) * rgb).round().astype(np.uint8)
-            stem = self.output_dir / str(name)
+            stem = self.directory / str(name)
             stem.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(mask).save(f"{stem}_mask.png")
             Image.fromarray(overlay).save(f"{stem}_overlay.png")
             self.written += 1
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        rank_zero_info(f"predict: wrote masks and overlays of {self.written} images to {self.output_dir}")
+        rank_zero_info(f"predict: wrote masks and overlays of {self.written} images to {self.directory}")
 
 
 def colourise_panoptic(panoptic: np.ndarray, palette: Sequence[Colour]) -> np.ndarray:
@@ -107,32 +127,27 @@ def colourise_panoptic(panoptic: np.ndarray, palette: Sequence[Colour]) -> np.nd
 
 class PanopticWriter(BasePredictionWriter):
     """Writes the predictions of a ``PanopticModule`` in COCO panoptic format, ready for ``hyctas panoptic-eval``:
-    ``output_dir/panoptic/NAME.png`` (segment ids as colours) and ``output_dir/panoptic.json`` (``annotations``
-    with ``segments_info``, and the data's ``categories``), plus ``output_dir/NAME_overlay.png``, the segments
-    coloured (``colourise_panoptic``) and blended over the input with weight ``alpha``.
-
-    Predictions cover each image at its own size, so the data's evaluation transform must not resize
-    (``transforms.base_size: null``).
+    ``panoptic/NAME.png`` (segment ids as colours) and ``panoptic.json`` (``annotations`` with ``segments_info``,
+    and the data's ``categories``), plus ``NAME_overlay.png``, the segments coloured (``colourise_panoptic``) and
+    blended over the input, all at each image's own size.
 
     Args:
-        output_dir: folder of the outputs.
+        output_dir: folder of the outputs (None: ``predictions/`` in the trainer's ``default_root_dir``).
         alpha: weight of the colours in the overlays.
     """
 
-    def __init__(self, output_dir: str = "predictions", alpha: float = 0.5) -> None:
+    def __init__(self, output_dir: Optional[str] = None, alpha: float = 0.5) -> None:
         super().__init__(write_interval="batch")
         if not 0 <= alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        self.output_dir = Path(output_dir)
+        self.output_dir = output_dir
+        self.directory = Path(output_dir or "predictions")
         self.alpha = alpha
         self.annotations: List[Dict[str, Any]] = []
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        transforms = getattr(trainer.datamodule, "transforms", None)
-        if getattr(transforms, "base_size", None) is not None:
-            raise ValueError("PanopticWriter writes predictions at the images' own size: set "
-                             "data.init_args.transforms.base_size to null for predict")
         self.annotations = []
+        self.directory = Path(self.output_dir or Path(trainer.default_root_dir) / "predictions")
 
     def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: List[torch.Tensor],
                            batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
@@ -142,19 +157,21 @@ class PanopticWriter(BasePredictionWriter):
         palette = [tuple(c["color"]) for c in categories]
         transforms = getattr(dm, "transforms", None)
         mean, std = getattr(transforms, "mean", IMAGENET_MEAN), getattr(transforms, "std", IMAGENET_STD)
-        (self.output_dir / "panoptic").mkdir(parents=True, exist_ok=True)
-        for name, image_id, panoptic, image in zip(batch["name"], batch["image_id"], prediction, batch["image"]):
+        (self.directory / "panoptic").mkdir(parents=True, exist_ok=True)
+        for name, image_id, panoptic, image, size in zip(batch["name"], batch["image_id"], prediction,
+                                                         batch["image"], batch["image_size"]):
             panoptic = panoptic.numpy()
             png, segments = to_coco_panoptic(panoptic, [c["id"] for c in categories])
-            Image.fromarray(png).save(self.output_dir / "panoptic" / f"{name}.png")
+            Image.fromarray(png).save(self.directory / "panoptic" / f"{name}.png")
             self.annotations.append({"image_id": image_id, "file_name": f"{name}.png", "segments_info": segments})
-            h, w = panoptic.shape
-            rgb = denormalise(image[:, :h, :w], mean, std)
+            if transforms is not None:
+                image = to_input_size(image, size, transforms)  # as the prediction: no padding, the image's size
+            rgb = denormalise(image[:, :panoptic.shape[0], :panoptic.shape[1]], mean, std)
             overlay = self.alpha * colourise_panoptic(panoptic, palette) + (1 - self.alpha) * rgb
-            Image.fromarray(overlay.round().astype(np.uint8)).save(self.output_dir / f"{name}_overlay.png")
+            Image.fromarray(overlay.round().astype(np.uint8)).save(self.directory / f"{name}_overlay.png")
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         document = {"annotations": self.annotations, "categories": trainer.datamodule.panoptic_categories}
-        (self.output_dir / "panoptic.json").write_text(json.dumps(document) + "\n")
+        (self.directory / "panoptic.json").write_text(json.dumps(document) + "\n")
         rank_zero_info(f"predict: wrote COCO panoptic PNGs and JSON of {len(self.annotations)} images and their "
-                       f"overlays to {self.output_dir}")
+                       f"overlays to {self.directory}")

@@ -49,6 +49,8 @@ class SupernetModule(L.LightningModule):
         seed: seed of the sampler; step ``t`` draws its sub-networks from ``(seed, t)`` alone.
     """
 
+    checkpoint_kind = SUPERNET_KIND
+
     def __init__(self, space: Optional[SearchSpace] = None, num_classes: int = 19, num_random: int = 2,
                  distill: bool = False, distill_temperature: float = 1.0, bootstrap_ratio: Optional[float] = None,
                  ignore_index: int = 255, val_random: int = 3, val_seed: int = 0, bn_calibration_batches: int = 4,
