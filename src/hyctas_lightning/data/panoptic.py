@@ -23,9 +23,13 @@ from .labels import IGNORE_INDEX, LABEL_DIVISOR, VOID
 class PanopticTargetConfig:
     """How panoptic targets are made (the ``panoptic:`` entry of a data module in YAML; Panoptic-DeepLab's values).
 
-    sigma: standard deviation in pixels of the Gaussian drawn at each thing instance's centre of mass.
-    small_instance_area: instances with fewer pixels than this (after augmentation) are small ...
-    small_instance_weight: ... and their pixels weigh this much in the semantic loss.
+    Args:
+        sigma: standard deviation in pixels of the Gaussian drawn at each thing instance's centre of mass (default
+            8); scale it with the image resolution.
+        small_instance_area: instances with fewer pixels than this (after augmentation; default 64 x 64) count as
+            small.
+        small_instance_weight: weight of a small instance's pixels in the semantic loss (default 3; 1 treats them
+            like any other pixel).
     """
 
     sigma: float = 8.0

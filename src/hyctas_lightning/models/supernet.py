@@ -20,6 +20,13 @@ from .heads import build_classifier, build_head, head_widths
 
 
 def cell_key(layer: int, scale: int, down: bool) -> str:
+    """Name of the supernet cell at ``layer``, scale index ``scale`` (0: stride 8) and ``down`` (stride 2 out).
+
+    Args:
+        layer: layer index.
+        scale: scale index the cell reads from (0, 1, 2 for stride 8, 16, 32).
+        down: whether the cell halves the resolution.
+    """
     return f"L{layer}_S{scale}_D{int(down)}"
 
 
@@ -31,6 +38,12 @@ class SuperNet(nn.Module):
     ``forward(images, arch)`` runs the sub-network ``arch`` (sliced to its widths) and returns logits at the
     input resolution. BatchNorm statistics are shared across widths; recalibrate them per sub-network before
     evaluating it (see the search stage).
+
+    Args:
+        space: the search space whose every member the supernet can run (its ``fch``, ops, ``stem_head_width``,
+            ``head`` and ``classifier`` decide the modules built).
+        num_classes: output classes of every classifier.
+        in_chans: channels of the input images.
     """
 
     def __init__(self, space: SearchSpace, num_classes: int, in_chans: int = 3) -> None:

@@ -36,7 +36,12 @@ class NothingFeasible(RuntimeError):
 
 @dataclass
 class Measurement:
-    """What an evaluator returns: objective inputs (e.g. miou, latency_ms) and seconds per part."""
+    """What an evaluator returns: objective inputs (e.g. miou, latency_ms) and seconds per part.
+
+    Args:
+        values: measured values by name; None for a value that could not be measured.
+        timing: seconds spent per part of the evaluation.
+    """
 
     values: Dict[str, Optional[float]]
     timing: Dict[str, float] = field(default_factory=dict)

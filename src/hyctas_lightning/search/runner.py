@@ -38,6 +38,16 @@ SPREAD_WARNING = 0.1  # a latency spread between the GPUs beyond this is worth a
 
 @dataclass
 class SearchResult:
+    """What ``run_search`` produced.
+
+    Args:
+        out_dir: folder with the journal, the front, ``best.json`` and ``topk/``.
+        front: the feasible Pareto front, sorted.
+        history: per generation, a summary row (front size, hypervolume, seconds, ...).
+        new_evaluations: architectures this run measured (the rest came from the journal).
+        table: the front as a printable table.
+    """
+
     out_dir: Path
     front: List[Individual]
     history: List[dict]
