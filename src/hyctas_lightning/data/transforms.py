@@ -117,7 +117,12 @@ def _eval_steps(config: TransformConfig) -> List[A.BasicTransform]:
 
 def eval_size(config: TransformConfig, image_size: Sequence[int]) -> Tuple[int, int]:
     """(height, width) that an image of ``image_size`` has after the evaluation transforms, before their padding
-    (albumentations' ``SmallestMaxSize`` rounding when ``base_size`` is set)."""
+    (albumentations' ``SmallestMaxSize`` rounding when ``base_size`` is set).
+
+    Args:
+        config: the augmentation settings.
+        image_size: the image's own (height, width).
+    """
     height, width = int(image_size[0]), int(image_size[1])
     if config.base_size is None:
         return height, width
@@ -127,7 +132,13 @@ def eval_size(config: TransformConfig, image_size: Sequence[int]) -> Tuple[int, 
 
 def to_input_size(tensor: torch.Tensor, image_size: Sequence[int], config: TransformConfig) -> torch.Tensor:
     """A ``(..., H, W)`` map at evaluation resolution (an image or class scores) cropped to the image's own content,
-    without the evaluation padding, and resized (bilinearly) back to ``image_size`` if ``base_size`` resized it."""
+    without the evaluation padding, and resized (bilinearly) back to ``image_size`` if ``base_size`` resized it.
+
+    Args:
+        tensor: the ``(..., H, W)`` map, as the network saw the padded image.
+        image_size: the image's own (height, width).
+        config: the evaluation's augmentation settings.
+    """
     height, width = eval_size(config, image_size)
     out = tensor[..., :height, :width]
     target = (int(image_size[0]), int(image_size[1]))

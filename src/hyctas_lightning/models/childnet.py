@@ -98,7 +98,12 @@ class ChildNet(nn.Module):
     @classmethod
     def from_supernet(cls, supernet: SuperNet, arch: Architecture) -> ChildNet:
         """Child of ``arch`` with the supernet's weights (and BN statistics) copied in, on the supernet's device;
-        in eval mode its output equals ``supernet(images, arch)`` to float tolerance."""
+        in eval mode its output equals ``supernet(images, arch)`` to float tolerance.
+
+        Args:
+            supernet: the trained supernet.
+            arch: a member of the supernet's space, at output stride 8.
+        """
         if arch.output_stride != 8:
             raise ArchitectureError("output_stride: the supernet runs at output stride 8; inherit with "
                                     "output_stride=8 and retrain for 4")

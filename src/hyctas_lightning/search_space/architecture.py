@@ -173,7 +173,14 @@ class Architecture:
     # ------------------------------------------------------------------ validation
     def validate(self, memory_limit_gb: Optional[float] = None, batch_size: int = 16,
                  crop: Sequence[int] = (256, 512), known_ops: Optional[Iterable[str]] = None) -> Architecture:
-        """Check structure and the four constraints of the paper (section 3.4); return self or raise."""
+        """Check structure and the four constraints of the paper (section 3.4); return self or raise.
+
+        Args:
+            memory_limit_gb: constraint 4: the most estimated training memory in GiB (None skips the check).
+            batch_size: training batch size the memory is estimated at.
+            crop: training crop (height, width) the memory is estimated at.
+            known_ops: op names allowed (None: every registered op).
+        """
         if known_ops is None:
             from hyctas_lightning.ops import OPS
 
@@ -331,6 +338,12 @@ def estimate_training_memory_gb(arch: Architecture, batch_size: int = 16, crop: 
 
     Counts every distinct computation once (shared prefixes are shared), ``activation_factor`` maps per op
     (from the op registry) plus fusion and head maps. An estimate for constraint 4, not a measurement.
+
+    Args:
+        arch: the architecture.
+        batch_size: training batch size.
+        crop: training crop (height, width) in pixels.
+        bytes_per_value: bytes of one activation (4 for fp32, 2 for mixed precision).
     """
     from hyctas_lightning.ops import OPS
 
