@@ -30,6 +30,21 @@ def cell_key(layer: int, scale: int, down: bool) -> str:
     return f"L{layer}_S{scale}_D{int(down)}"
 
 
+def share_branch_refinements(heads) -> None:
+    """Tie the per-branch modules of heads that expose them (``head.branches``, keyed by final stride, built
+    from that stride alone): every head then uses the first head's module for a branch ending at that stride.
+
+    Args:
+        heads: aggregation heads of the output combinations; heads without ``branches`` are left alone.
+    """
+    shared: dict[str, nn.Module] = {}
+    for head in heads:
+        branches = getattr(head, "branches", None)
+        if isinstance(branches, nn.ModuleDict):
+            for stride in list(branches.keys()):
+                branches[stride] = shared.setdefault(stride, branches[stride])
+
+
 class SuperNet(nn.Module):
     """Per (layer, scale, down) a cell holding every op of the space at full width, per (layer, scale) a
     fusion node with one slot per source scale, and one aggregation head + classifier per output combination
@@ -72,6 +87,8 @@ class SuperNet(nn.Module):
         self.heads = nn.ModuleDict({
             combo_key(c): build_head(space.head, c, {e: {s: slots[s] for s in SCALES if s <= e} for e in c}, width)
             for c in OUTPUT_COMBINATIONS})
+        if space.head_sharing == "branch":
+            share_branch_refinements(self.heads.values())
         self.classifiers = nn.ModuleDict({key: build_classifier(space.classifier, head.out_channels, num_classes)
                                           for key, head in self.heads.items()})
         self._checked: set[str] = set()
