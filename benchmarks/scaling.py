@@ -10,7 +10,8 @@ Every figure comes from what the runs logged, not from printed lines:
 - **supernet training**: a short ``hyctas fit`` of ``--fit_config`` (default the CamVid supernet, batch 16 per GPU,
   so the global batch grows with the GPUs) for ``--warmup + --steps`` optimiser steps, validation off. Lightning's
   ``ThroughputMonitor`` (window of ``--steps`` batches, so the warm-up steps fall out of the last figure) logs
-  the images/s of all processes together into ``metrics.csv``; the last value counts.
+  the images/s of all processes together into ``metrics.csv``; the last value counts. The config's other callbacks
+  stay (``last.ckpt`` rewritten at every epoch's end, as in a real training: with more GPUs, epochs are shorter).
 - **search**: ``hyctas search --devices N`` of ``--search_config`` (default the CamVid search: latency in the deployed
   variant at 360x480, BN recalibration, mIoU on the whole val split) with ``--search_population`` and
   ``--search_generations``. Generation 0 is the warm-up; evaluations/min is over the later generations, from
