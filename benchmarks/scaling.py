@@ -19,7 +19,8 @@ Every figure comes from what the runs logged, not from printed lines:
   (profile, build, latency, BN recalibration, validation, on the GPU that evaluated it). "GPU busy" is the summed
   evaluation time over N x the wall time: what generation ends (waiting for the slowest evaluation) and the
   strategy leave idle. The searched supernet is ``--ckpt`` or, without one, the last state of the fit with the
-  fewest GPUs (a few steps of training: its weights are barely trained, its evaluation cost is a trained one's).
+  fewest GPUs (a few steps of training: barely trained weights, but what evaluating an architecture costs does not
+  depend on its weights).
 
 Each stage writes its result into ``--out`` and is skipped when the command runs again. With ``--time_limit S`` the
 command stops the running stage after S seconds, prints "incomplete, run again" and exits with status 2; run it
@@ -73,13 +74,18 @@ class Clock:
     def left(self) -> Optional[float]:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
+    def check(self) -> Optional[float]:
+        """The seconds left; ``OutOfTime`` if too few to start a stage."""
+        left = self.left()
+        if left is not None and left < self.min_stage:
+            raise OutOfTime
+        return left
+
 
 def run_command(args: Sequence[str], log: Path, clock: Clock) -> float:
     """Run ``hyctas ARGS`` (output to ``log``) in its own process group; its wall seconds. Past the time limit the
     whole group (the launcher and the processes it started) is terminated and ``OutOfTime`` raised."""
-    left = clock.left()
-    if left is not None and left < clock.min_stage:
-        raise OutOfTime
+    left = clock.check()
     src = str(Path(hyctas_lightning.__file__).resolve().parents[1])  # the children import this same package
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
     argv = hyctas_argv(args)
@@ -226,6 +232,7 @@ def paper_search_stage(n: int, ckpt: Path, args: argparse.Namespace, out: Path, 
     attempts_file = folder / "attempts.json"
     attempts = json.loads(attempts_file.read_text()) if attempts_file.exists() else []
     command = search_command(ckpt, n, folder, args, 40, 20)
+    clock.check()  # no attempt without the time to start one
     start = time.perf_counter()
     try:
         run_command(command, folder / f"attempt{len(attempts)}.log", clock)
