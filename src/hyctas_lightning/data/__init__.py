@@ -9,7 +9,7 @@ from .cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_LABELS, CITYSCAPES_PALET
 from .coco import CocoPanopticDataModule, CocoPanopticDataset, rgb_to_id
 from .files import DatasetError, MissingSplitError
 from .labels import IGNORE_INDEX, LabelMap
-from .registry import DATASETS, register_datamodule
+from .registry import DATASETS, build_datamodule, datamodule_spec, register_datamodule
 from .synthetic import (SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SyntheticStreetDataModule, SyntheticStreets,
                         render_scene)
 from .transforms import SegmentationTransform, TransformConfig
@@ -20,4 +20,5 @@ __all__ = ["ADE20K_CLASSES", "ADE20K_PALETTE", "ADE20KDataModule", "ADE20KDatase
            "DataReport", "DatasetError", "FileDataModule", "IGNORE_INDEX", "LabelMap", "MissingSplitError",
            "PairedFilesDataset", "SYNTHETIC_CLASSES", "SYNTHETIC_PALETTE", "Sample", "SegmentationDataModule",
            "SegmentationDataset", "SegmentationTransform", "SplitReport", "SyntheticStreetDataModule",
-           "SyntheticStreets", "TransformConfig", "check_data", "register_datamodule", "render_scene", "rgb_to_id"]
+           "SyntheticStreets", "TransformConfig", "build_datamodule", "check_data", "datamodule_spec",
+           "register_datamodule", "render_scene", "rgb_to_id"]

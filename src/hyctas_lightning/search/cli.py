@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-import lightning as L
 import torch
 from jsonargparse import ArgumentParser, Namespace
 
+from hyctas_lightning.data.registry import build_datamodule
 from hyctas_lightning.search_space import SearchSpace
 
 from .config import SearchConfig
@@ -43,16 +43,6 @@ def check_space(ckpt_space: SearchSpace, config_space: Optional[dict]) -> None:
         details = ", ".join(f"{k}: config {wanted.to_dict()[k]} vs checkpoint {ckpt_space.to_dict()[k]}" for k in differ)
         raise ValueError(f"the config's search space differs from the checkpoint's ({details}); a supernet can only "
                          f"be searched in the space it was trained on: remove 'space:' or fix those fields")
-
-
-def build_datamodule(spec: dict) -> L.LightningDataModule:
-    """The DataModule of a ``class_path``/``init_args`` spec, nested settings (e.g. ``transforms``) typed by
-    jsonargparse exactly as ``hyctas fit`` builds them from YAML."""
-    args = {k: v for k, v in spec.get("init_args", {}).items() if not k.startswith("_")}
-    builder = ArgumentParser(exit_on_error=False)
-    builder.add_argument("--data", type=L.LightningDataModule)
-    config = builder.parse_object({"data": {"class_path": spec["class_path"], "init_args": args}})
-    return builder.instantiate_classes(config).data
 
 
 def parser() -> ArgumentParser:

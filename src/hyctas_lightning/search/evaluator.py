@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, Sequence, Tuple
 
-import lightning as L
 import torch
-from torchmetrics.classification import MulticlassJaccardIndex
 
 from hyctas_lightning.evaluation import profile_architecture
-from hyctas_lightning.evaluation.batchnorm import recalibrate_bn
 from hyctas_lightning.evaluation.latency import measure_latency
+from hyctas_lightning.evaluation.weight_sharing import SubnetScorer, collect_images
 from hyctas_lightning.models import ChildNet, SuperNet
 from hyctas_lightning.search_space import Architecture
 
@@ -30,25 +28,6 @@ def _timer(timing: Dict[str, float], part: str) -> Iterator[None]:
     timing[part] = timing.get(part, 0.0) + time.perf_counter() - start
 
 
-def collect_images(datamodule: L.LightningDataModule, split: str, limit: int | None, seed: int,
-                   with_masks: bool) -> List:
-    """Batches of a split, up to ``limit`` images, held in memory for every candidate (drawn once, seeded)."""
-    datamodule.setup("fit" if split == "train" else "validate")
-    torch.manual_seed(seed)
-    loader = datamodule.train_dataloader() if split == "train" else datamodule.val_dataloader()
-    batches, seen = [], 0
-    for batch in loader:
-        take = batch["image"].shape[0] if limit is None else min(batch["image"].shape[0], limit - seen)
-        images = batch["image"][:take]
-        batches.append((images, batch["mask"][:take]) if with_masks else images)
-        seen += take
-        if limit is not None and seen >= limit:
-            break
-    if not batches:
-        raise ValueError(f"the {split} split gave no images for the search")
-    return batches
-
-
 class SupernetEvaluator:
     """Measures one architecture. Latency comes first, so a candidate over the latency cap skips the costly
     recalibration and validation (its mIoU is left unmeasured: it is infeasible anyway)."""
@@ -61,7 +40,7 @@ class SupernetEvaluator:
         self.calibration = [x.to(self.device) for x in calibration]
         self.validation = [(x.to(self.device), y.to(self.device)) for x, y in validation]
         self.config = config
-        self.metric = MulticlassJaccardIndex(supernet.num_classes, ignore_index=ignore_index).to(self.device)
+        self.scorer = SubnetScorer(self.supernet, self.calibration, supernet.num_classes, ignore_index)
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -85,15 +64,14 @@ class SupernetEvaluator:
         if c.latency_cap_ms is not None and values["latency_ms"] > c.latency_cap_ms:
             return Measurement(values, timing)
         with _timer(timing, "recalibration"):
-            recalibrate_bn(self.supernet, lambda x: self.supernet(x, arch), self.calibration)
+            self.scorer.calibrate(arch)
         with _timer(timing, "validation"):
             values["miou"] = self.miou(arch)
         return Measurement(values, timing)
 
-    @torch.no_grad()
     def miou(self, arch: Architecture) -> float:
-        self.supernet.eval()
-        self.metric.reset()
-        for images, masks in self.validation:
-            self.metric.update(self.supernet(images, arch).argmax(1), masks)
-        return float(self.metric.compute())
+        """mIoU with the BN statistics in place (the search recalibrates first)."""
+        return self.scorer.miou(arch, self.validation)
+
+
+__all__ = ["SupernetEvaluator", "collect_images"]
