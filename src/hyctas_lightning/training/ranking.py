@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from hyctas_lightning.data.registry import LOADER_ONLY, build_datamodule
 from hyctas_lightning.evaluation.weight_sharing import SubnetScorer, collect_images
 from hyctas_lightning.search_space import Architecture, SearchSpace
 
+from .deadline import Deadline
 from .segmentation import SegmentationModule
 
 log = logging.getLogger(__name__)
@@ -147,23 +149,6 @@ def load_references(folder: str | Path) -> Dict[str, float]:
     return results
 
 
-class Deadline(L.Callback):
-    """Stop training after ``seconds`` of this process (no state in checkpoints, unlike Lightning's ``Timer``,
-    so a resumed run gets its own time).
-
-    Args:
-        seconds: the budget (None: no limit).
-    """
-
-    def __init__(self, seconds: Optional[float]) -> None:
-        self.seconds = seconds
-        self.start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if self.seconds is not None and time.perf_counter() - self.start > self.seconds:
-            trainer.should_stop = True
-
-
 def train_standalone(arch: Architecture, cache: ReferenceCache, max_time_s: Optional[float] = None,
                      accelerator: str = "auto") -> Optional[Dict[str, Any]]:
     """Train ``arch`` alone under the cache's recipe and data, unless cached; returns its result, or None when
@@ -195,17 +180,17 @@ def train_standalone(arch: Architecture, cache: ReferenceCache, max_time_s: Opti
                         limit_val_batches=0, num_sanity_val_steps=0, benchmark=torch.cuda.is_available(),
                         callbacks=[ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, save_top_k=0,
                                                    every_n_train_steps=recipe.checkpoint_every),
-                                   Deadline(max_time_s)], **common)
+                                   Deadline(max_time_s, str(last))], **common)
     start = time.perf_counter()
     trainer.fit(module, data, ckpt_path=str(last) if last.is_file() else None)
     if trainer.global_step < recipe.steps:
-        trainer.save_checkpoint(last)
         return None
     seconds = time.perf_counter() - start
     metrics = L.Trainer(**common).validate(module, data, verbose=False)[0]
     result = {"miou": float(metrics["val/mIoU"]), "steps": trainer.global_step, "train_seconds": seconds,
               "recipe": asdict(recipe), "device": str(module.device)}
     cache.put(arch, result)
+    shutil.rmtree(run / "checkpoints", ignore_errors=True)  # the result is the product; resuming is over
     rank_zero_info(f"standalone {arch.hash}: val mIoU {100 * result['miou']:.2f} after {recipe.steps} steps "
                    f"({seconds:.0f} s)")
     return result

@@ -51,7 +51,7 @@ class SupernetModule(L.LightningModule):
         teacher: retrain checkpoint of the teacher (``distill: teacher``).
         bootstrap_ratio: bootstrapped cross-entropy on the hardest fraction of pixels (None: plain).
         ignore_index: label ignored by loss and metric.
-        val_random: random members of the validation panel.
+        val_random: random members of the validation panel (not stored in checkpoints, like the next two).
         val_seed: seed of the panel and of the calibration images.
         calibration_images: training images BN statistics are recalibrated on before each estimate.
         gradient_clip: clip the summed gradient of a step to this norm (None: off).
@@ -63,12 +63,15 @@ class SupernetModule(L.LightningModule):
     def __init__(self, space: Optional[SearchSpace] = None, num_classes: int = 19, sampling: str = "sandwich",
                  num_random: int = 2, sampler_args: Optional[Dict[str, Any]] = None, distill: Optional[str] = None,
                  distill_weight: float = 1.0, distill_temperature: float = 1.0, teacher: Optional[str] = None,
-                 bootstrap_ratio: Optional[float] = None, ignore_index: int = 255, val_random: int = 3,
+                 bootstrap_ratio: Optional[float] = None, ignore_index: int = 255, val_random: int = 12,
                  val_seed: int = 0, calibration_images: int = 64, gradient_clip: Optional[float] = None,
                  scheduler_interval: str = "epoch", seed: int = 0) -> None:
         super().__init__()
         space = SearchSpace.from_dict(space) if isinstance(space, dict) else (space or SearchSpace())
-        self.save_hyperparameters(ignore=["space"])
+        # how validation estimates is chosen at evaluation, not stored: a checkpoint's hyper-parameters override
+        # the command line when LightningCLI loads it
+        self.save_hyperparameters(ignore=["space", "val_random", "val_seed", "calibration_images"])
+        self.val_seed, self.calibration_images = val_seed, calibration_images
         self.hparams["space"] = space.to_dict()  # plain data, so checkpoints load without pickled classes
         self._check_options()
         self.automatic_optimization = False
@@ -176,7 +179,7 @@ class SupernetModule(L.LightningModule):
                 raise ValueError("supernet validation recalibrates BN on training images: pass a DataModule "
                                  "(hyctas fit/validate with data:), not bare dataloaders")
             self._calibration = [x.to(self.device) for x in collect_images(
-                datamodule, "train", self.hparams.calibration_images, self.hparams.val_seed, with_masks=False)]
+                datamodule, "train", self.calibration_images, self.val_seed, with_masks=False)]
         return self._calibration
 
     def on_validation_epoch_start(self) -> None:
