@@ -8,12 +8,16 @@ A study YAML names a supernet config, the data, the panel (``ranking_panel``), t
 (``StandaloneRecipe``), the reference seeds and the supernet variants (``name: [dotted overrides of hyctas fit]``).
 Stages (``--stages``, in order):
 
-- ``references``: every panel member trained alone for each seed (``train_standalone``), as concurrent worker
-  processes: ``--jobs_per_gpu`` per visible GPU (``CUDA_VISIBLE_DEVICES`` set per worker), or ``--cpu_jobs`` on a
-  CPU. Results are cached under ``OUT/references/KEY/HASH.json`` (KEY: recipe + data), so another study or
-  rerun with the same recipe and data trains nothing again.
-- ``supernets``: ``hyctas fit`` of each variant (``OUT/variants/NAME``), ``--supernet_jobs_per_gpu`` at a time
-  per GPU, resuming from ``last.ckpt``.
+- ``references``: every panel member trained alone for each seed (``train_standalone``). Results are cached
+  under ``OUT/references/KEY/HASH.json`` (KEY: recipe + data), so another study or rerun with the same recipe
+  and data trains nothing again.
+- ``teacher``: the fixed teacher of ``distill: teacher`` variants (``{teacher}`` in their overrides): the study's
+  ``teacher.checkpoint``, or ``hyctas fit --config teacher.config`` trained into ``OUT/teacher``.
+- ``supernets``: ``hyctas fit`` of each variant (``OUT/variants/NAME``), resuming from ``last.ckpt``.
+
+These three run as one pool of concurrent processes: ``--jobs_per_gpu`` per visible GPU (``CUDA_VISIBLE_DEVICES``
+set per process; the teacher and the supernets start first, one per GPU) or ``--cpu_jobs`` on a CPU. Then:
+
 - ``estimates``: the panel through each finished supernet (``estimate_panel``: BN recalibrated on training
   images, val mIoU), written to ``OUT/variants/NAME/estimates.json``.
 - ``report``: per variant the random members' mean supernet mIoU, largest, smallest, Kendall tau and
@@ -30,7 +34,6 @@ import argparse
 import json
 import math
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -41,11 +44,20 @@ import torch
 import yaml
 
 from hyctas_lightning.search_space import Architecture, SearchSpace
-from hyctas_lightning.training.ranking import (RankingReport, ReferenceCache, StandaloneRecipe, estimate_panel,
-                                               load_references, rank_correlation, ranking_panel, references_for,
-                                               train_standalone)
+from hyctas_lightning.training.ranking import (
+    RankingReport,
+    ReferenceCache,
+    StandaloneRecipe,
+    estimate_panel,
+    load_references,
+    rank_correlation,
+    ranking_panel,
+    references_for,
+    train_standalone,
+)
 
-STAGES = ("references", "supernets", "estimates", "report")
+STAGES = ("references", "teacher", "supernets", "estimates", "report")
+Job = Tuple[str, List[str], Path]  # name, command, log file
 MARGIN_S = 45  # a worker's own deadline ends this long before the command's, to save and exit
 
 
@@ -67,21 +79,22 @@ class Study:
         self.incomplete: List[str] = []
 
     # ------------------------------------------------------------------ scheduling
-    def slots(self, per_gpu: int) -> List[Dict[str, str]]:
-        """Environment of each concurrent worker slot: GPUs round-robin, or CPU threads."""
+    def slots(self) -> List[Dict[str, str]]:
+        """Environment of each concurrent worker slot: ``--jobs_per_gpu`` per GPU, going round the GPUs, or
+        ``--cpu_jobs`` CPU slots."""
         gpus = torch.cuda.device_count()
         if gpus:
-            return [{"CUDA_VISIBLE_DEVICES": str(g)} for _ in range(per_gpu) for g in range(gpus)]
+            return [{"CUDA_VISIBLE_DEVICES": str(g)} for _ in range(self.args.jobs_per_gpu) for g in range(gpus)]
         threads = str(max(1, self.args.cpu_threads))
         return [{"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads} for _ in range(self.args.cpu_jobs)]
 
     def seconds_left(self) -> Optional[float]:
         return None if self.deadline is None else self.deadline - time.time()
 
-    def run_pool(self, jobs: List[Tuple[str, List[str], Path]], per_gpu: int) -> None:
+    def run_pool(self, jobs: List[Job]) -> None:
         """Run ``(name, argv, log)`` jobs on the slots; no new job starts in the last minutes of the limit, and
         each gets its own deadline before the command's (``--worker_seconds``, or a ``Deadline`` callback)."""
-        free, running, failed = self.slots(per_gpu), {}, []
+        free, running, failed = self.slots(), {}, []
         queue = list(jobs)
         while queue or running:
             left = self.seconds_left()
@@ -113,7 +126,7 @@ class Study:
     def cache(self, seed: int) -> ReferenceCache:
         return ReferenceCache(self.out, self.recipes[seed], self.data)
 
-    def references(self) -> None:
+    def reference_jobs(self) -> List[Job]:
         jobs = []
         for seed in self.recipes:
             cache = self.cache(seed)
@@ -124,54 +137,89 @@ class Study:
                     if self.args.root:
                         argv += ["--root", self.args.root]
                     jobs.append((f"reference {name} seed {seed}", argv, cache.run_dir(arch) / "train.log"))
-        self.run_pool(jobs, self.args.jobs_per_gpu)
-        missing = sum(self.cache(s).get(a) is None for s in self.recipes for a in self.panel.values())
-        if missing:
-            self.incomplete.append(f"{missing} standalone references unfinished")
+        return jobs
 
     def worker_reference(self, name: str, seed: int, seconds: Optional[float]) -> None:
         result = train_standalone(self.panel[name], self.cache(seed), max_time_s=seconds)
         print(f"{name} seed {seed}: " + ("unfinished, rerun to resume" if result is None else
                                           f"val mIoU {100 * result['miou']:.2f}"), flush=True)
 
-    # ------------------------------------------------------------------ supernets
+    # ------------------------------------------------------------------ teacher and supernets
+    def data_config(self) -> Path:
+        """The study's data as a config file for ``hyctas fit``."""
+        path = self.out / "data.yaml"
+        path.write_text(yaml.safe_dump({"data": self.data}))
+        return path
+
+    def teacher_path(self) -> Path:
+        spec = self.config.get("teacher") or {}
+        return Path(spec["checkpoint"]) if "checkpoint" in spec else self.out / "teacher" / "checkpoints" / "last.ckpt"
+
+    def teacher_finished(self) -> bool:
+        spec = self.config.get("teacher") or {}
+        return "checkpoint" in spec or self.run_finished(self.out / "teacher")
+
+    def teacher_jobs(self) -> List[Job]:
+        spec = self.config.get("teacher") or {}
+        if "config" not in spec or self.teacher_finished():
+            return []
+        folder = self.out / "teacher"
+        return [("teacher", [sys.executable, "-m", "hyctas_lightning.cli", "fit", "--config", spec["config"],
+                             "--config", str(self.data_config()), *run_folder(folder)], folder / "fit.log")]
+
     def variants(self) -> Dict[str, List[str]]:
         variants = self.config["variants"]
         wanted = self.args.variants.split(",") if self.args.variants else list(variants)
         unknown = [v for v in wanted if v not in variants]
         if unknown:
             raise SystemExit(f"--variants: {unknown} not in the study's variants {list(variants)}")
-        return {name: [str(a) for a in variants[name] or []] for name in wanted}
+        teacher = str(self.teacher_path())
+        return {name: [str(a).replace("{teacher}", teacher) for a in variants[name] or []] for name in wanted}
 
     def variant_dir(self, name: str) -> Path:
         return self.out / "variants" / name
 
     def finished(self, name: str) -> bool:
-        folder = self.variant_dir(name)
+        return self.run_finished(self.variant_dir(name))
+
+    @staticmethod
+    def run_finished(folder: Path) -> bool:
+        """Whether the ``hyctas fit`` run in ``folder`` reached its ``max_steps``."""
         last, config = folder / "checkpoints" / "last.ckpt", folder / "config.yaml"
         if not (last.is_file() and config.is_file()):
             return False
         wanted = yaml.safe_load(config.read_text())["trainer"]["max_steps"]
         return torch.load(last, map_location="cpu", weights_only=False)["global_step"] >= wanted
 
-    def supernets(self) -> None:
-        data_config = self.out / "data.yaml"
-        data_config.write_text(yaml.safe_dump({"data": self.data}))
+    def supernet_jobs(self) -> List[Job]:
+        data_config = self.data_config()
         jobs = []
         for name, overrides in self.variants().items():
             folder = self.variant_dir(name)
             if self.finished(name):
                 continue
-            last = folder / "checkpoints" / "last.ckpt"
+            if any("{teacher}" in str(a) for a in self.config["variants"][name] or []) and not self.teacher_finished():
+                self.incomplete.append(f"{name} waits for the teacher")
+                continue
             argv = [sys.executable, "-m", "hyctas_lightning.cli", "fit", "--config", self.config["supernet_config"],
-                    "--config", str(data_config), *overrides, "--trainer.default_root_dir", str(folder),
-                    "--trainer.logger.init_args.save_dir", str(folder)]
-            if last.is_file():
-                argv += ["--ckpt_path", str(last)]
+                    "--config", str(data_config), *overrides, *run_folder(folder)]
             jobs.append((f"supernet {name}", argv, folder / "fit.log"))
-        self.run_pool(jobs, self.args.supernet_jobs_per_gpu)
+        return jobs
+
+    def train(self, stages: List[str]) -> None:
+        """The training stages' jobs in one pool: the teacher and the supernets first (one per GPU, as the slots
+        go round the GPUs), the standalone references filling the other slots."""
+        jobs = [*(self.teacher_jobs() if "teacher" in stages else []),
+                *(self.supernet_jobs() if "supernets" in stages else []),
+                *(self.reference_jobs() if "references" in stages else [])]
+        self.run_pool(jobs)
+        missing = sum(self.cache(s).get(a) is None for s in self.recipes for a in self.panel.values())
+        if "references" in stages and missing:
+            self.incomplete.append(f"{missing} standalone references unfinished")
+        if "teacher" in stages and not self.teacher_finished():
+            self.incomplete.append("teacher unfinished")
         unfinished = [n for n in self.variants() if not self.finished(n)]
-        if unfinished:
+        if "supernets" in stages and unfinished:
             self.incomplete.append(f"supernets unfinished: {unfinished}")
 
     # ------------------------------------------------------------------ estimates and report
@@ -240,6 +288,14 @@ class Study:
         print("\n" + text, flush=True)
 
 
+def run_folder(folder: Path) -> List[str]:
+    """Overrides that put a ``hyctas fit`` run's logs and ``checkpoints/`` in ``folder``, resuming from its
+    ``last.ckpt`` when there is one."""
+    last = folder / "checkpoints" / "last.ckpt"
+    return ["--trainer.default_root_dir", str(folder), "--trainer.logger.init_args.save_dir", str(folder),
+            *(["--ckpt_path", str(last)] if last.is_file() else [])]
+
+
 def deadline_args(argv: List[str], seconds: float) -> List[str]:
     """Arguments that stop a worker (this script) or a ``hyctas fit`` run after ``seconds``, with a checkpoint."""
     if "fit" in argv:
@@ -256,8 +312,7 @@ def parse(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     p.add_argument("--variants", default=None, help="comma-separated subset of the study's variants")
     p.add_argument("--time_limit", type=float, default=None, help="seconds this command may run")
-    p.add_argument("--jobs_per_gpu", type=int, default=4, help="concurrent standalone trainings per GPU")
-    p.add_argument("--supernet_jobs_per_gpu", type=int, default=2, help="concurrent supernet trainings per GPU")
+    p.add_argument("--jobs_per_gpu", type=int, default=4, help="concurrent trainings per GPU")
     p.add_argument("--cpu_jobs", type=int, default=1, help="concurrent jobs without a GPU")
     p.add_argument("--cpu_threads", type=int, default=1, help="torch threads per CPU job")
     p.add_argument("--worker_reference", default=None, help=argparse.SUPPRESS)
@@ -273,7 +328,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         study.worker_reference(args.worker_reference, args.worker_seed, args.worker_seconds)
         return 0
     stages = args.stages.split(",")
-    for stage in STAGES:
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise SystemExit(f"--stages: unknown {sorted(unknown)}; choose from {', '.join(STAGES)}")
+    if set(stages) & {"references", "teacher", "supernets"}:
+        study.train(stages)
+    for stage in ("estimates", "report"):
         if stage in stages:
             print(f"== {stage} ==", flush=True)
             getattr(study, stage)()

@@ -14,9 +14,18 @@ from hyctas_lightning.search import SearchConfig
 from hyctas_lightning.search.evaluator import SupernetEvaluator, collect_images
 from hyctas_lightning.search_space import SearchSpace
 from hyctas_lightning.training import SupernetModule, ranking
-from hyctas_lightning.training.ranking import (RankingCallback, RankingReport, ReferenceCache, StandaloneRecipe,
-                                               estimate_panel, load_references, rank_correlation, ranking_panel,
-                                               references_for, train_standalone)
+from hyctas_lightning.training.ranking import (
+    RankingCallback,
+    RankingReport,
+    ReferenceCache,
+    StandaloneRecipe,
+    estimate_panel,
+    load_references,
+    rank_correlation,
+    ranking_panel,
+    references_for,
+    train_standalone,
+)
 
 SPACE = SearchSpace(layers=4, fch=4)
 DATA = dict(train_samples=48, val_samples=8, size=(32, 64), batch_size=8)

@@ -2,8 +2,15 @@
 from .deadline import Deadline
 from .losses import distillation_loss, segmentation_loss
 from .prediction import SegmentationWriter
-from .ranking import (RankingCallback, RankingReport, ReferenceCache, StandaloneRecipe, estimate_panel,
-                      ranking_panel, train_standalone)
+from .ranking import (
+    RankingCallback,
+    RankingReport,
+    ReferenceCache,
+    StandaloneRecipe,
+    estimate_panel,
+    ranking_panel,
+    train_standalone,
+)
 from .sampling import SAMPLERS, SandwichSampler, build_sampler, register_sampler
 from .schedules import PolyWarmup, PolyWarmupLR
 from .segmentation import SegmentationModule, build_segmentation_network, load_segmentation_network

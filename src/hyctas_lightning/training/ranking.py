@@ -261,11 +261,12 @@ class RankingReport:
     def table(self) -> str:
         """One row per member: branches, final strides, supernet and standalone mIoU (%), then the summary."""
         rows = [f"{'member':<9} {'branches':>8} {'strides':<10} {'supernet':>8} {'alone':>7}"]
+        def percent(value: Optional[float]) -> str:
+            return "-" if value is None else f"{100 * value:.2f}"
+
         for name, arch in self.panel.items():
-            ref = self.references.get(name)
-            est = self.estimates.get(name)
             rows.append(f"{name:<9} {arch.num_branches:>8} {','.join(map(str, arch.end_scales)):<10} "
-                        f"{'-' if est is None else f'{100 * est:.2f}':>8} {'-' if ref is None else f'{100 * ref:.2f}':>7}")
+                        f"{percent(self.estimates.get(name)):>8} {percent(self.references.get(name)):>7}")
         s = self.summary()
         rows.append(f"random mean {100 * s['random_mean']:.2f} (min {100 * s['random_min']:.2f}, max "
                     f"{100 * s['random_max']:.2f}); Kendall tau {s['kendall_tau']:.3f}, Spearman rho "

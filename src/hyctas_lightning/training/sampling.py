@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections import Counter
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 from hyctas_lightning.registry import Registry
 from hyctas_lightning.search_space import SCALES, Architecture, Branch, SearchSpace
@@ -146,9 +146,11 @@ class FairSampler(SubnetSampler):
         m = len(self.space.ops)
         perms = {(layer, group[0]): rng.sample(self.space.ops, m)
                  for layer in range(base.num_layers) for group in base.groups(layer)}
-        return [(f"random{j}", self.space.validate(regene(base, lambda layer, lead, gene: (perms[layer, lead][j],
-                                                                                          gene[1]))))
-                for j in range(m)]
+        drawn = []
+        for j in range(m):
+            arch = regene(base, lambda layer, lead, gene, j=j: (perms[layer, lead][j], gene[1]))
+            drawn.append((f"random{j}", self.space.validate(arch)))
+        return drawn
 
 
 @register_sampler("progressive")
