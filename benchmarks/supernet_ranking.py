@@ -31,6 +31,7 @@ the next run of the same command continues. A line ``study incomplete`` at the e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -73,6 +74,10 @@ class Study:
         base = yaml.safe_load(Path(self.config["supernet_config"]).read_text())
         self.space = SearchSpace.from_dict(base["model"]["init_args"].get("space") or {})
         self.panel = ranking_panel(self.space, **self.config.get("panel", {}))
+        # other definitions of "largest", trained alone with the seed-0 recipe to see which one trains best
+        self.candidates = {f"largest[{c['largest_op']},{c['largest_node']}]":
+                           dataclasses.replace(self.space, **c).largest()
+                           for c in self.config.get("largest_candidates", [])}
         self.recipes = {seed: StandaloneRecipe(**{**self.config.get("recipe", {}), "seed": seed})
                         for seed in self.config.get("reference_seeds", [0])}
         self.deadline = time.time() + args.time_limit if args.time_limit else None
@@ -130,7 +135,8 @@ class Study:
         jobs = []
         for seed in self.recipes:
             cache = self.cache(seed)
-            for name, arch in self.panel.items():
+            members = {**self.panel, **(self.candidates if seed == min(self.recipes) else {})}
+            for name, arch in members.items():
                 if cache.get(arch) is None:
                     argv = [sys.executable, __file__, "--study", self.args.study, "--out", str(self.out),
                             "--worker_reference", name, "--worker_seed", str(seed)]
@@ -140,7 +146,7 @@ class Study:
         return jobs
 
     def worker_reference(self, name: str, seed: int, seconds: Optional[float]) -> None:
-        result = train_standalone(self.panel[name], self.cache(seed), max_time_s=seconds)
+        result = train_standalone({**self.panel, **self.candidates}[name], self.cache(seed), max_time_s=seconds)
         print(f"{name} seed {seed}: " + ("unfinished, rerun to resume" if result is None else
                                           f"val mIoU {100 * result['miou']:.2f}"), flush=True)
 
@@ -248,11 +254,14 @@ class Study:
             print(f"estimates {name}: random mean {100 * report.summary()['random_mean']:.2f}", flush=True)
 
     def reference_means(self) -> Tuple[Dict[str, float], float]:
-        """Standalone mIoU per architecture hash, averaged over the seeds; and the tau between the first two
-        seeds over the random members (how reproducible the standalone ranking itself is)."""
+        """Standalone mIoU per architecture hash, averaged over the seeds that have it; and the tau between the
+        first two seeds over the random members (how reproducible the standalone ranking itself is)."""
         per_seed = [load_references(self.cache(seed).dir) for seed in self.recipes]
+        means = {}
+        for h in set().union(*per_seed):
+            values = [r[h] for r in per_seed if h in r]
+            means[h] = sum(values) / len(values)
         hashes = set.intersection(*(set(r) for r in per_seed)) if per_seed else set()
-        means = {h: sum(r[h] for r in per_seed) / len(per_seed) for h in hashes}
         ceiling = math.nan
         if len(per_seed) >= 2:
             names = [n for n, a in self.panel.items() if n.startswith("random") and a.hash in hashes]
@@ -282,6 +291,9 @@ class Study:
         footer = (f"\nStandalone (mean of seeds {list(self.recipes)}): random members' mean "
                   f"{100 * sum(standalone) / max(1, len(standalone)):.1f} mIoU over {len(standalone)}; seed-to-seed "
                   f"Kendall tau {ceiling:.2f} (the ceiling).")
+        candidates = [f"{name}: {100 * means[a.hash]:.1f}" for name, a in self.candidates.items() if a.hash in means]
+        if candidates:
+            footer += "\nStandalone mIoU of candidate largest sub-networks: " + "; ".join(candidates) + "."
         text = "\n".join(header + rows) + "\n" + footer + "\n"
         (self.out / "report.md").write_text(text)
         (self.out / "report.json").write_text(json.dumps(results, indent=1) + "\n")
