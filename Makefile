@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PRESETS := s m l
 DEMO := runs/demo
 
-.PHONY: install test demo camvid clean
+.PHONY: install lint test test-quick demo camvid clean
 
 install: $(STAMP)
 
@@ -17,15 +17,22 @@ $(STAMP): setup.cfg setup.py
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: install
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
 	$(BIN)/python -m pytest -q tests
+
+# the quick subset: everything but the tests marked slow
+test-quick: lint
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 demo: install
 	mkdir -p $(DEMO)
-	$(BIN)/hyctas profile --arch $(foreach p,$(PRESETS),configs/arch/hyctas_$(p).json) --size 1024 2048 \
+	$(BIN)/hyctas profile --arch $(foreach p,$(PRESETS),hyctas_$(p)) --size 1024 2048 \
 		| tee $(DEMO)/profile.txt
 	for p in $(PRESETS); do \
-		$(BIN)/hyctas show --arch configs/arch/hyctas_$$p.json --out $(DEMO)/hyctas_$$p.png | tee $(DEMO)/hyctas_$$p.txt; \
+		$(BIN)/hyctas show --arch hyctas_$$p --out $(DEMO)/hyctas_$$p.png | tee $(DEMO)/hyctas_$$p.txt; \
 	done
 	$(BIN)/hyctas fit --config configs/demo/supernet.yaml
 	$(BIN)/hyctas search --ckpt $(DEMO)/supernet/checkpoints/last.ckpt --config configs/demo/search.yaml
@@ -34,9 +41,10 @@ demo: install
 		--ckpt_path $(DEMO)/retrain/checkpoints/last.ckpt
 	@echo "demo outputs in $(DEMO)/: supernet/, search/ (pareto.png, best.json), retrain/ (checkpoints, predictions)"
 
-# The whole method on CamVid on one GPU (about 30 minutes): supernet, search, retraining against baselines.
+# The whole method on CamVid (configs/camvid/pipeline.yaml): supernet, search, rank study, retraining against
+# baselines, evaluation, latency, model zoo, report. Every stage resumes: rerun to continue.
 camvid: install
-	$(BIN)/python benchmarks/camvid_pipeline.py --root $(or $(CAMVID),../shared/datasets/camvid) --run runs/camvid
+	$(BIN)/hyctas pipeline --config configs/camvid/pipeline.yaml --data "{root: $(or $(CAMVID),../shared/datasets/camvid)}"
 
 clean:
 	rm -rf $(VENV) runs lightning_logs src/*.egg-info

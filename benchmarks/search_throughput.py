@@ -68,7 +68,7 @@ def main() -> None:
     print(f"device: {name}; torch {torch.__version__}; {args.evals} evaluations; recalibration {args.calibration} "
           f"and validation {args.val} images at {size[0]}x{size[1]}, latency at "
           f"{args.latency_size[0]}x{args.latency_size[1]}")
-    print(f"| part | seconds per evaluation | share |\n|---|---|---|")
+    print("| part | seconds per evaluation | share |\n|---|---|---|")
     for part in PARTS:
         print(f"| {part} | {totals[part] / args.evals:.2f} | {100 * totals[part] / wall:.1f}% |")
     print(f"| **total** | {wall / args.evals:.2f} | {100 * sum(totals.values()) / wall:.1f}% timed |")

@@ -49,9 +49,9 @@ from hyctas_lightning.training.ranking import (
     RankingReport,
     ReferenceCache,
     StandaloneRecipe,
+    correlate,
     estimate_panel,
     load_references,
-    rank_correlation,
     ranking_panel,
     references_for,
     train_standalone,
@@ -265,8 +265,9 @@ class Study:
         ceiling = math.nan
         if len(per_seed) >= 2:
             names = [n for n, a in self.panel.items() if n.startswith("random") and a.hash in hashes]
-            ceiling = rank_correlation([per_seed[0][self.panel[n].hash] for n in names],
-                                       [per_seed[1][self.panel[n].hash] for n in names])[0]
+            stats = correlate([per_seed[0][self.panel[n].hash] for n in names],
+                              [per_seed[1][self.panel[n].hash] for n in names])
+            ceiling = stats.kendall_tau if stats else math.nan
         return means, ceiling
 
     def report(self) -> None:

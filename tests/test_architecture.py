@@ -7,7 +7,7 @@ import pytest
 
 from hyctas_lightning.search_space import Architecture, ArchitectureError, Branch, SearchSpace
 
-PRESETS = sorted(Path(__file__).resolve().parents[1].glob("configs/arch/hyctas_*.json"))
+PRESETS = sorted(Path(__file__).resolve().parents[1].glob("src/hyctas_lightning/models/presets/hyctas_*.json"))
 
 
 def make_branch(n, downs=(), ops="conv", width=1.0, nodes=None):
@@ -16,7 +16,7 @@ def make_branch(n, downs=(), ops="conv", width=1.0, nodes=None):
 
 
 def test_presets_load_and_validate():
-    assert len(PRESETS) == 3
+    assert [p.stem for p in PRESETS] == ["hyctas_l", "hyctas_m", "hyctas_m_paper", "hyctas_s", "hyctas_s_paper"]
     for path in PRESETS:
         arch = Architecture.load(path)
         assert arch.validate() is arch
@@ -108,6 +108,7 @@ def _preset_dict():
     (lambda d: d.__setitem__("colour", "red"), r"colour: unknown field"),
     (lambda d: d.__setitem__("fch", "twelve"), r"fch: expected an integer"),
     (lambda d: d.__setitem__("output_stride", 16), r"output_stride: must be 8 or 4"),
+    (lambda d: d.__setitem__("head", 3), r"head: expected a registered name"),
     (lambda d: d["branches"][0]["widths"].__setitem__(0, 1.5), r"branches\[0\]\.widths\[0\]"),
     (lambda d: d["branches"][0]["nodes"].__setitem__(0, "teleport"), r"branches\[0\]\.nodes\[0\]"),
     (lambda d: d.pop("branches"), r"branches: missing"),
@@ -117,6 +118,17 @@ def test_from_json_names_the_broken_field(mutate, field):
     mutate(data)
     with pytest.raises(ArchitectureError, match=field):
         Architecture.from_json(json.dumps(data))
+
+
+def test_json_written_before_heads_were_selectable_loads_with_the_defaults():
+    data = _preset_dict()
+    for key in ("head", "classifier"):
+        data.pop(key)
+    arch = Architecture.from_json(json.dumps(data))
+    assert (arch.head, arch.classifier) == ("progressive", "linear")
+    assert Architecture.load(PRESETS[0]).head == "progressive"
+    explicit = Architecture.from_json(json.dumps({**data, "head": "plain", "classifier": "attention"}))
+    assert (explicit.head, explicit.classifier) == ("plain", "attention") and explicit.hash != arch.hash
 
 
 def test_from_json_malformed_and_load_names_the_file(tmp_path):

@@ -7,11 +7,10 @@ import torch
 
 from hyctas_lightning.cli import main
 from hyctas_lightning.evaluation.bench import CPU_VARIANTS, Variant, bench, optimise
-from hyctas_lightning.models import ChildNet
-from hyctas_lightning.search_space import Architecture
+from hyctas_lightning.models import ChildNet, load_architecture
 
 ROOT = Path(__file__).resolve().parents[1]
-S = str(ROOT / "configs/arch/hyctas_s.json")
+S = "hyctas_s"
 
 
 def test_variants_parse_and_name_themselves():
@@ -24,7 +23,7 @@ def test_variants_parse_and_name_themselves():
 
 
 def test_optimised_paths_compute_the_same_network_on_cpu():
-    net = ChildNet(Architecture.load(S), 8, fch=4).eval()
+    net = ChildNet(load_architecture(S), 8, fch=4).eval()
     x = torch.randn(1, 3, 64, 128)
     with torch.no_grad():
         reference = net(x)
@@ -38,8 +37,8 @@ def test_optimised_paths_compute_the_same_network_on_cpu():
 
 
 def test_bench_times_networks_and_peers_with_the_wall_clock_on_cpu():
-    net = ChildNet(Architecture.load(S), 8, fch=4)
-    peer = ChildNet(Architecture.load(S), 8, fch=8)
+    net = ChildNet(load_architecture(S), 8, fch=4)
+    peer = ChildNet(load_architecture(S), 8, fch=8)
     report = bench({"small": net}, (64, 128), ["fp32", "fp32-fold"], peers={"big": peer}, device="cpu",
                    warmup=1, runs=3)
     assert [(r.network, r.variant) for r in report.rows] == [("small", "fp32"), ("small", "fp32-fold"),
@@ -67,7 +66,7 @@ def test_hyctas_bench_cli_with_peers_writes_markdown_and_json(tmp_path, capsys):
 
 def test_hyctas_bench_needs_a_network(capsys):
     assert main(["bench", "--size", "64", "128"]) == 2
-    assert "give --arch X.json, --ckpt X.ckpt or --network NAME" in capsys.readouterr().err
+    assert "nothing to run: give --arch" in capsys.readouterr().err
 
 
 def test_latency_presets_script_adds_the_paper_comparison(tmp_path):
@@ -78,6 +77,17 @@ def test_latency_presets_script_adds_the_paper_comparison(tmp_path):
                         "--runs", "1", "--variants", CPU_VARIANTS[0]]) == 0
     markdown = (tmp_path / "bench.md").read_text()
     assert "Against the paper" in markdown and "| hyctas_l | 12.4 |" in markdown
+    assert "| hyctas_s_paper | 159.2 |" in markdown and "hyctas_s fp32: " in markdown
+    parts = sorted(p.stem for p in (tmp_path / "parts").glob("*.json"))
+    assert parts == sorted(script.PRESETS + ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large"))
+
+    def must_not_time(*args):
+        raise AssertionError("a rerun with the same settings re-timed a network")
+
+    script.time_network = must_not_time  # the rerun resumes from the parts
+    assert script.main(["--out", str(tmp_path), "--size", "32", "64", "--device", "cpu", "--warmup", "0",
+                        "--runs", "1", "--variants", CPU_VARIANTS[0]]) == 0
+    assert (tmp_path / "bench.md").read_text() == markdown
     assert json.loads((tmp_path / "bench.json").read_text())["paper"]["hyctas_s"]["fps"] == 159.2
 
 

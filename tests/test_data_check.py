@@ -85,7 +85,7 @@ def test_cli_takes_flags_and_reports_usage_errors(tmp_path: Path, capsys) -> Non
     flags = ["--data.class_path", "hyctas_lightning.data.ADE20KDataModule", "--data.init_args.root"]
     assert main(["data", "check", *flags, str(tmp_path), "--num_workers", "0"]) == 0
     assert "149  flag" in capsys.readouterr().out
-    assert main(["data", "check", *flags, str(tmp_path / "nowhere")]) == 2
+    assert main(["data", "check", *flags, str(tmp_path / "nowhere")]) == 5  # EXIT_DATASET
     assert "hyctas data check: error: dataset root not found" in capsys.readouterr().err
     assert main(["data", "inspect"]) == 2
     assert "usage: hyctas data check" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import fixtures_data as fx
-from hyctas_lightning.data import (CamVidDataModule, MissingSplitError, SyntheticStreetDataModule, TransformConfig)
+from hyctas_lightning.data import CamVidDataModule, MissingSplitError, SyntheticStreetDataModule, TransformConfig
 from hyctas_lightning.data.base import deterministic_subset, pad_collate
 
 

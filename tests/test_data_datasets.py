@@ -10,10 +10,21 @@ import torch
 from PIL import Image
 
 import fixtures_data as fx
-from hyctas_lightning.data import (ADE20K_CLASSES, CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_CLASSES,
-                                   CITYSCAPES_PALETTE, DATASETS, ADE20KDataModule, CamVidDataModule,
-                                   CityscapesDataModule, CocoPanopticDataModule, SegmentationDataModule,
-                                   TransformConfig, rgb_to_id)
+from hyctas_lightning.data import (
+    ADE20K_CLASSES,
+    CAMVID_CLASSES,
+    CAMVID_PALETTE,
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE,
+    DATASETS,
+    ADE20KDataModule,
+    CamVidDataModule,
+    CityscapesDataModule,
+    CocoPanopticDataModule,
+    SegmentationDataModule,
+    TransformConfig,
+    rgb_to_id,
+)
 
 PLAIN = TransformConfig()  # evaluation: whole image, normalised, no padding
 

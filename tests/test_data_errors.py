@@ -11,8 +11,15 @@ import pytest
 from PIL import Image
 
 import fixtures_data as fx
-from hyctas_lightning.data import (ADE20KDataModule, CamVidDataModule, CityscapesDataModule, CocoPanopticDataModule,
-                                   DatasetError, MissingSplitError, TransformConfig)
+from hyctas_lightning.data import (
+    ADE20KDataModule,
+    CamVidDataModule,
+    CityscapesDataModule,
+    CocoPanopticDataModule,
+    DatasetError,
+    MissingSplitError,
+    TransformConfig,
+)
 
 CITY_IMAGE = "leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png"
 CITY_LABEL = "gtFine/train/aachen/aachen_000000_000019_gtFine_labelIds.png"

@@ -7,18 +7,16 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import randomize_bn_
 from hyctas_lightning.cli import main
 from hyctas_lightning.data import SyntheticStreetDataModule
 from hyctas_lightning.deploy import export_network
 from hyctas_lightning.evaluation import count_batchnorms, fold_batchnorm
-from hyctas_lightning.models import ChildNet, build_network
-from hyctas_lightning.search_space import Architecture
+from hyctas_lightning.models import ChildNet, create_network, load_architecture
 from hyctas_lightning.training import SegmentationModule
 
-from helpers import randomize_bn_
-
 ROOT = Path(__file__).resolve().parents[1]
-PRESET = {n: str(ROOT / f"configs/arch/hyctas_{n}.json") for n in "sml"}
+PRESET = {n: f"hyctas_{n}" for n in "sml"}
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -27,7 +25,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("name", ["l", "lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large"])
 def test_bn_folding_removes_every_batchnorm_and_keeps_outputs(name):
-    net = (ChildNet(Architecture.load(PRESET[name]), 5, fch=4) if name in PRESET else build_network(name, 5))
+    net = (ChildNet(load_architecture(PRESET[name]), 5, fch=4) if name in PRESET else create_network(name, 5))
     net = randomize_bn_(net)
     x = torch.randn(1, 3, 64, 128)
     with torch.no_grad():
@@ -40,11 +38,11 @@ def test_bn_folding_removes_every_batchnorm_and_keeps_outputs(name):
 
 def test_bn_folding_refuses_a_training_network():
     with pytest.raises(ValueError, match="model.eval"):
-        fold_batchnorm(ChildNet(Architecture.load(PRESET["s"]), 5, fch=4))
+        fold_batchnorm(ChildNet(load_architecture(PRESET["s"]), 5, fch=4))
 
 
 def test_onnx_export_matches_pytorch_at_fixed_and_dynamic_sizes(tmp_path):
-    net = randomize_bn_(ChildNet(Architecture.load(PRESET["s"]), 5, fch=4, output_stride=4))
+    net = randomize_bn_(ChildNet(load_architecture(PRESET["s"]), 5, fch=4, output_stride=4))
     result = export_network(net, tmp_path / "s.onnx", size=(64, 128), dynamic=True)
     assert result.format == "onnx" and result.folded > 0 and result.rel_err < 1e-4
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
@@ -58,7 +56,7 @@ def test_onnx_export_matches_pytorch_at_fixed_and_dynamic_sizes(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".pt", ".pt2"])
 def test_torchscript_and_torch_export_match_pytorch(tmp_path, suffix):
-    net = randomize_bn_(ChildNet(Architecture.load(PRESET["s"]), 5, fch=4))
+    net = randomize_bn_(ChildNet(load_architecture(PRESET["s"]), 5, fch=4))
     result = export_network(net, tmp_path / f"s{suffix}", size=(64, 128))
     assert result.rel_err < 1e-4 and result.path.stat().st_size > 0
 
@@ -92,7 +90,7 @@ def test_hyctas_export_from_arch_and_from_a_trained_checkpoint(tmp_path, capsys)
 def test_hyctas_export_reports_bad_input(tmp_path, capsys):
     supernet = tmp_path / "supernet.ckpt"
     torch.save({"hyctas": {"kind": "hyctas-supernet"}}, supernet)
-    assert main(["export", "--ckpt", str(supernet), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert main(["export", "--ckpt", str(supernet), "--out", str(tmp_path / "x.onnx")]) == 4  # EXIT_CHECKPOINT
     assert "supernet checkpoint, not a retrained network" in capsys.readouterr().err
     assert main(["export", "--arch", PRESET["s"], "--network", "lraspp_mobilenet_v3_large",
                  "--out", str(tmp_path / "x.onnx")]) == 2

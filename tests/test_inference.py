@@ -14,7 +14,7 @@ from hyctas_lightning.training.prediction import colourise, default_palette, den
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ["--config", str(ROOT / "configs/demo/retrain.yaml"),
-        f"--model.init_args.arch={ROOT / 'configs/arch/hyctas_s.json'}",
+        "--model.init_args.arch=hyctas_s",
         "--data.init_args.train_samples=96", "--data.init_args.val_samples=8", "--data.init_args.test_samples=16",
         "--data.init_args.size=[96,192]", "--trainer.enable_progress_bar=false"]
 
@@ -61,11 +61,12 @@ def test_flip_and_multiscale_keep_shapes_and_keep_or_improve_miou(run):
     assert scores["ms+flip"] >= scores["single"] - 0.005, scores
 
 
-def test_hyctas_test_prints_the_per_class_table(run, capsys, monkeypatch):
+def test_hyctas_test_prints_the_per_class_table(run, capfd, monkeypatch):
     folder, ckpt = run
     monkeypatch.chdir(folder)
     main(["test", *DEMO, f"--ckpt_path={ckpt}", "--model.init_args.test_flip=true"])
-    out = capsys.readouterr().out
+    captured = capfd.readouterr()  # the table is logged (stderr), Lightning's own summary printed (stdout)
+    out = captured.out + captured.err
     assert "hyctas_s: per-class IoU (%), scales [1.0] + flip" in out
     table = out[out.index("per-class IoU"):]
     assert all(name in table for name in SYNTHETIC_CLASSES) and "mIoU" in table

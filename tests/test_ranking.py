@@ -19,9 +19,9 @@ from hyctas_lightning.training.ranking import (
     RankingReport,
     ReferenceCache,
     StandaloneRecipe,
+    correlate,
     estimate_panel,
     load_references,
-    rank_correlation,
     ranking_panel,
     references_for,
     train_standalone,
@@ -40,14 +40,13 @@ def test_panel_is_fixed_distinct_and_spread_over_branch_counts():
     assert ranking_panel(SPACE, 6, 1)["random0"].hash != panel["random0"].hash
 
 
-def test_rank_correlation_matches_known_values():
-    tau, rho = rank_correlation([1, 2, 3, 4], [10, 20, 30, 40])
-    assert tau == pytest.approx(1) and rho == pytest.approx(1)
-    tau, rho = rank_correlation([1, 2, 3, 4], [40, 30, 20, 10])
-    assert tau == pytest.approx(-1) and rho == pytest.approx(-1)
-    assert rank_correlation([1, 2, 3, 4], [1, 3, 2, 4])[0] == pytest.approx(2 / 3)
-    assert all(math.isnan(v) for v in rank_correlation([0.1, 0.1, 0.1], [1, 2, 3]))  # constant predictions
-    assert all(math.isnan(v) for v in rank_correlation([1, 2], [1, 2]))
+def test_correlate_uses_the_bootstrapped_rank_correlation():
+    stats = correlate([1, 2, 3, 4], [1, 3, 2, 4], bootstrap=50)
+    assert stats.kendall_tau == pytest.approx(2 / 3) and stats.spearman_rho == pytest.approx(0.8)
+    assert stats.kendall_ci[0] <= stats.kendall_tau <= stats.kendall_ci[1]
+    assert correlate([1, 2], [1, 2]) is None  # too few pairs to rank
+    constant = correlate([0.1, 0.1, 0.1], [1, 2, 3])  # constant predictions rank nothing
+    assert math.isnan(constant.kendall_tau) and math.isnan(constant.spearman_rho)
 
 
 def write_config(path, trainer: str) -> None:
@@ -144,9 +143,9 @@ def test_ranking_callback_logs_tau_against_references(supernet, tmp_path):
     trainer = L.Trainer(logger=L.pytorch.loggers.CSVLogger(tmp_path), enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[callback])
     trainer.validate(module, data, verbose=False)
-    expected = rank_correlation([module.val_scores[n] for n in ("random0", "random1", "random2")], [0.1, 0.2, 0.3])
+    expected = correlate([module.val_scores[n] for n in ("random0", "random1", "random2")], [0.1, 0.2, 0.3])
     assert float(trainer.callback_metrics["rank/n"]) == 3
-    assert float(trainer.callback_metrics["rank/kendall_tau"]) == pytest.approx(expected[0], nan_ok=True)
+    assert float(trainer.callback_metrics["rank/kendall_tau"]) == pytest.approx(expected.kendall_tau, nan_ok=True)
     assert callback.report.references.keys() == {"random0", "random1", "random2"}
 
 
@@ -154,8 +153,9 @@ def validate_metrics(tmp_path, ckpt, calibration_images):
     """`hyctas validate --ckpt_path` of the supernet; its logged metrics."""
     config = tmp_path / "validate.yaml"
     write_config(config, "  logger:\n    class_path: lightning.pytorch.loggers.CSVLogger\n"
-                         f"    init_args: {{save_dir: {tmp_path}, name: v{calibration_images}, version: ''}}\n")
+                         "    init_args: {name: '', version: ''}\n")
     assert hyctas_main(["validate", "--config", str(config), "--ckpt_path", str(ckpt),
+                        "--trainer.default_root_dir", str(tmp_path / f"v{calibration_images}"),
                         "--model.init_args.calibration_images", str(calibration_images)]) == 0
     rows = list(csv.DictReader((tmp_path / f"v{calibration_images}" / "metrics.csv").open()))
     return {k: float(v) for k, v in rows[-1].items() if k.startswith("val/") and v}
@@ -176,3 +176,21 @@ def test_hyctas_validate_of_a_supernet_recalibrates_like_the_search(supernet, tm
         for name in ("smallest", "random2"):
             measured = evaluator(restored.val_archs[name]).values["miou"]
             assert measured == pytest.approx(metrics[f"val/mIoU_{name}"], abs=1e-5), (images, name)
+
+
+def test_hyctas_rank_reports_estimates_and_tau_against_trained_references(supernet, tmp_path, capsys):
+    module, data, ckpt = supernet
+    out = tmp_path / "rank"
+    assert hyctas_main(["rank", "--ckpt", str(ckpt), "--out", str(out), "--random_members", "3",
+                        "--calibration_images", "16", "--device", "cpu", "--train", "true", "--recipe.steps", "3",
+                        "--recipe.checkpoint_every", "3"]) == 0
+    result = json.loads((out / "ranking.json").read_text())
+    assert set(result["members"]) == {"largest", "smallest", "random0", "random1", "random2"}
+    assert result["summary"]["n"] == 3 and "Kendall tau" in capsys.readouterr().out
+    panel = ranking_panel(module.space, 3, 0)
+    # the same estimates as the shared scorer gives; the references are the cache's results
+    estimates = estimate_panel(module.supernet, panel, data, 8, calibration_images=16, seed=0)
+    refs = load_references(next((out / "references").iterdir()))
+    for name, member in result["members"].items():
+        assert member["supernet_miou"] == pytest.approx(estimates[name], abs=1e-6), name
+        assert member["standalone_miou"] == (refs[panel[name].hash] if name.startswith("random") else None)

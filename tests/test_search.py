@@ -2,17 +2,16 @@
 import json
 import math
 import random
-from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
+from hyctas_lightning.cli import main
 from hyctas_lightning.data import SyntheticStreetDataModule
 from hyctas_lightning.evaluation.batchnorm import bn_state, load_bn_state, recalibrate_bn
-from hyctas_lightning.search import (Journal, Measurement, NothingFeasible, SearchCallback, SearchConfig,
-                                     search_with)
-from hyctas_lightning.search.cli import main as search_main
+from hyctas_lightning.search import Journal, Measurement, NothingFeasible, SearchCallback, SearchConfig, search_with
+from hyctas_lightning.search import evaluator as evaluator_module
 from hyctas_lightning.search.evaluator import SupernetEvaluator, collect_images
 from hyctas_lightning.search_space import SCALES, Architecture, SearchSpace, channels
 from hyctas_lightning.training import SupernetModule
@@ -148,8 +147,16 @@ def test_baselines_share_evaluator_and_outputs(tmp_path, strategy):
 def test_config_rejects_nonsense():
     with pytest.raises(ValueError, match="strategy"):
         SearchConfig(strategy="annealing")
-    with pytest.raises(KeyError, match="unknown search objective"):
+    with pytest.raises(ValueError, match="objectives: unknown \\['beauty'\\]; registered: miou"):
         SearchConfig(objectives=["miou", "beauty"])
+
+
+def test_config_latency_variant_is_a_bench_variant():
+    with pytest.raises(ValueError, match="latency_variant: variant 'fp8-fold'"):
+        SearchConfig(latency_variant="fp8-fold")
+    with pytest.raises(ValueError, match="needs latency_backend: cuda"):
+        SearchConfig(latency_variant="fp16-fold-cl-graph", latency_backend="cpu")
+    assert SearchConfig().latency_variant == "fp32"  # the paper's eager float32
 
 
 # ---------------------------------------------------------------------------------- through a supernet
@@ -184,7 +191,7 @@ def test_bn_recalibration_changes_statistics_and_helps(trained):
     for arch in [supernet.space.smallest()] + [supernet.space.sample(rng) for _ in range(7)]:
         load_bn_state(supernet, trained_state)
         stale = evaluator.miou(arch)
-        recalibrate_bn(supernet, lambda x: supernet(x, arch), evaluator.calibration)
+        recalibrate_bn(supernet, lambda x, arch=arch: supernet(x, arch), evaluator.calibration)
         fresh_state = bn_state(supernet)
         assert any(not torch.equal(trained_state[k], fresh_state[k]) for k in trained_state if "running_mean" in k)
         gains.append(evaluator.miou(arch) - stale)
@@ -193,34 +200,56 @@ def test_bn_recalibration_changes_statistics_and_helps(trained):
     assert min(gains) > -0.01, gains  # and never clearly worse
 
 
+def test_evaluator_times_candidates_in_the_configured_variant(trained, monkeypatch):
+    module, data, _ = trained
+    supernet = module.supernet.eval()
+    seen = []
+
+    def spy(net, variant, example):
+        seen.append(variant.name)
+        return real(net, variant, example)
+
+    real = evaluator_module.optimise
+    monkeypatch.setattr(evaluator_module, "optimise", spy)
+    evaluator = SupernetEvaluator(supernet, collect_images(data, "train", 16, 0, False),
+                                  collect_images(data, "val", 16, 0, True), fast_config(latency_variant="bf16-fold-cl"))
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    arch = supernet.space.sample(random.Random(2))
+    measured = evaluator(arch).values
+    assert seen and set(seen) == {"bf16-fold-cl"} and measured["latency_ms"] > 0
+    # BN folding happened on a copy: the shared weights are those training left (BN recalibrated only)
+    assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items() if "running" not in k
+               and "num_batches" not in k)
+
+
 def test_search_cli_on_a_supernet_checkpoint(trained, tmp_path, capsys):
     _, _, ckpt = trained
     config = tmp_path / "search.yaml"
     config.write_text("search:\n  population: 4\n  generations: 1\n  calibration_images: 32\n  val_images: 16\n"
                       "  latency_backend: cpu\n  latency_size: [64, 128]\n  latency_warmup: 1\n  latency_runs: 2\n")
     out = tmp_path / "run"
-    assert search_main(["--ckpt", str(ckpt), "--config", str(config), "--out", str(out)]) == 0
+    assert main(["search", "--ckpt", str(ckpt), "--config", str(config), "--out", str(out)]) == 0
     assert "non-dominated" in capsys.readouterr().out
     n = len((out / "candidates.jsonl").read_text().splitlines())
-    assert search_main(["--ckpt", str(ckpt), "--config", str(config), "--out", str(out)]) == 0
+    assert main(["search", "--ckpt", str(ckpt), "--config", str(config), "--out", str(out)]) == 0
     assert len((out / "candidates.jsonl").read_text().splitlines()) == n  # rerun: all from the journal
-    assert search_main(["--ckpt", str(ckpt), "--config", str(config), "--out", str(tmp_path / "none"),
+    assert main(["search", "--ckpt", str(ckpt), "--config", str(config), "--out", str(tmp_path / "none"),
                         "--search.latency_cap_ms", "0.001"]) == 3
-    assert "no feasible architecture" in capsys.readouterr().out
+    assert "no feasible architecture" in capsys.readouterr().err
 
 
-def test_search_cli_rejects_wrong_checkpoints_and_spaces(trained, tmp_path):
+def test_search_cli_rejects_wrong_checkpoints_and_spaces(trained, tmp_path, capsys):
     _, _, ckpt = trained
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {}}, other)
-    with pytest.raises(ValueError, match="not a supernet checkpoint"):
-        search_main(["--ckpt", str(other)])
+    assert main(["search", "--ckpt", str(other)]) == 4
+    assert "other.ckpt is not a hyctas checkpoint" in capsys.readouterr().err
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
-        search_main(["--ckpt", str(garbage)])
-    with pytest.raises(ValueError, match="search space differs .*layers: config 8 vs checkpoint 5"):
-        search_main(["--ckpt", str(ckpt), "--space", '{"layers": 8}'])
+    assert main(["search", "--ckpt", str(garbage)]) == 4
+    assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
+    assert main(["search", "--ckpt", str(ckpt), "--space", '{"layers": 8}']) == 2
+    assert "search space differs from the checkpoint's (layers: config 8 vs checkpoint 5)" in capsys.readouterr().err
 
 
 def test_search_callback_runs_after_fit(tmp_path):
@@ -234,7 +263,7 @@ def test_search_callback_runs_after_fit(tmp_path):
 
 
 def test_checkpoint_data_spec_with_nested_transforms_rebuilds_the_datamodule():
-    from hyctas_lightning.search.cli import build_datamodule
+    from hyctas_lightning.data import build_datamodule
 
     spec = {"class_path": "hyctas_lightning.data.SyntheticStreetDataModule",
             "init_args": {"train_samples": 4, "val_samples": 2, "size": [32, 64], "_private": 1,

@@ -1,15 +1,17 @@
 import random
+from dataclasses import replace
 
 import pytest
 import torch
 from torch import nn
 
-from hyctas_lightning.layers import ConvBNAct
-from hyctas_lightning.models import ChildNet, SuperNet
-from hyctas_lightning.ops import register_op
-from hyctas_lightning.search_space import Architecture, ArchitectureError, SearchSpace
-
 from helpers import randomize_bn_
+from hyctas_lightning.layers import ConvBNAct
+from hyctas_lightning.models import ChildNet, SuperNet, register_head
+from hyctas_lightning.models.blocks import resize
+from hyctas_lightning.models.graph import walk
+from hyctas_lightning.ops import register_op
+from hyctas_lightning.search_space import SCALES, Architecture, ArchitectureError, Branch, SearchSpace, channels
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -136,5 +138,105 @@ def test_search_space_imports_user_plugins(tmp_path, monkeypatch):
     assert set(arch.branches[0].ops) == {"plugin_dilated"}
     supernet = randomize_bn_(SuperNet(space, num_classes=3)).eval()
     x = torch.randn(1, 3, 40, 40)
+    with torch.no_grad():
+        assert relative_error(ChildNet.from_supernet(supernet, arch).eval()(x), supernet(x, arch)) < 1e-4
+
+
+@pytest.mark.parametrize("head, classifier, stem_head_width", [
+    ("progressive", "linear", 8 / 12),
+    ("progressive", "attention", 1.0),
+    ("plain", "linear", 8 / 12),
+])
+def test_inheritance_is_exact_through_every_head_for_1_2_and_3_branches(head, classifier, stem_head_width):
+    space = SearchSpace(layers=6, fch=4, head=head, classifier=classifier, stem_head_width=stem_head_width)
+    supernet = randomize_bn_(SuperNet(space, num_classes=5)).eval()
+    assert supernet.stem.out_channels[8] == round(32 * stem_head_width)
+    rng = random.Random(7)
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        for branches in (1, 2, 3):
+            for arch in [space.sample(rng, branches=branches) for _ in range(2)]:
+                child = ChildNet.from_supernet(supernet, arch).eval()
+                assert (child.arch.head, child.arch.classifier) == (head, classifier)
+                assert relative_error(child(x), supernet(x, arch)) < 1e-4
+
+
+def test_walk_returns_each_branchs_last_feature_at_every_stride():
+    # the 32-branch leaves stride 8 at layer 0 (its stride-8 skip is the stem) and stride 16 after layer 2;
+    # the 16-branch shares layer 0 with it, then stays at 16
+    b32 = Branch(ops=["conv"] * 5, widths=[1.0] * 5, downs=[1, 0, 1, 0, 0], nodes=["pass"] * 5)
+    b16 = Branch(ops=["conv"] * 5, widths=[1.0] * 5, downs=[1, 0, 0, 0, 0], nodes=["pass", "drop", "pass", "pass",
+                                                                                   "pass"])
+    b8 = Branch(ops=["mesa"] * 5, widths=[1.0] * 5, downs=[0] * 5, nodes=["pass"] * 5)
+    arch = Architecture((b8, b16, b32), fch=4)
+    name = lambda layer, b, v, s: f"L{layer}B{b}"  # noqa: E731
+    feats = walk(arch, "stem", name, lambda layer, b, v, s, sib: v)
+    assert feats == {8: {8: "L4B0"}, 16: {8: "stem", 16: "L4B1"}, 32: {8: "stem", 16: "L1B2", 32: "L4B2"}}
+    child = ChildNet(arch, num_classes=3)
+    # the 16- and 32-branch share layer 0's cell; auxiliary heads sit on the stride-16/32 features
+    assert child.aux_features == {"cells.L4_B1": 64, "cells.L1_B2": 64, "cells.L4_B2": 128}
+
+
+def test_progressive_head_refines_with_each_branchs_own_skip_features():
+    arch = SearchSpace(layers=6, fch=4).sample(random.Random(1), branches=3)
+    child = ChildNet(arch, num_classes=3).eval()
+    head = child.head
+    assert set(head.branches) == {"8", "16", "32"} and head.out_channels == 3 * 32
+    assert len(head.branches["32"].refine) == 2 and len(head.branches["16"].refine) == 1
+    assert head.branches["8"].proj is not None
+    seen = {}
+    handles = [m.register_forward_hook(lambda mod, inp, out, k=k: seen.__setitem__(k, inp[0].shape))
+               for k, m in (("32_16", head.branches["32"].refine[0]), ("32_8", head.branches["32"].refine[1]),
+                            ("16_8", head.branches["16"].refine[0]))]
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        features = child.forward_features(x)
+    for h in handles:
+        h.remove()
+    assert features.shape == (1, 96, 8, 8)
+    assert seen["32_16"][-2:] == (4, 4) and seen["32_8"][-2:] == (8, 8) and seen["16_8"][-2:] == (8, 8)
+    # each 3x3 refinement sees the projected map (head width) plus the branch's own skip feature
+    def cell_channels(layer, b, c, s):
+        branch = arch.branches[b]
+        return channels(SCALES[s + branch.downs[layer]], 4, branch.widths[layer])
+
+    skip = walk(arch, 32, cell_channels, lambda layer, b, c, s, siblings: c)  # the stem gives 32 channels
+    assert seen["32_16"][1] == 64 + skip[32][16] and seen["32_8"][1] == 32 + skip[32][8]
+    assert seen["16_8"][1] == 32 + skip[16][8]
+    with torch.no_grad():
+        assert torch.allclose(resize(child.classifier(features), (64, 64)), child(x), atol=1e-6)
+
+
+def test_heads_and_classifiers_are_chosen_by_name_and_unknown_names_are_listed():
+    arch = SearchSpace(layers=6, fch=4).sample(random.Random(2), branches=2)
+    plain = ChildNet(arch, num_classes=3, head="plain", classifier="attention")
+    assert type(plain.head).__name__ == "PlainHead" and type(plain.classifier).__name__ == "AttentionClassifier"
+    assert plain.classifier.out_channels == ChildNet(arch, num_classes=3).classifier.out_channels == 3
+    assert plain(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+    with pytest.raises(KeyError, match="unknown aggregation head 'fpn'; registered: plain, progressive"):
+        ChildNet(arch, num_classes=3, head="fpn")
+    with pytest.raises(ArchitectureError, match="head: architecture has 'plain'"):
+        SuperNet(SearchSpace(layers=6, fch=4), 3)(torch.randn(1, 3, 32, 32), replace(arch, head="plain"))
+
+
+@register_head("test_sum", overwrite=True)
+class SumHead(nn.Module):
+    """A user head defined outside the package: every branch's final feature, projected and summed at stride 8."""
+
+    def __init__(self, strides, channels, width):
+        super().__init__()
+        self.proj = nn.ModuleDict({str(s): ConvBNAct(channels[s][s], width[8], 1) for s in strides})
+        self.out_channels = width[8]
+
+    def forward(self, feats):
+        size = next(iter(feats.values()))[8].shape[-2:]
+        return sum(resize(self.proj[str(s)](f[s]), size) for s, f in feats.items())
+
+
+def test_user_defined_head_plugs_into_supernet_and_child():
+    space = SearchSpace(layers=5, fch=4, head="test_sum")
+    supernet = randomize_bn_(SuperNet(space, num_classes=3)).eval()
+    arch = space.sample(random.Random(4), branches=3)
+    x = torch.randn(1, 3, 48, 48)
     with torch.no_grad():
         assert relative_error(ChildNet.from_supernet(supernet, arch).eval()(x), supernet(x, arch)) < 1e-4

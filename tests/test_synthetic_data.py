@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from hyctas_lightning.data import (DATASETS, SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SyntheticStreetDataModule,
-                                   SyntheticStreets, render_scene)
+from hyctas_lightning.data import (
+    DATASETS,
+    SYNTHETIC_CLASSES,
+    SYNTHETIC_PALETTE,
+    SyntheticStreetDataModule,
+    SyntheticStreets,
+    render_scene,
+)
 
 SIZE = (64, 128)  # small scenes keep the statistical checks fast
 NUM_CLASSES = len(SYNTHETIC_CLASSES)

@@ -2,21 +2,20 @@
 import dataclasses
 import random
 import sys
-from pathlib import Path
 
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from hyctas_lightning.models import load_architecture
 from hyctas_lightning.search_space import Architecture, SearchSpace
 from hyctas_lightning.viz import draw_architecture, format_architecture, op_colour
 from hyctas_lightning.viz.architecture import OP_COLOURS
 
-ARCH_DIR = Path(__file__).resolve().parents[1] / "configs" / "arch"
 PRESETS = ("hyctas_s", "hyctas_m", "hyctas_l")
 
 
 def _preset(name: str) -> Architecture:
-    return Architecture.load(ARCH_DIR / f"{name}.json")
+    return load_architecture(name)
 
 
 def _random_architectures() -> list[Architecture]:

@@ -3,19 +3,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from hyctas_lightning.deploy.zoo import compact_state_dict, expand_state_dict, save_compact
-from hyctas_lightning.search_space import Architecture
-from hyctas_lightning.training.segmentation import CHECKPOINT_KIND, build_segmentation_network, load_segmentation_network
+from hyctas_lightning.checkpoints import SEGMENTATION_KIND, compact_state_dict, expand_state_dict, save_compact
+from hyctas_lightning.models import create_network, load_architecture, load_network
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def retrain_checkpoint(fch: int = 4) -> dict:
-    arch = Architecture.load(ROOT / "configs/arch/hyctas_s.json")
+    arch = load_architecture("hyctas_s")
     spec = {"arch": arch.to_dict(), "network": None, "num_classes": 11, "fch": fch, "output_stride": None}
-    net = build_segmentation_network(**spec)
+    net = create_network(spec["arch"], spec["num_classes"], fch=fch)
     return {"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-            "hyctas": {"kind": CHECKPOINT_KIND, "network": spec, "name": "s", "classes": None, "palette": None,
+            "hyctas": {"kind": SEGMENTATION_KIND, "network": spec, "name": "s", "classes": None, "palette": None,
                        "ignore_index": 255}}
 
 
@@ -32,8 +31,8 @@ def test_compact_checkpoint_loads_as_a_retrain_checkpoint(tmp_path):
     path = tmp_path / "zoo.ckpt"
     written = save_compact(checkpoint, path, max_mib=8)
     assert written["hyctas"]["weights"] == "fp16"
-    net, meta = load_segmentation_network(path)
-    reference = build_segmentation_network(**checkpoint["hyctas"]["network"])
+    net, meta = load_network(path)
+    reference = create_network(checkpoint["hyctas"]["network"]["arch"], 11, fch=4)
     reference.load_state_dict({k[4:]: v for k, v in checkpoint["state_dict"].items()})
     x = torch.randn(1, 3, 64, 128)
     with torch.no_grad():

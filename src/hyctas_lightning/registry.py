@@ -1,7 +1,8 @@
 """Name -> factory registries, so users plug in operators, datasets and heads from their own files."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Generic, Iterator, TypeVar
+import importlib
+from typing import Callable, Dict, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -39,3 +40,13 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return list(self._items)
+
+
+def import_plugins(modules: Iterable[str]) -> None:
+    """Import a user's modules so the ops, networks, heads or datasets they register can be named. Only modules the
+    user names (``--plugins``, a config's ``plugins:``) are imported, never ones a checkpoint or journal lists."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ValueError(f"plugins: cannot import '{module}' ({e}); put its folder on PYTHONPATH") from None

@@ -4,14 +4,18 @@ from .ade20k import ADE20K_CLASSES, ADE20K_PALETTE, ADE20KDataModule, ADE20KData
 from .base import FileDataModule, PairedFilesDataset, Sample, SegmentationDataModule, SegmentationDataset
 from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataModule, CamVidDataset
 from .check import DataReport, SplitReport, check_data
-from .cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_LABELS, CITYSCAPES_PALETTE, CityscapesDataModule,
-                         CityscapesDataset)
+from .cityscapes import (
+                         CITYSCAPES_CLASSES,
+                         CITYSCAPES_LABELS,
+                         CITYSCAPES_PALETTE,
+                         CityscapesDataModule,
+                         CityscapesDataset,
+)
 from .coco import CocoPanopticDataModule, CocoPanopticDataset, rgb_to_id
 from .files import DatasetError, MissingSplitError
 from .labels import IGNORE_INDEX, LabelMap
-from .registry import DATASETS, build_datamodule, datamodule_spec, register_datamodule
-from .synthetic import (SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SyntheticStreetDataModule, SyntheticStreets,
-                        render_scene)
+from .registry import DATASETS, build_datamodule, class_path, datamodule_spec, register_datamodule
+from .synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SyntheticStreetDataModule, SyntheticStreets, render_scene
 from .transforms import SegmentationTransform, TransformConfig
 
 __all__ = ["ADE20K_CLASSES", "ADE20K_PALETTE", "ADE20KDataModule", "ADE20KDataset", "CAMVID_CLASSES", "CAMVID_PALETTE",
@@ -20,5 +24,5 @@ __all__ = ["ADE20K_CLASSES", "ADE20K_PALETTE", "ADE20KDataModule", "ADE20KDatase
            "DataReport", "DatasetError", "FileDataModule", "IGNORE_INDEX", "LabelMap", "MissingSplitError",
            "PairedFilesDataset", "SYNTHETIC_CLASSES", "SYNTHETIC_PALETTE", "Sample", "SegmentationDataModule",
            "SegmentationDataset", "SegmentationTransform", "SplitReport", "SyntheticStreetDataModule",
-           "SyntheticStreets", "TransformConfig", "build_datamodule", "check_data", "datamodule_spec",
+           "SyntheticStreets", "TransformConfig", "build_datamodule", "check_data", "class_path", "datamodule_spec",
            "register_datamodule", "render_scene", "rgb_to_id"]

@@ -45,7 +45,8 @@ def deterministic_subset(count: int, limit: Optional[int]) -> List[int]:
 
 
 class SegmentationDataset(Dataset, ABC):
-    """Samples as dicts ``{"image", "mask", "name"}``; subclasses implement ``load_item``.
+    """Samples as dicts ``{"image", "mask", "name", "image_size"}`` (``image_size``: (H, W) before resizing and
+    padding, so predictions can be returned at the image's own size); subclasses implement ``load_item``.
 
     Every problem with a sample raises ``DatasetError`` naming the file. With ``skip_bad_samples`` the bad
     sample is logged as a warning and the next good one is returned instead, so a run survives a few broken
@@ -87,7 +88,7 @@ class SegmentationDataset(Dataset, ABC):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         sample = self._load_or_skip(index)
         image, mask = self.transform(sample.image, sample.mask)
-        return {"image": image, "mask": mask, "name": sample.name}
+        return {"image": image, "mask": mask, "name": sample.name, "image_size": tuple(sample.image.shape[:2])}
 
     def _load_or_skip(self, index: int) -> Sample:
         for offset in range(len(self)):
@@ -152,7 +153,10 @@ def pad_collate(batch: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         h, w = item["mask"].shape
         images[k, :, :h, :w] = item["image"]
         masks[k, :h, :w] = item["mask"]
-    return {"image": images, "mask": masks, "name": [item["name"] for item in batch]}
+    out = {"image": images, "mask": masks, "name": [item["name"] for item in batch]}
+    if all("image_size" in item for item in batch):  # the size before resizing and padding, to undo both
+        out["image_size"] = [item["image_size"] for item in batch]
+    return out
 
 
 def reseed_worker(worker_id: int) -> None:
@@ -197,6 +201,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             raise ValueError(f"test_split '{self.test_split}' is not a split of {type(self).__name__}; "
                              f"choose one of {list(self.splits + self.optional_splits)}")
         self._datasets: Dict[Tuple[str, bool], SegmentationDataset] = {}
+        self._augmentation_state: Optional[List[Dict[str, Any]]] = None
 
     @abstractmethod
     def make_dataset(self, split: str, **options: Any) -> SegmentationDataset:
@@ -209,7 +214,22 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             self._datasets[key] = self.make_dataset(
                 split, transform=SegmentationTransform(self.transforms, train), max_samples=self.hparams.max_samples,
                 skip_bad_samples=self.hparams.skip_bad_samples)
+            if key == ("train", True) and self._augmentation_state is not None:
+                self._datasets[key].transform.set_random_state(self._augmentation_state)
         return self._datasets[key]
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Where the training augmentation's random streams stand (the main process's copy, which augments when
+        ``num_workers`` is 0; workers reseed from torch's stream), so a resumed run augments as an uninterrupted
+        one would."""
+        train = self._datasets.get(("train", True))
+        return {"augmentation": train.transform.random_state()} if train is not None else {}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self._augmentation_state = state_dict.get("augmentation")
+        train = self._datasets.get(("train", True))
+        if train is not None and self._augmentation_state is not None:
+            train.transform.set_random_state(self._augmentation_state)
 
     def _loader(self, dataset: SegmentationDataset, train: bool) -> DataLoader:
         workers = self.hparams.num_workers

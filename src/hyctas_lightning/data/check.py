@@ -2,22 +2,15 @@
 every problem found (not only the first), so a broken copy is fixed before a long run rather than during it."""
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from .base import FileDataModule, SegmentationDataModule, SegmentationDataset
 from .files import DatasetError, MissingSplitError
 from .labels import IGNORE_INDEX
-
-USAGE = ("usage: hyctas data check --config DATA.yaml [--config ...] [--num_workers N]\n"
-         "       hyctas data check --data.class_path CLASS --data.init_args.root ROOT")
 
 
 @dataclass
@@ -125,51 +118,3 @@ def check_data(datamodule: SegmentationDataModule, num_workers: int = 0) -> Data
         report.splits[split], problems = _scan_split(dataset, len(report.classes), num_workers)
         report.problems += problems
     return report
-
-
-def _data_section(path: str) -> str:
-    """The ``data:`` section of a config file, as a config string: full training configs work here too."""
-    try:
-        config = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise DatasetError(f"config file not found: {path}") from None
-    if not isinstance(config, dict) or "data" not in config:
-        raise DatasetError(f"config {path} has no 'data:' section (class_path and init_args of a data module)")
-    return json.dumps({"data": config["data"]})
-
-
-def _data_only(argv: Sequence[str]) -> List[str]:
-    """``argv`` with every ``--config FILE`` reduced to that file's ``data:`` section."""
-    out, args = [], iter(argv)
-    for arg in args:
-        if arg == "--config":
-            out += ["--config", _data_section(next(args, ""))]
-        elif arg.startswith("--config="):
-            out += ["--config", _data_section(arg.split("=", 1)[1])]
-        else:
-            out.append(arg)
-    return out
-
-
-def main(argv: Sequence[str]) -> int:
-    """``hyctas data check ...``: 0 when the dataset is clean, 1 when problems were found, 2 on bad usage."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    if list(argv[:1]) != ["check"]:
-        print(USAGE, file=sys.stderr)
-        return 2
-    parser = ArgumentParser(prog="hyctas data check", description=__doc__)
-    parser.add_argument("--config", action=ActionConfigFile, help="YAML with a data: section (may repeat)")
-    parser.add_argument("--data", type=SegmentationDataModule, required=True, help="the data module to scan")
-    parser.add_argument("--num_workers", type=Optional[int], default=None,
-                        help="scanning processes (default: the data module's num_workers)")
-    try:
-        args = parser.parse_args(_data_only(argv[1:]))
-        datamodule = parser.instantiate(args).data
-    except DatasetError as error:
-        print(f"hyctas data check: error: {error}", file=sys.stderr)
-        return 2
-    workers = datamodule.hparams.num_workers if args.num_workers is None else args.num_workers
-    report = check_data(datamodule, workers)
-    print(report.format())
-    return 0 if report.ok else 1

@@ -10,8 +10,17 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from .base import FileDataModule, Sample, SegmentationDataset
-from .files import (DatasetError, MissingSplitError, check_same_size, read_image, read_label, require_dir,
-                    require_items, require_root, with_layout)
+from .files import (
+    DatasetError,
+    MissingSplitError,
+    check_same_size,
+    read_image,
+    read_label,
+    require_dir,
+    require_items,
+    require_root,
+    with_layout,
+)
 from .labels import IGNORE_INDEX, Colour, generated_palette
 from .registry import register_datamodule
 from .transforms import TransformConfig

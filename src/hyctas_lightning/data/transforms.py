@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 # A library must not call PyPI at import time (albumentations checks for updates unless told not to).
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -17,6 +17,7 @@ import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from .labels import IGNORE_INDEX  # noqa: E402
 
@@ -106,6 +107,40 @@ def _eval_steps(config: TransformConfig) -> List[A.BasicTransform]:
     return steps
 
 
+def eval_size(config: TransformConfig, image_size: Sequence[int]) -> Tuple[int, int]:
+    """(height, width) that an image of ``image_size`` has after the evaluation transforms, before their padding
+    (albumentations' ``SmallestMaxSize`` rounding when ``base_size`` is set)."""
+    height, width = int(image_size[0]), int(image_size[1])
+    if config.base_size is None:
+        return height, width
+    scale = config.base_size / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def to_input_size(tensor: torch.Tensor, image_size: Sequence[int], config: TransformConfig) -> torch.Tensor:
+    """A ``(..., H, W)`` map at evaluation resolution (an image or class scores) cropped to the image's own content,
+    without the evaluation padding, and resized (bilinearly) back to ``image_size`` if ``base_size`` resized it."""
+    height, width = eval_size(config, image_size)
+    out = tensor[..., :height, :width]
+    target = (int(image_size[0]), int(image_size[1]))
+    if out.shape[-2:] == target:
+        return out
+    lead = out.shape[:-2]
+    resized = F.interpolate(out.reshape(1, -1, height, width).float(), size=target, mode="bilinear",
+                            align_corners=False)
+    return resized.reshape(*lead, *target).to(out.dtype)
+
+
+def _streams(compose: A.BaseCompose) -> Iterator[Any]:
+    """The composition and every transform in it: each draws from its own random generators."""
+    yield compose
+    for transform in compose.transforms:
+        if isinstance(transform, A.BaseCompose):
+            yield from _streams(transform)
+        else:
+            yield transform
+
+
 class SegmentationTransform:
     """The training or evaluation pipeline of a config, returning the tensors a training step reads:
     image float32 (3, H, W) normalised, mask int64 (H, W)."""
@@ -120,6 +155,17 @@ class SegmentationTransform:
     def reseed(self, seed: int) -> None:
         """Give this copy its own random stream; forked loader workers otherwise draw identical augmentations."""
         self.pipeline.set_random_seed(seed % 2**32)
+
+    def random_state(self) -> List[Dict[str, Any]]:
+        """Where every random stream of the pipeline stands, as plain data (for checkpoints)."""
+        return [{"numpy": t.random_generator.bit_generator.state, "python": t.py_random.getstate()}
+                for t in _streams(self.pipeline)]
+
+    def set_random_state(self, state: Sequence[Dict[str, Any]]) -> None:
+        """Continue from a ``random_state()`` of the same pipeline."""
+        for transform, saved in zip(_streams(self.pipeline), state, strict=True):
+            transform.random_generator.bit_generator.state = saved["numpy"]
+            transform.py_random.setstate(saved["python"])
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
         out = self.pipeline(image=image, mask=mask)

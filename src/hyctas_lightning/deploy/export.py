@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
-from jsonargparse import ArgumentParser
 from torch import nn
 
 from hyctas_lightning.evaluation.bench import relative_error
@@ -99,39 +98,3 @@ def export_network(net: nn.Module, path: str | Path, size: Sequence[int] = (1024
         raise RuntimeError(f"{path}: the exported network differs from PyTorch by {error:.2e} (relative), above "
                            f"{tolerance:.0e}")
     return ExportResult(path, fmt, folded, error)
-
-
-def _parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="hyctas export", description="Export a network with BatchNorm folded to ONNX "
-                            "(.onnx), TorchScript (.pt) or torch.export (.pt2), verified against PyTorch.")
-    parser.add_argument("--arch", default=None, help="architecture JSON (an untrained network)")
-    parser.add_argument("--ckpt", default=None, help="retrain checkpoint of `hyctas fit` (the trained network)")
-    parser.add_argument("--network", default=None, help="registered network name (untrained)")
-    parser.add_argument("--out", required=True, help="output file: .onnx, .pt/.ts or .pt2")
-    parser.add_argument("--size", nargs=2, type=int, default=[1024, 2048], metavar=("H", "W"),
-                        help="example input size (the fixed size unless --dynamic)")
-    parser.add_argument("--dynamic", action="store_true", help="free height and width (batch 1)")
-    parser.add_argument("--num_classes", type=int, default=19, help="for --arch/--network")
-    parser.add_argument("--fch", type=Optional[int], default=None, help="override the filter multiplier of --arch")
-    parser.add_argument("--output_stride", type=Optional[int], default=None, help="override for --arch: 8 or 4")
-    parser.add_argument("--opset", type=Optional[int], default=None, help="ONNX opset (default: the exporter's)")
-    return parser
-
-
-def main(argv: Sequence[str]) -> int:
-    from hyctas_lightning.training.segmentation import load_networks
-
-    args = _parser().parse_args(list(argv))
-    sources = [s for s in (args.arch, args.ckpt, args.network) if s is not None]
-    if len(sources) != 1:
-        raise ValueError("give exactly one of --arch X.json, --ckpt X.ckpt or --network NAME")
-    nets = load_networks([args.arch] if args.arch else [], [args.ckpt] if args.ckpt else [],
-                         [args.network] if args.network else [], args.num_classes, args.fch, args.output_stride)
-    (name, net), = nets.items()
-    result = export_network(net, args.out, args.size, args.dynamic, args.opset)
-    h, w = args.size
-    shape = "1 x 3 x H x W (dynamic)" if args.dynamic else f"1 x 3 x {h} x {w}"
-    print(f"exported {name} to {result.path} ({result.format}, {result.path.stat().st_size / 2**20:.1f} MiB): "
-          f"input 'image' {shape}, output 'logits'; {result.folded} BatchNorms folded; "
-          f"relative error (L2) against PyTorch {result.rel_err:.1e}")
-    return 0

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from jsonargparse import ArgumentParser
 from torch import nn
 
 from .folding import fold_batchnorm
@@ -27,6 +27,7 @@ FLAGS = ("fold", "cl", "compile", "graph")
 GPU_VARIANTS = ("fp32", "fp32-fold", "fp16-fold-cl", "bf16-fold-cl", "fp16-fold-cl-graph", "fp16-fold-cl-compile-graph")
 CPU_VARIANTS = ("fp32", "fp32-fold", "fp32-fold-cl", "bf16-fold-cl")
 PEERS = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Variant:
     cuda_graph: bool = False
 
     @classmethod
-    def parse(cls, text: str) -> "Variant":
+    def parse(cls, text: str) -> Variant:
         dtype, *flags = text.split("-")
         unknown = [f for f in flags if f not in FLAGS]
         if dtype not in DTYPES or unknown or len(set(flags)) != len(flags):
@@ -215,53 +216,11 @@ def bench(networks: Dict[str, nn.Module], size: Sequence[int] = (1024, 2048), va
                     latency = measure_latency(runner, (h, w), backend, warmup, runs)
                 except RuntimeError as e:  # a compiler or graph-capture failure, or out of memory: time the rest
                     report.failures.append({"network": name, "variant": variant.name, "error": str(e).splitlines()[0]})
-                    print(f"  {name:<32} {variant.name:<28} failed: {report.failures[-1]['error']}", flush=True)
+                    log.info("  %-32s %-28s failed: %s", name, variant.name, report.failures[-1]["error"])
                     continue
                 finally:
                     runner = None
                 report.rows.append(BenchRow(name, role, variant.name, params, macs, latency, error))
-                print(f"  {name:<32} {variant.name:<28} {latency.median_ms:9.2f} ms  {latency.fps:8.1f} FPS",
-                      flush=True)
+                log.info("  %-32s %-28s %9.2f ms  %8.1f FPS", name, variant.name, latency.median_ms, latency.fps)
             net.to("cpu")
     return report
-
-
-def _parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="hyctas bench", description="Batch-1 latency (paper protocol) and FPS of networks, "
-                            "plain and optimised (BN folding, fp16/bf16, channels-last, torch.compile, CUDA graphs).")
-    parser.add_argument("--arch", nargs="+", default=[], help="architecture JSON file(s)")
-    parser.add_argument("--ckpt", nargs="+", default=[], help="retrain checkpoint(s) of `hyctas fit`")
-    parser.add_argument("--network", nargs="+", default=[], help="registered network name(s)")
-    parser.add_argument("--size", nargs=2, type=int, default=[1024, 2048], metavar=("H", "W"))
-    parser.add_argument("--num_classes", type=int, default=19)
-    parser.add_argument("--fch", type=Optional[int], default=None, help="override the filter multiplier of --arch")
-    parser.add_argument("--output_stride", type=Optional[int], default=None, help="override for --arch: 8 or 4")
-    parser.add_argument("--peers", action="store_true", help=f"also time {' and '.join(PEERS)} (from scratch)")
-    parser.add_argument("--variants", nargs="+", default=[],
-                        help=f"DTYPE[-fold][-cl][-compile][-graph]; default on GPU {' '.join(GPU_VARIANTS)}, "
-                             f"on CPU {' '.join(CPU_VARIANTS)}")
-    parser.add_argument("--device", default="auto", help="auto, cuda or cpu")
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--out", default=None, help="folder for bench.md and bench.json")
-    return parser
-
-
-def run_from_args(argv: Sequence[str]) -> BenchReport:
-    from hyctas_lightning.training.segmentation import load_networks
-
-    args = _parser().parse_args(list(argv))
-    nets = load_networks(args.arch, args.ckpt, args.network, args.num_classes, args.fch, args.output_stride)
-    num_classes = getattr(next(iter(nets.values())), "num_classes", args.num_classes)
-    peers = load_networks(network=PEERS, num_classes=num_classes) if args.peers else None
-    report = bench(nets, args.size, args.variants, peers, args.device, args.warmup, args.runs)
-    print(f"\n{report.markdown()}")
-    if args.out:
-        md, js = report.write(Path(args.out))
-        print(f"\nwritten: {md}, {js}")
-    return report
-
-
-def main(argv: Sequence[str]) -> int:
-    run_from_args(argv)
-    return 0

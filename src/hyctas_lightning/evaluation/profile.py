@@ -1,5 +1,6 @@
 """Parameters and multiply-adds of a network, counted by ``torch.utils.flop_counter`` on the meta device,
-so even 1024x2048 costs neither memory nor compute."""
+so even 1024x2048 costs neither memory nor compute. Attention is counted: on the meta device
+``F.scaled_dot_product_attention`` runs as its two batched matrix products, which the counter sees."""
 from __future__ import annotations
 
 import copy
@@ -45,10 +46,12 @@ def profile_model(model: nn.Module, size: Sequence[int] = (1024, 2048), in_chans
 
 
 def profile_architecture(arch: Architecture, size: Sequence[int] = (1024, 2048), num_classes: int = 19,
-                         fch: Optional[int] = None, output_stride: Optional[int] = None) -> Profile:
-    """Profile the ChildNet of ``arch``, built directly on the meta device."""
+                         fch: Optional[int] = None, output_stride: Optional[int] = None,
+                         stem_head_width: float = 1.0) -> Profile:
+    """Profile the ChildNet of ``arch`` (``fch``, ``output_stride`` and ``stem_head_width`` as ChildNet takes
+    them), built directly on the meta device."""
     from hyctas_lightning.models import ChildNet
 
     with torch.device("meta"):
-        model = ChildNet(arch, num_classes, fch=fch, output_stride=output_stride)
+        model = ChildNet(arch, num_classes, fch=fch, output_stride=output_stride, stem_head_width=stem_head_width)
     return profile_model(model, size)

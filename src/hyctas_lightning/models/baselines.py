@@ -1,32 +1,14 @@
-"""Segmentation networks by name, so one training recipe runs on searched and hand-designed networks alike.
-
-``@register_network("name")`` registers a factory ``fn(num_classes, **kwargs) -> nn.Module``. The module's
-``forward(images)`` must return logits at the input resolution (the deployable path). It may declare
-``aux_features = {submodule name: channels}``: training attaches an auxiliary head to those submodules' outputs.
-The torchvision baselines of the paper's comparisons are registered here, built from scratch (no weights).
-"""
+"""Hand-designed baselines of the paper's comparisons, registered by name: torchvision's LR-ASPP and DeepLabV3 on
+MobileNetV3-Large, built from scratch (no weights), as images-to-logits networks."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Dict
 
 import torch
 from torch import nn
 
-from hyctas_lightning.registry import Registry
-
 from .blocks import resize
-
-NETWORKS: Registry[Callable[..., nn.Module]] = Registry("segmentation network")
-
-
-def register_network(name: str, *, overwrite: bool = False) -> Callable[[Callable[..., nn.Module]],
-                                                                        Callable[..., nn.Module]]:
-    """Register a factory ``fn(num_classes: int, **kwargs) -> nn.Module`` under ``name`` (see the module doc)."""
-    return NETWORKS.register(name, overwrite=overwrite)
-
-
-def build_network(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
-    return NETWORKS.get(name)(num_classes, **kwargs)
+from .factory import register_network
 
 
 class TorchvisionSegmentation(nn.Module):

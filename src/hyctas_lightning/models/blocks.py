@@ -1,4 +1,4 @@
-"""Fixed-topology parts around the searched cells: stem, fusion nodes, aggregation heads, decoder."""
+"""Fixed-topology parts around the searched cells: stem, fusion nodes, stride-4 decoder."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -31,11 +31,14 @@ class ResidualBlock(nn.Module):
 
 class Stem(nn.Module):
     """3x3 conv stride 2 -> residual block stride 2 (stride 4, the low-level feature) -> residual block
-    stride 2 (stride 8, the input of layer 0). Returns both the stride-4 and the stride-8 maps."""
+    stride 2 (stride 8, the input of layer 0). Returns both the stride-4 and the stride-8 maps.
 
-    def __init__(self, fch: int, in_chans: int = 3) -> None:
+    Channels (release): ``2 * round(2 * fch * width)``, ``2 * round(4 * fch * width)``, ``round(8 * fch * width)``;
+    ``width`` is the stem/head width multiplier."""
+
+    def __init__(self, fch: int, in_chans: int = 3, width: float = 1.0) -> None:
         super().__init__()
-        c2, c4, c8 = channels(2, fch) * 2, channels(4, fch) * 2, channels(8, fch)
+        c2, c4, c8 = channels(2, fch, width) * 2, channels(4, fch, width) * 2, channels(8, fch, width)
         self.conv = ConvBNAct(in_chans, c2, 3, 2)
         self.block4 = ResidualBlock(c2, c4)
         self.block8 = ResidualBlock(c4, c8)
@@ -89,7 +92,7 @@ class FusionNode(nn.Module):
         return self.conv(torch.cat(parts, 1), c, in_index)
 
     @torch.no_grad()
-    def inherit_(self, src: "FusionNode") -> None:
+    def inherit_(self, src: FusionNode) -> None:
         """Load this (child) node from a supernet node: resample prefixes and the used conv input slots."""
         c, full = self.conv.out_channels, src.conv.out_channels
         device = src.conv.conv.weight.device
@@ -100,22 +103,6 @@ class FusionNode(nn.Module):
             cols.append(torch.arange(k * full, k * full + c, device=device))
         self.conv.conv.weight.copy_(src.conv.conv.weight[:c].index_select(1, torch.cat(cols)))
         copy_prefix_(self.conv.bn, src.conv.bn)
-
-
-class AggregationHead(nn.Module):
-    """Feature aggregation head for one output combination (paper section 3.2): per final branch a slimmable
-    1x1 conv to ``channels``, bilinear up to stride 8, concat, 3x3 conv."""
-
-    def __init__(self, strides: Sequence[int], in_channels: Mapping[int, int], channels_: int) -> None:
-        super().__init__()
-        self.strides = tuple(strides)
-        self.proj = nn.ModuleDict({str(s): ConvBNAct(in_channels[s], channels_, 1) for s in self.strides})
-        self.fuse = ConvBNAct(channels_ * len(self.strides), channels_, 3)
-        self.out_channels = channels_
-
-    def forward(self, feats: Mapping[int, torch.Tensor], size: Sequence[int]) -> torch.Tensor:
-        """Aggregate at ``size`` (the stride-8 grid), so every combination predicts at output stride 8."""
-        return self.fuse(torch.cat([resize(self.proj[str(s)](feats[s]), size) for s in self.strides], 1))
 
 
 class LowLevelDecoder(nn.Module):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -11,58 +11,76 @@ from hyctas_lightning.layers import copy_prefix_
 from hyctas_lightning.ops import build_op
 from hyctas_lightning.search_space import SCALES, Architecture, ArchitectureError, channels
 
-from .blocks import AggregationHead, FusionNode, LowLevelDecoder, Stem, combo_key, resize
+from .blocks import FusionNode, LowLevelDecoder, Stem, combo_key, resize
 from .graph import walk
+from .heads import build_classifier, build_head, head_widths
 from .supernet import SuperNet, cell_key
+
+Built = Tuple[int, str]  # what the builder's walk carries: (channels, name of the module that produced them)
 
 
 class ChildNet(nn.Module):
-    """Only the chosen ops at their widths, the fusion nodes in use and one head (no unused modules).
+    """Only the chosen ops at their widths, the fusion nodes in use, one aggregation head and one classifier.
 
-    ``fch`` and ``output_stride`` default to the architecture's own; output stride 4 merges the stem's
-    stride-4 feature before the classifier.
+    ``fch``, ``output_stride``, ``head`` and ``classifier`` default to the architecture's own; output stride 4
+    merges the stem's stride-4 feature before the classifier. ``stem_head_width`` scales the stem and head
+    channels (1: the channel rule, as the release retrains; a supernet's children take the supernet's).
+
+    ``aux_features`` (``{submodule name: channels}``) names the modules whose outputs are the branches' last
+    features at stride 16 and 32, where training attaches auxiliary heads (release).
     """
 
     def __init__(self, arch: Architecture, num_classes: int, fch: Optional[int] = None,
-                 output_stride: Optional[int] = None, in_chans: int = 3) -> None:
+                 output_stride: Optional[int] = None, in_chans: int = 3, head: Optional[str] = None,
+                 classifier: Optional[str] = None, stem_head_width: float = 1.0) -> None:
         super().__init__()
-        arch = dataclasses.replace(arch, fch=fch or arch.fch, output_stride=output_stride or arch.output_stride)
+        overrides = {"fch": fch, "output_stride": output_stride, "head": head, "classifier": classifier}
+        arch = dataclasses.replace(arch, **{k: v for k, v in overrides.items() if v is not None})
         self.arch = arch.validate()
         self.num_classes = num_classes
-        self.stem = Stem(arch.fch, in_chans)
+        self.stem_head_width = stem_head_width
+        self.stem = Stem(arch.fch, in_chans, stem_head_width)
         self.cells = nn.ModuleDict()
         self.fuses = nn.ModuleDict()
-        final = walk(arch, self.stem.out_channels[8], self._build_cell, self._build_fuse)
-        c_head = channels(8, arch.fch)
-        self.head = AggregationHead(arch.end_scales, final, c_head)
+        built = walk(arch, (self.stem.out_channels[8], "stem"), self._build_cell, self._build_fuse)
+        branch_channels = {end: {s: c for s, (c, _) in f.items()} for end, f in built.items()}
+        self.head = build_head(arch.head, arch.end_scales, branch_channels, head_widths(arch.fch, stem_head_width))
+        c_head = self.head.out_channels
         self.decoder = LowLevelDecoder(self.stem.out_channels[4], c_head) if arch.output_stride == 4 else None
-        self.classifier = nn.Conv2d(c_head, num_classes, 1)
+        self.classifier = build_classifier(arch.classifier, c_head, num_classes, arch.output_stride)
+        self.aux_features: Dict[str, int] = {name: c for f in built.values() for s, (c, name) in f.items() if s > 8}
 
-    # building walks the same graph with channel counts instead of tensors
-    def _build_cell(self, layer: int, branch: int, c_in: int, scale: int) -> int:
+    # building walks the same graph with (channels, producing module) instead of tensors
+    def _build_cell(self, layer: int, branch: int, value: Built, scale: int) -> Built:
         op, width, down, _ = self.arch.branches[branch].gene(layer)
         c_out = channels(SCALES[scale + down], self.arch.fch, width)
-        self.cells[f"L{layer}_B{branch}"] = build_op(op, c_in, c_out, 2 if down else 1)
-        return c_out
+        key = f"L{layer}_B{branch}"
+        self.cells[key] = build_op(op, value[0], c_out, 2 if down else 1)
+        return c_out, f"cells.{key}"
 
-    def _build_fuse(self, layer: int, branch: int, c: int, scale: int, siblings: list[tuple[int, int]]) -> int:
+    def _build_fuse(self, layer: int, branch: int, value: Built, scale: int,
+                    siblings: list[tuple[Built, int]]) -> Built:
         sources: dict[int, int] = {}
-        for c_sib, t in siblings:
+        for (c_sib, _), t in siblings:
             sources[t] = max(sources.get(t, 0), c_sib)
-        self.fuses[f"L{layer}_B{branch}"] = FusionNode(scale, c, sources)
-        return c
+        key = f"L{layer}_B{branch}"
+        self.fuses[key] = FusionNode(scale, value[0], sources)
+        return value[0], f"fuses.{key}"
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The feature map the classifier sees: the aggregation head's stride-8 map (merged with the stem's
+        stride-4 feature at output stride 4), ``(N, C, H / stride, W / stride)``."""
         x4, x8 = self.stem(images)
         feats = walk(self.arch, x8, lambda layer, b, x, s: self.cells[f"L{layer}_B{b}"](x),
                      lambda layer, b, x, s, sib: self.fuses[f"L{layer}_B{b}"](x, sib))
-        feature = self.head(feats, x8.shape[-2:])
-        if self.decoder is not None:
-            feature = self.decoder(feature, x4)
-        return resize(self.classifier(feature), images.shape[-2:])
+        feature = self.head(feats)
+        return self.decoder(feature, x4) if self.decoder is not None else feature
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return resize(self.classifier(self.forward_features(images)), images.shape[-2:])
 
     @classmethod
-    def from_supernet(cls, supernet: SuperNet, arch: Architecture) -> "ChildNet":
+    def from_supernet(cls, supernet: SuperNet, arch: Architecture) -> ChildNet:
         """Child of ``arch`` with the supernet's weights (and BN statistics) copied in, on the supernet's device;
         in eval mode its output equals ``supernet(images, arch)`` to float tolerance."""
         if arch.output_stride != 8:
@@ -70,7 +88,8 @@ class ChildNet(nn.Module):
                                     "output_stride=8 and retrain for 4")
         supernet.check(arch)
         device = next(supernet.parameters()).device
-        child = cls(arch, supernet.num_classes, fch=supernet.fch, output_stride=8).to(device)
+        child = cls(arch, supernet.num_classes, fch=supernet.fch, output_stride=8,
+                    stem_head_width=supernet.space.stem_head_width).to(device)
         copy_prefix_(child.stem, supernet.stem)
         for key, cell in child.cells.items():
             layer, branch = (int(p[1:]) for p in key.split("_"))

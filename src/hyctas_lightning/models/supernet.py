@@ -5,11 +5,18 @@ import torch
 from torch import nn
 
 from hyctas_lightning.ops import build_op
-from hyctas_lightning.search_space import (OUTPUT_COMBINATIONS, SCALES, Architecture, ArchitectureError,
-                                           SearchSpace, channels)
+from hyctas_lightning.search_space import (
+    OUTPUT_COMBINATIONS,
+    SCALES,
+    Architecture,
+    ArchitectureError,
+    SearchSpace,
+    channels,
+)
 
-from .blocks import AggregationHead, FusionNode, Stem, combo_key, resize
+from .blocks import FusionNode, Stem, combo_key, resize
 from .graph import walk
+from .heads import build_classifier, build_head, head_widths
 
 
 def cell_key(layer: int, scale: int, down: bool) -> str:
@@ -18,7 +25,8 @@ def cell_key(layer: int, scale: int, down: bool) -> str:
 
 class SuperNet(nn.Module):
     """Per (layer, scale, down) a cell holding every op of the space at full width, per (layer, scale) a
-    fusion node with one slot per source scale, and one aggregation head + classifier per output combination.
+    fusion node with one slot per source scale, and one aggregation head + classifier per output combination
+    (the space's ``head`` and ``classifier``; stem and head channels scaled by its ``stem_head_width``).
 
     ``forward(images, arch)`` runs the sub-network ``arch`` (sliced to its widths) and returns logits at the
     input resolution. BatchNorm statistics are shared across widths; recalibrate them per sub-network before
@@ -31,23 +39,28 @@ class SuperNet(nn.Module):
         self.num_classes = num_classes
         self.fch = fch = space.fch
         full = [channels(s, fch) for s in SCALES]
-        self.stem = Stem(fch, in_chans)
+        self.stem = Stem(fch, in_chans, space.stem_head_width)
+        c_stem = self.stem.out_channels[8]
         self.cells = nn.ModuleDict()
         self.fuses = nn.ModuleDict()
         for layer in range(space.layers):
             for s in range(min(layer, 2) + 1):
+                c_in = c_stem if layer == 0 else full[s]
                 for down in ((False, True) if s < 2 else (False,)):
                     self.cells[cell_key(layer, s, down)] = nn.ModuleDict(
-                        {op: build_op(op, full[s], full[s + down], 2 if down else 1) for op in space.ops})
+                        {op: build_op(op, c_in, full[s + down], 2 if down else 1) for op in space.ops})
             if "fuse" in space.nodes:
                 reach = min(layer + 1, 2)
                 for s in range(reach + 1):
                     self.fuses[f"L{layer}_S{s}"] = FusionNode(s, full[s], {t: full[t] for t in range(reach + 1)})
-        c_head = channels(8, fch)
-        self.heads = nn.ModuleDict({combo_key(c): AggregationHead(c, {s: full[SCALES.index(s)] for s in c}, c_head)
-                                    for c in OUTPUT_COMBINATIONS})
-        self.classifiers = nn.ModuleDict({combo_key(c): nn.Conv2d(c_head, num_classes, 1)
-                                          for c in OUTPUT_COMBINATIONS})
+        # a branch's skip feature at stride 8 may be the stem's output (a branch leaving stride 8 at once)
+        slots = {8: max(full[0], c_stem), 16: full[1], 32: full[2]}
+        width = head_widths(fch, space.stem_head_width)
+        self.heads = nn.ModuleDict({
+            combo_key(c): build_head(space.head, c, {e: {s: slots[s] for s in SCALES if s <= e} for e in c}, width)
+            for c in OUTPUT_COMBINATIONS})
+        self.classifiers = nn.ModuleDict({key: build_classifier(space.classifier, head.out_channels, num_classes)
+                                          for key, head in self.heads.items()})
         self._checked: set[str] = set()
 
     def check(self, arch: Architecture) -> None:
@@ -73,12 +86,4 @@ class SuperNet(nn.Module):
         _, x8 = self.stem(images)
         feats = walk(arch, x8, lambda *a: self._run_cell(arch, *a), self._run_fuse)
         key = combo_key(arch.end_scales)
-        feature = self.heads[key](feats, x8.shape[-2:])
-        return resize(self.classifiers[key](feature), images.shape[-2:])
-
-    def child(self, arch: Architecture) -> nn.Module:
-        """Standalone network of ``arch`` with inherited weights (see :meth:`ChildNet.from_supernet`)."""
-        from .childnet import ChildNet
-
-        return ChildNet.from_supernet(self, arch)
-
+        return resize(self.classifiers[key](self.heads[key](feats)), images.shape[-2:])

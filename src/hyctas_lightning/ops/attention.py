@@ -56,7 +56,9 @@ class MemoryEfficientSelfAttention(nn.Module):
         c_b, c_qk = self.dims(out_channels)
         r = self.reduce(x, c_b)
         b, _, h, w = r.shape
-        q, k, v = (t.flatten(2).unflatten(1, (self.heads, -1)).transpose(-1, -2)
+        # (b, heads, h*w, dim), contiguous in dim: the fused attention kernels need it, or PyTorch falls back to
+        # the math path that materialises the (h*w)^2 scores
+        q, k, v = (t.flatten(2).unflatten(1, (self.heads, -1)).transpose(-1, -2).contiguous()
                    for t in (self.q(r, c_qk), self.k(r, c_qk), self.v(r, c_b)))
         a = F.scaled_dot_product_attention(q, k, v)  # (b, heads, h*w, c_b / heads)
         a = a.transpose(-1, -2).reshape(b, c_b, h, w)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
-from hyctas_lightning.layers import ConvBNAct, half_size
+from hyctas_lightning.layers import ConvBNAct, bilinear_half
 
 from .registry import register_op
 
@@ -64,7 +64,7 @@ class ZoomedConv(nn.Module):
 
     def forward(self, x: torch.Tensor, out_channels: Optional[int] = None) -> torch.Tensor:
         size = x.shape[-2:]
-        y = F.interpolate(x, size=half_size(size), mode="bilinear", align_corners=False)
+        y = bilinear_half(x)
         for conv in self.convs:
             y = conv(y, out_channels)
         if self.bypass is not None:

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Optional
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
 
 from .config import SearchConfig
 from .runner import run_search
@@ -12,7 +13,13 @@ from .runner import run_search
 
 class SearchCallback(L.Callback):
     """When ``hyctas fit`` of a supernet ends, run the configured search on it and its DataModule; the outputs
-    go to ``out_dir`` (default: ``<default_root_dir>/search``) and, with a WandbLogger, to W&B."""
+    go to ``out_dir`` (default: ``<default_root_dir>/search``) and, with a WandbLogger among the trainer's loggers, to
+    W&B as each generation completes.
+
+    Args:
+        config: the search settings (``SearchConfig``).
+        out_dir: the search's run folder.
+    """
 
     def __init__(self, config: Optional[SearchConfig] = None, out_dir: Optional[str] = None) -> None:
         self.config = config or SearchConfig()
@@ -26,6 +33,6 @@ class SearchCallback(L.Callback):
             return
         out_dir = Path(self.out_dir or Path(trainer.default_root_dir) / "search")
         self.result = run_search(pl_module.supernet, trainer.datamodule, self.config, out_dir,
-                                 device=str(pl_module.device), logger=trainer.logger,
+                                 device=str(pl_module.device), logger=trainer.loggers,
                                  ignore_index=pl_module.hparams.ignore_index)
-        print(f"search finished: {out_dir}\n{self.result.table}")
+        rank_zero_info(f"search finished: {out_dir}\n{self.result.table}")

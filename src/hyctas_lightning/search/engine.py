@@ -2,7 +2,9 @@
 
 Every strategy draws all its randomness from ``random.Random(seed)`` and evaluates through the journal, so a
 rerun after a kill replays the same decisions, takes finished evaluations from the journal and continues
-where the kill struck: the final front equals an uninterrupted run's.
+where the kill struck: with deterministic measurements the final front equals an uninterrupted run's. A measured
+latency varies from one timing to the next, so candidates timed after the kill (and the choices that depend on them)
+may differ from an uninterrupted run's.
 """
 from __future__ import annotations
 
@@ -14,16 +16,17 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 from deap import tools
 from tqdm.auto import tqdm
 
-from hyctas_lightning.registry import Registry
 from hyctas_lightning.search_space import Architecture, ArchitectureError, SearchSpace
 from hyctas_lightning.search_space.space import GENES_PER_LAYER
 
 from .config import SearchConfig
-from .fronts import Individual, as_individual, fitness_class, hypervolume, pareto_front, reference_point
+from .fronts import Individual, as_individual, fitness_class, history_row
 from .journal import Candidate, Journal
 from .objectives import OBJECTIVES, Objective
+from .registry import STRATEGIES, register_strategy
 
 Evaluate = Callable[[Architecture], Mapping[str, object]]
+GenerationHook = Callable[["SearchRun", dict], None]
 
 
 class NothingFeasible(RuntimeError):
@@ -39,10 +42,20 @@ class Measurement:
 
 
 class SearchRun:
-    """Shared machinery of every strategy: evaluation through the journal, feasibility, variation, progress."""
+    """Shared machinery of every strategy: evaluation through the journal, feasibility, variation, progress.
+
+    Args:
+        space: the search space the genes encode.
+        config: the search settings.
+        evaluate: measures one architecture.
+        journal: where every evaluation is recorded (and a rerun finds it).
+        show_progress: progress bars and one line per generation.
+        on_generation: called with ``(run, row)`` as each generation completes (``row``: its ``history`` entry),
+            e.g. to log it live to a dashboard.
+    """
 
     def __init__(self, space: SearchSpace, config: SearchConfig, evaluate: Callable[[Architecture], Measurement],
-                 journal: Journal, show_progress: bool = True) -> None:
+                 journal: Journal, show_progress: bool = True, on_generation: Sequence[GenerationHook] = ()) -> None:
         self.space, self.config, self.journal = space, config, journal
         self.evaluator = evaluate
         self.objectives: List[Objective] = [OBJECTIVES.get(n) for n in config.objectives]
@@ -52,6 +65,7 @@ class SearchRun:
         self.new_evaluations = 0
         self.history: List[dict] = []
         self.show_progress = show_progress
+        self.on_generation = list(on_generation)
 
     # ------------------------------------------------------------------ evaluation
     def complete(self, values: Mapping[str, Optional[float]]) -> bool:
@@ -119,28 +133,46 @@ class SearchRun:
 
     # ------------------------------------------------------------------ bookkeeping
     def record_generation(self, generation: int) -> dict:
-        candidates = self.journal.candidates()
-        done = [c for c in candidates if c.generation <= generation]
-        front = pareto_front(done, self.objectives)
-        caps = {"latency_ms": self.config.latency_cap_ms}
-        ref = reference_point(self.config.reference, candidates, self.objectives, caps)
-        row = {"generation": generation, "evaluations": len(done), "feasible": sum(c.feasible for c in done),
-               "front": len(front), "hypervolume": hypervolume(front, ref, self.objectives), "reference": ref}
+        row = history_row(self.journal.candidates(), generation, self.objectives, self.config)
         self.history.append(row)
+        for hook in self.on_generation:
+            hook(self, row)
         return row
+
+    def candidates_of(self, generation: int) -> List[Candidate]:
+        """The candidates first evaluated in ``generation``."""
+        return [c for c in self.journal.candidates() if c.generation == generation]
 
     def progress(self, total: int, desc: str):
         return tqdm(total=total, desc=desc, disable=not self.show_progress, leave=False, dynamic_ncols=True)
+
+    def shortfall(self, values: Mapping[str, Optional[float]]) -> float:
+        """How far a candidate is from the limits: relative latency excess plus relative mIoU shortfall."""
+        cap, floor = self.config.latency_cap_ms, self.config.min_miou
+        latency, miou = values.get("latency_ms"), values.get("miou")
+        over = max(0.0, latency / cap - 1) if cap is not None and latency is not None else 0.0
+        under = max(0.0, (floor - (miou or 0.0)) / max(floor, 1e-9)) if floor is not None and miou is not None else 0.0
+        return over + under + (1.0 if not self.complete(values) and not self.over_cap(values) else 0.0)
+
+    def closest(self, count: int = 3) -> str:
+        """The ``count`` infeasible candidates nearest the limits, and the best latency and mIoU seen."""
+        seen = sorted(self.journal.candidates(), key=lambda c: self.shortfall(c.measurements))
+        rows = [f"{c.hash} ({c.arch.num_branches} branch(es)): " + ", ".join(
+            f"{k} {v:.4g}" for k, v in c.measurements.items() if k in ("latency_ms", "miou") and v is not None)
+            for c in seen[:count]]
+        latencies = [c.measurements["latency_ms"] for c in seen if c.measurements.get("latency_ms") is not None]
+        mious = [c.measurements["miou"] for c in seen if c.measurements.get("miou") is not None]
+        best = [f"lowest latency {min(latencies):.4g} ms" if latencies else "",
+                f"best mIoU {max(mious):.4g}" if mious else ""]
+        return f"closest: {'; '.join(rows)} ({', '.join(b for b in best if b)})" if rows else "nothing evaluated"
 
     def require_feasible(self, population: Sequence) -> None:
         if not population:
             raise NothingFeasible(
                 f"no feasible architecture among {len(self.journal)} evaluated: every candidate broke the latency cap "
-                f"({self.config.latency_cap_ms} ms) or the minimum mIoU ({self.config.min_miou}); the evaluations are "
-                f"kept in {self.journal.path}. Relax the limits and rerun the same command to continue.")
-
-
-STRATEGIES: Registry[Callable[[SearchRun], None]] = Registry("search strategy")
+                f"({self.config.latency_cap_ms} ms) or the minimum mIoU ({self.config.min_miou}); {self.closest()}. "
+                f"The evaluations are kept in {self.journal.path}: relax the limits and rerun the same command to "
+                f"continue.")
 
 
 @contextmanager
@@ -156,18 +188,21 @@ def _seeded_global_random(rng: random.Random) -> Iterator[None]:
 
 
 def _draw_feasible(run: SearchRun, count: int, generation: int, make: Callable[[], Optional[Architecture]],
-                   seen: set) -> List[Candidate]:
-    """Evaluate new architectures from ``make`` until ``count`` feasible ones (or the attempt budget runs out)."""
+                   seen: set, give_up: bool = False) -> List[Candidate]:
+    """Evaluate new architectures from ``make`` until ``count`` feasible ones (or the attempt budget runs out).
+    With ``give_up`` (a starting population), ``count`` evaluations that find nothing feasible end the draw at
+    once: the limits are out of reach, and redrawing for 50 x as long would only say so later."""
     found: List[Candidate] = []
-    attempts = 0
+    attempts = evaluated = 0
     with run.progress(count, f"generation {generation}") as bar:
-        while len(found) < count and attempts < 50 * count:
+        while len(found) < count and attempts < 50 * count and not (give_up and evaluated >= count and not found):
             attempts += 1
             arch = make()
             if arch is None or arch.hash in seen:
                 continue
             seen.add(arch.hash)
             candidate = run.evaluate(arch, generation)
+            evaluated += 1
             if candidate.feasible:
                 found.append(candidate)
                 bar.update(1)
@@ -175,20 +210,21 @@ def _draw_feasible(run: SearchRun, count: int, generation: int, make: Callable[[
     return found
 
 
-@STRATEGIES.register("nsga2")
+@register_strategy("nsga2")
 def nsga2(run: SearchRun) -> None:
     """Algorithm 1: seeded random P0, then per generation tournament selection, crossover, mutation,
     duplicates rejected by hash, infeasible offspring dropped, NSGA-II survival (sorting + crowding)."""
     n, seen = run.config.population, set()
-    population = [run.individual(c) for c in _draw_feasible(run, n, 0, run.sample, seen)]
+    population = [run.individual(c) for c in _draw_feasible(run, n, 0, run.sample, seen, give_up=True)]
     run.require_feasible(population)
     population = tools.selNSGA2(population, len(population))
     _log(run, run.record_generation(0))
     for generation in range(1, run.config.generations + 1):
         with _seeded_global_random(run.rng):
-            pool = tools.selTournamentDCD(population, 4 * (len(population) // 4)) if len(population) >= 4 else population
+            pool = (tools.selTournamentDCD(population, 4 * (len(population) // 4)) if len(population) >= 4
+                    else population)
 
-        def child() -> Optional[Architecture]:
+        def child(pool: List[Individual] = pool) -> Optional[Architecture]:
             a, b = run.rng.sample(pool, 2) if len(pool) > 1 else (pool[0], pool[0])
             return run.decode(run.mutate(run.crossover(a, b)))
 
@@ -197,27 +233,29 @@ def nsga2(run: SearchRun) -> None:
         _log(run, run.record_generation(generation))
 
 
-@STRATEGIES.register("random")
+@register_strategy("random")
 def random_search(run: SearchRun) -> None:
     """Baseline: as many random architectures as NSGA-II would evaluate, drawn with the same prior."""
     seen: set = set()
     for generation in range(run.config.generations + 1):
-        _draw_feasible(run, run.config.population, generation, run.sample, seen)
+        found = _draw_feasible(run, run.config.population, generation, run.sample, seen, give_up=generation == 0)
+        if generation == 0:
+            run.require_feasible(found)
         _log(run, run.record_generation(generation))
 
 
-@STRATEGIES.register("local")
+@register_strategy("local")
 def local_search(run: SearchRun) -> None:
     """Baseline (paper section 4.5): from ``local_seeds`` random seeds, ``local_iterations`` rounds of
     ``local_neighbours`` single-edit neighbours; a neighbour replaces the incumbent only if it dominates it."""
     c, seen = run.config, set()
-    incumbents = _draw_feasible(run, c.local_seeds, 0, run.sample, seen)
+    incumbents = _draw_feasible(run, c.local_seeds, 0, run.sample, seen, give_up=True)
     run.require_feasible(incumbents)
     for iteration in range(1, c.local_iterations + 1):
         for i, incumbent in enumerate(incumbents):
             genes = incumbent.genes
-            neighbours = _draw_feasible(run, c.local_neighbours, iteration, lambda: run.decode(_single_edit(run, genes)),
-                                        seen)
+            neighbours = _draw_feasible(run, c.local_neighbours, iteration,
+                                        lambda genes=genes: run.decode(_single_edit(run, genes)), seen)
             better = [n for n in neighbours if run.individual(n).fitness.dominates(run.individual(incumbent).fitness)]
             if better:
                 incumbents[i] = better[0]
@@ -245,7 +283,8 @@ def _log(run: SearchRun, row: dict) -> None:
 
 
 def run_strategy(space: SearchSpace, config: SearchConfig, evaluate: Callable[[Architecture], Measurement],
-                 journal: Journal, show_progress: bool = True) -> SearchRun:
-    run = SearchRun(space, config, evaluate, journal, show_progress)
+                 journal: Journal, show_progress: bool = True,
+                 on_generation: Sequence[GenerationHook] = ()) -> SearchRun:
+    run = SearchRun(space, config, evaluate, journal, show_progress, on_generation)
     STRATEGIES.get(config.strategy)(run)
     return run

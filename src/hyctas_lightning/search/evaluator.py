@@ -10,6 +10,7 @@ from typing import Dict, Iterator, Sequence, Tuple
 import torch
 
 from hyctas_lightning.evaluation import profile_architecture
+from hyctas_lightning.evaluation.bench import Variant, optimise
 from hyctas_lightning.evaluation.latency import measure_latency
 from hyctas_lightning.evaluation.weight_sharing import SubnetScorer, collect_images
 from hyctas_lightning.models import ChildNet, SuperNet
@@ -30,7 +31,17 @@ def _timer(timing: Dict[str, float], part: str) -> Iterator[None]:
 
 class SupernetEvaluator:
     """Measures one architecture. Latency comes first, so a candidate over the latency cap skips the costly
-    recalibration and validation (its mIoU is left unmeasured: it is infeasible anyway)."""
+    recalibration and validation (its mIoU is left unmeasured: it is infeasible anyway). The ChildNet is timed as
+    it will run deployed: prepared by ``hyctas bench``'s ``optimise`` under the config's ``latency_variant``.
+
+    Args:
+        supernet: the trained supernet whose sub-networks are measured.
+        calibration: training image batches that recalibrate BatchNorm for each candidate.
+        validation: (images, masks) batches that give each candidate's mIoU.
+        config: the search settings (latency size, variant, protocol, cap).
+        ignore_index: label that counts in no metric.
+        device: where candidates are evaluated and timed.
+    """
 
     def __init__(self, supernet: SuperNet, calibration: Sequence[torch.Tensor],
                  validation: Sequence[Tuple[torch.Tensor, torch.Tensor]], config: SearchConfig,
@@ -41,25 +52,31 @@ class SupernetEvaluator:
         self.validation = [(x.to(self.device), y.to(self.device)) for x, y in validation]
         self.config = config
         self.scorer = SubnetScorer(self.supernet, self.calibration, supernet.num_classes, ignore_index)
+        self.variant = Variant.parse(config.latency_variant)
         self._warm_up()
 
     def _warm_up(self) -> None:
         """One throw-away latency measurement, so library start-up cost does not land on the first candidate."""
+        smallest = ChildNet.from_supernet(self.supernet, self.supernet.space.smallest())
+        self.latency(smallest, max(1, self.config.latency_warmup), 1)
+
+    def latency(self, child: ChildNet, warmup: int, runs: int) -> float:
+        """Median latency (ms) of ``child`` prepared for inference under the configured variant."""
         c = self.config
-        child = ChildNet.from_supernet(self.supernet, self.supernet.space.smallest())
-        measure_latency(child, c.latency_size, c.latency_backend, max(1, c.latency_warmup), 1)
+        example = torch.randn(1, 3, *c.latency_size, device=c.latency_backend)
+        runner = optimise(child, self.variant, example)
+        return measure_latency(runner, c.latency_size, c.latency_backend, warmup, runs).median_ms
 
     def __call__(self, arch: Architecture) -> Measurement:
         c, timing = self.config, {}
         with _timer(timing, "profile"):
             profile = profile_architecture(arch, c.latency_size, self.supernet.num_classes, fch=self.supernet.fch,
-                                           output_stride=8)
+                                           output_stride=8, stem_head_width=self.supernet.space.stem_head_width)
         values = {"macs_g": profile.macs_g, "params_m": profile.params_m, "latency_ms": None, "miou": None}
         with _timer(timing, "build"):
             child = ChildNet.from_supernet(self.supernet, arch)
         with _timer(timing, "latency"):
-            values["latency_ms"] = measure_latency(child, c.latency_size, c.latency_backend, c.latency_warmup,
-                                                   c.latency_runs).median_ms
+            values["latency_ms"] = self.latency(child, c.latency_warmup, c.latency_runs)
         del child
         if c.latency_cap_ms is not None and values["latency_ms"] > c.latency_cap_ms:
             return Measurement(values, timing)

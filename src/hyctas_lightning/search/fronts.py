@@ -6,6 +6,7 @@ from typing import List, Optional, Sequence
 from deap import base, tools
 from deap.benchmarks.tools import hypervolume as deap_hypervolume
 
+from .config import SearchConfig
 from .journal import Candidate
 from .objectives import Objective
 
@@ -80,3 +81,14 @@ def reference_point(config_reference: Optional[Sequence[float]], candidates: Seq
             worst = max(seen) if o.direction < 0 else min(seen)
             ref.append(worst * 2 if o.direction < 0 else worst / 2)
     return ref
+
+
+def history_row(candidates: Sequence[Candidate], generation: int, objectives: Sequence[Objective],
+                config: SearchConfig) -> dict:
+    """The ``history.json`` entry of ``generation``: evaluations and feasible candidates up to it, the size of their
+    front and its hypervolume against the run's reference point (the same point for every generation)."""
+    done = [c for c in candidates if c.generation <= generation]
+    front = pareto_front(done, objectives)
+    ref = reference_point(config.reference, candidates, objectives, {"latency_ms": config.latency_cap_ms})
+    return {"generation": generation, "evaluations": len(done), "feasible": sum(c.feasible for c in done),
+            "front": len(front), "hypervolume": hypervolume(front, ref, objectives), "reference": ref}

@@ -1,12 +1,14 @@
 """The search journal: every evaluation appended to ``candidates.jsonl`` as it completes, so a killed search
-loses nothing and a rerun replays it without recomputing."""
+loses nothing and a rerun replays it without recomputing; each record names the inputs that produced it, so
+results of another supernet or other settings are never mixed in."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from hyctas_lightning.search_space import Architecture
 
@@ -34,20 +36,52 @@ class Candidate:
                 "branches": self.arch.num_branches, "arch": self.arch.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Candidate":
+    def from_dict(cls, data: dict) -> Candidate:
         return cls(Architecture.from_dict(data["arch"]), data["measurements"], data["feasible"], data["generation"],
                    data.get("genes", []), data.get("timing", {}))
 
 
-class Journal:
-    """Append-only JSON lines; reading tolerates a final line cut short by a kill."""
+INPUTS_FILE = "inputs.json"
 
-    def __init__(self, path: Path) -> None:
+
+def inputs_digest(inputs: Dict[str, Any]) -> str:
+    """A 16-hex-digit identity of a description of the measurement inputs."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def changed_inputs(before: Dict[str, Any], now: Dict[str, Any]) -> List[str]:
+    """``key: before -> now`` for each input that differs (long values abbreviated)."""
+    def short(value: Any) -> str:
+        text = json.dumps(value, sort_keys=True, default=str)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    return [f"{k}: {short(before.get(k))} -> {short(now.get(k))}" for k in sorted(set(before) | set(now))
+            if before.get(k) != now.get(k)]
+
+
+class Journal:
+    """Append-only JSON lines; reading tolerates a final line cut short by a kill.
+
+    ``inputs`` describes what produces the measurements (the supernet's weights, the data, the calibration and
+    validation images, the latency settings, the device). It is written to ``inputs.json`` beside the journal and its
+    digest into every record, and a journal measured with other inputs is never mixed in: it is moved to
+    ``stale/<digest>/`` and the search starts afresh, re-evaluating every candidate.
+    """
+
+    def __init__(self, path: Path, inputs: Optional[Dict[str, Any]] = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.records: Dict[str, Candidate] = {c.hash: c for c in self._read()}
+        self.inputs = json.loads(json.dumps(inputs, default=str)) if inputs is not None else None
+        self.digest = inputs_digest(self.inputs) if self.inputs is not None else None
+        if self.inputs is not None:
+            self._set_aside_if_stale()
+        self.records: Dict[str, Candidate] = {c.hash: c for c in map(Candidate.from_dict, self._rows())}
 
-    def _read(self) -> Iterator[Candidate]:
+    @property
+    def inputs_path(self) -> Path:
+        return self.path.parent / INPUTS_FILE
+
+    def _rows(self) -> Iterator[dict]:
         if not self.path.exists():
             return
         lines = self.path.read_text().splitlines()
@@ -55,14 +89,32 @@ class Journal:
             if not line.strip():
                 continue
             try:
-                yield Candidate.from_dict(json.loads(line))
+                row = json.loads(line)
+                Candidate.from_dict(row)
             except (json.JSONDecodeError, KeyError, ValueError) as e:
                 if number == len(lines):
                     log.warning("%s: ignoring the unfinished last line (%s); it will be re-evaluated", self.path, e)
                     self._truncate(lines[:-1])
-                else:
-                    raise ValueError(f"{self.path}:{number}: corrupt journal line ({e}); remove it to re-evaluate "
-                                     f"that candidate") from None
+                    return
+                raise ValueError(f"{self.path}:{number}: corrupt journal line ({e}); remove it to re-evaluate "
+                                 f"that candidate") from None
+            yield row
+
+    def _set_aside_if_stale(self) -> None:
+        """Move a journal measured with other inputs (or with unrecorded ones) to ``stale/``; record the inputs."""
+        digests = {row.get("inputs") for row in self._rows()}
+        if digests and digests != {self.digest}:
+            old = next(iter(digests - {self.digest}), None) or "unrecorded"
+            before = json.loads(self.inputs_path.read_text()) if self.inputs_path.exists() else {}
+            changes = "; ".join(changed_inputs(before, self.inputs)) if before else "inputs not recorded"
+            stale = self.path.parent / "stale" / old
+            stale.mkdir(parents=True, exist_ok=True)
+            for file in (self.path, self.inputs_path):
+                if file.exists():
+                    file.replace(stale / file.name)
+            log.warning("%s was measured with other inputs (%s): moved it to %s/ and starting a fresh journal, "
+                        "every candidate is evaluated again", self.path, changes, stale)
+        self.inputs_path.write_text(json.dumps(self.inputs, indent=1, sort_keys=True) + "\n")
 
     def _truncate(self, lines: List[str]) -> None:
         self.path.write_text("".join(line + "\n" for line in lines))
@@ -71,8 +123,11 @@ class Journal:
         return self.records.get(arch_hash)
 
     def append(self, candidate: Candidate) -> None:
+        row = candidate.to_dict()
+        if self.digest is not None:
+            row["inputs"] = self.digest
         with self.path.open("a") as f:
-            f.write(json.dumps(candidate.to_dict()) + "\n")
+            f.write(json.dumps(row) + "\n")
             f.flush()
         self.records[candidate.hash] = candidate
 

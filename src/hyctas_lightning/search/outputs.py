@@ -1,5 +1,5 @@
-"""What a search leaves in its run folder: pareto.json, topk/*.json, best.json, pareto.png, history.json (and
-W&B)."""
+"""What a search leaves in its run folder: pareto.json, topk/*.json, best.json, pareto.png, history.json (W&B:
+``dashboard.py``)."""
 from __future__ import annotations
 
 import json
@@ -91,22 +91,3 @@ def front_table(front: Sequence[Individual], objectives: Sequence[Objective]) ->
                     + "  ".join(f"{v:>12.4g}" for v in ind.fitness.values))
     return "\n".join(rows)
 
-
-def log_to_wandb(logger, candidates: Sequence[Candidate], front: Sequence[Individual],
-                 objectives: Sequence[Objective], history: Sequence[dict], figure_path: Path) -> None:
-    """Candidates as a W&B table, a scatter of the first two objectives, the hypervolume curve and the plot."""
-    import wandb
-
-    names = [o.name for o in objectives]
-    on_front = {ind.candidate.hash for ind in front}
-    columns = ["hash", "generation", "branches", "feasible", "on_front", *names, "arch"]
-    rows = [[c.hash, c.generation, c.arch.num_branches, c.feasible, c.hash in on_front,
-             *(c.measurements.get(o.key or o.name) for o in objectives), c.arch.to_json()] for c in candidates]
-    table = wandb.Table(columns=columns, data=rows)
-    experiment = logger.experiment
-    experiment.log({"search/candidates": table,
-                    "search/pareto": wandb.plot.scatter(table, names[1], names[0], title="search candidates"),
-                    "search/pareto_png": wandb.Image(str(figure_path))})
-    for row in history:
-        experiment.log({"search/hypervolume": row["hypervolume"], "search/front": row["front"],
-                        "search/generation": row["generation"]})

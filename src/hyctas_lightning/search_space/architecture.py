@@ -18,6 +18,7 @@ SCALES: tuple[int, ...] = (8, 16, 32)
 NODES: tuple[str, ...] = ("pass", "fuse", "drop")
 OUTPUT_COMBINATIONS: tuple[tuple[int, ...], ...] = ((8,), (16,), (32,), (8, 16), (8, 32), (8, 16, 32))
 MAX_BRANCHES = 3
+SETTINGS: tuple[str, ...] = ("fch", "output_stride", "head", "classifier")  # build settings beside the genes
 WIDTH_DECIMALS = 4
 
 
@@ -98,13 +99,17 @@ class Branch:
 class Architecture:
     """A validated, hashable, JSON-serialisable multi-branch network description.
 
-    ``fch`` (filter multiplier) and ``output_stride`` (8, or 4 merging the stem's stride-4 feature) are the
-    build settings a retrained network needs; the supernet runs every architecture at output stride 8.
+    ``fch`` (filter multiplier), ``output_stride`` (8, or 4 merging the stem's stride-4 feature), ``head`` (the
+    aggregation head that brings the branches to one stride-8 map, a name in ``models.HEADS``) and ``classifier``
+    (what turns that map into logits, a name in ``models.CLASSIFIERS``) are the build settings a retrained
+    network needs; the supernet runs every architecture at output stride 8 with its own head and classifier.
     """
 
     branches: tuple[Branch, ...]
     fch: int = 12
     output_stride: int = 8
+    head: str = "progressive"
+    classifier: str = "linear"
     _groups: tuple = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -145,7 +150,7 @@ class Architecture:
 
     # ------------------------------------------------------------------ validation
     def validate(self, memory_limit_gb: Optional[float] = None, batch_size: int = 16,
-                 crop: Sequence[int] = (256, 512), known_ops: Optional[Iterable[str]] = None) -> "Architecture":
+                 crop: Sequence[int] = (256, 512), known_ops: Optional[Iterable[str]] = None) -> Architecture:
         """Check structure and the four constraints of the paper (section 3.4); return self or raise."""
         if known_ops is None:
             from hyctas_lightning.ops import OPS
@@ -208,24 +213,27 @@ class Architecture:
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
-        return {"fch": self.fch, "output_stride": self.output_stride,
-                "branches": [b.to_dict() for b in self.branches]}
+        return {**self._settings(), "branches": [b.to_dict() for b in self.branches]}
+
+    def _settings(self) -> dict:
+        return {"fch": self.fch, "output_stride": self.output_stride, "head": self.head,
+                "classifier": self.classifier}
 
     def to_json(self) -> str:
         """Pretty JSON with one line per gene list, so a file reads like a table."""
-        lines = ["{", f'  "fch": {self.fch},', f'  "output_stride": {self.output_stride},', '  "branches": [']
+        lines = ["{", *(f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in self._settings().items()), '  "branches": [']
         for i, b in enumerate(self.to_dict()["branches"]):
             fields = [f'      "{k}": {json.dumps(v)}' for k, v in b.items()]
             lines += ["    {", ",\n".join(fields), "    }" + ("," if i < self.num_branches - 1 else "")]
         return "\n".join(lines + ["  ]", "}"])
 
     @classmethod
-    def from_dict(cls, data: Any, validate: bool = True) -> "Architecture":
+    def from_dict(cls, data: Any, validate: bool = True) -> Architecture:
         if not isinstance(data, dict):
             raise ArchitectureError(f"architecture: expected a JSON object, got {type(data).__name__}")
-        unknown = set(data) - {"fch", "output_stride", "branches"}
+        unknown = set(data) - {"branches", *SETTINGS}
         if unknown:
-            raise ArchitectureError(f"{sorted(unknown)[0]}: unknown field; allowed: branches, fch, output_stride")
+            raise ArchitectureError(f"{sorted(unknown)[0]}: unknown field; allowed: branches, {', '.join(SETTINGS)}")
         if "branches" not in data:
             raise ArchitectureError("branches: missing (a list of {ops, widths, downs, nodes} objects)")
         raw = data["branches"]
@@ -244,22 +252,26 @@ class Architecture:
                 branches.append(Branch(**b))
             except ArchitectureError as e:
                 raise ArchitectureError(f"branches[{i}].{e}") from None
-        for key, kind in (("fch", int), ("output_stride", int)):
+        for key in ("fch", "output_stride"):
             if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool)):
                 raise ArchitectureError(f"{key}: expected an integer, got {data[key]!r}")
-        arch = cls(tuple(branches), fch=data.get("fch", 12), output_stride=data.get("output_stride", 8))
+        for key in ("head", "classifier"):
+            if key in data and not isinstance(data[key], str):
+                raise ArchitectureError(f"{key}: expected a registered name (a string), got {data[key]!r}")
+        arch = cls(tuple(branches), **{k: data[k] for k in SETTINGS if k in data})  # absent: the defaults
         return arch.validate() if validate else arch
 
     @classmethod
-    def from_json(cls, text: str, validate: bool = True) -> "Architecture":
+    def from_json(cls, text: str, validate: bool = True) -> Architecture:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ArchitectureError(f"architecture JSON is malformed at line {e.lineno} column {e.colno}: {e.msg}") from None
+            raise ArchitectureError(f"architecture JSON is malformed at line {e.lineno} column {e.colno}: "
+                                    f"{e.msg}") from None
         return cls.from_dict(data, validate=validate)
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "Architecture":
+    def load(cls, path: Union[str, Path]) -> Architecture:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"architecture file not found: {path}")
@@ -278,16 +290,16 @@ class Architecture:
     @property
     def hash(self) -> str:
         """Stable 16-hex-digit identity; genes of dropped cells do not change the network, so they are ignored."""
-        canon = {"fch": self.fch, "output_stride": self.output_stride,
+        canon = {**self._settings(),
                  "branches": [[b.effective_gene(j) for j in range(b.num_layers)] for b in self.branches]}
         return hashlib.sha1(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:16]
 
     # genes live with the search space that defines their cardinalities
-    def to_genes(self, space: "SearchSpace") -> list[int]:  # noqa: F821
+    def to_genes(self, space: SearchSpace) -> list[int]:  # noqa: F821
         return space.encode(self)
 
     @classmethod
-    def from_genes(cls, genes: Sequence[int], space: "SearchSpace") -> "Architecture":  # noqa: F821
+    def from_genes(cls, genes: Sequence[int], space: SearchSpace) -> Architecture:  # noqa: F821
         return space.decode(genes)
 
 

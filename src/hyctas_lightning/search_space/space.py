@@ -1,13 +1,13 @@
 """The search space: which architectures exist, how to sample them and how to encode them as genes."""
 from __future__ import annotations
 
-import importlib
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
-from .architecture import (MAX_BRANCHES, NODES, OUTPUT_COMBINATIONS, SCALES, Architecture, ArchitectureError,
-                           Branch)
+from hyctas_lightning.registry import import_plugins
+
+from .architecture import MAX_BRANCHES, NODES, OUTPUT_COMBINATIONS, SCALES, Architecture, ArchitectureError, Branch
 
 DEFAULT_OPS = ("light_conv", "light_conv_2x", "conv", "conv_2x", "mesa")
 DEFAULT_WIDTHS = (4 / 12, 6 / 12, 8 / 12, 10 / 12, 1.0)
@@ -19,6 +19,11 @@ class SearchSpace:
     """Layers x scales grid, operator set, width choices and the branch-count prior (paper eq. 2).
 
     ``plugins`` names modules to import first, so ops registered in a user's own file can be listed in YAML.
+    ``head`` and ``classifier`` name the supernet's aggregation head and classifier (one of each per output
+    combination); every architecture of the space carries them, so a searched network retrains with the head it
+    was searched with. ``stem_head_width`` scales the supernet's stem and head channels (``round(s * fch * w)``
+    at stride ``s``): 1 is the plain channel rule; the paper's supernet starts with 64 channels at stride 8,
+    i.e. Fch 12 with width 8/12 (release).
     ``largest()``/``smallest()`` are the two ends of sandwich sampling: the largest uses ``largest_op`` at full
     width with three branches and ``largest_node`` at every layer; the smallest one branch of ``smallest_op`` at
     the least width.
@@ -37,12 +42,14 @@ class SearchSpace:
     memory_batch_size: int = 16
     memory_crop: tuple[int, int] = (256, 512)
     plugins: tuple[str, ...] = ()
+    stem_head_width: float = 1.0
+    head: str = "progressive"
+    classifier: str = "linear"
 
     def __post_init__(self) -> None:
         from hyctas_lightning.ops import OPS
 
-        for module in self.plugins:
-            importlib.import_module(module)  # user modules that register their own ops
+        import_plugins(self.plugins)  # user modules that register their own ops
         for name in ("ops", "width_choices", "branch_prior", "nodes", "memory_crop", "plugins"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "width_choices", tuple(round(float(w), 4) for w in self.width_choices))
@@ -55,18 +62,26 @@ class SearchSpace:
                 raise ValueError(f"{name}: '{getattr(self, name)}' is not in ops {list(self.ops)}")
         if self.largest_node not in ("pass", "fuse"):
             raise ValueError(f"largest_node: 'fuse' or 'pass', got '{self.largest_node}'")
-        if len(self.branch_prior) != MAX_BRANCHES or abs(sum(self.branch_prior) - 1) > 1e-6 or min(self.branch_prior) < 0:
+        prior = self.branch_prior
+        if len(prior) != MAX_BRANCHES or abs(sum(prior) - 1) > 1e-6 or min(prior) < 0:
             raise ValueError(f"branch_prior: need {MAX_BRANCHES} probabilities summing to 1, got {self.branch_prior}")
         if not set(self.nodes) <= set(NODES) or "pass" not in self.nodes:
             raise ValueError(f"nodes: choose from {NODES} and include 'pass', got {self.nodes}")
         if not self.width_choices or not all(0 < w <= 1 for w in self.width_choices):
             raise ValueError(f"width_choices: every width must be in (0, 1], got {self.width_choices}")
+        if not self.stem_head_width > 0:
+            raise ValueError(f"stem_head_width: must be positive (1: the plain channel rule), got "
+                             f"{self.stem_head_width}")
+
+    def _settings(self) -> dict:
+        """The architecture build settings every member of this space shares."""
+        return {"fch": self.fch, "head": self.head, "classifier": self.classifier}
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SearchSpace":
+    def from_dict(cls, data: dict) -> SearchSpace:
         return cls(**data)
 
     # ------------------------------------------------------------------ membership
@@ -76,8 +91,10 @@ class SearchSpace:
                       crop=self.memory_crop, known_ops=self.ops)
         if arch.num_layers > self.layers:
             raise ArchitectureError(f"branches: {arch.num_layers} layers, but the search space has {self.layers}")
-        if arch.fch != self.fch:
-            raise ArchitectureError(f"fch: architecture has {arch.fch}, the search space {self.fch}")
+        for key in ("fch", "head", "classifier"):
+            if getattr(arch, key) != getattr(self, key):
+                raise ArchitectureError(f"{key}: architecture has {getattr(arch, key)!r}, the search space "
+                                        f"{getattr(self, key)!r}")
         for i, b in enumerate(arch.branches):
             for layer, (width, node) in enumerate(zip(b.widths, b.nodes)):
                 if width not in self.width_choices:
@@ -130,7 +147,7 @@ class SearchSpace:
                 genes.append((rng.choice(self.ops), rng.choice(self.width_choices), down, rng.choice(nodes)))
             used_downs |= {layer for layer, g in enumerate(genes) if g[2]}
             built.append(genes)
-        return Architecture(tuple(_branch(g) for g in built), fch=self.fch)
+        return Architecture(tuple(_branch(g) for g in built), **self._settings())
 
     def largest(self) -> Architecture:
         """Three branches, full width, ``largest_op`` everywhere, ``largest_node`` at every layer (``fuse``
@@ -141,7 +158,7 @@ class SearchSpace:
             return _branch([(self.largest_op, max(self.width_choices), layer in downs, node)
                             for layer in range(self.layers)])
 
-        return self.validate(Architecture((branch(()), branch((0,)), branch((0, 1))), fch=self.fch))
+        return self.validate(Architecture((branch(()), branch((0,)), branch((0, 1))), **self._settings()))
 
     def smallest(self, end_scale: int = 32) -> Architecture:
         """One branch that goes down to ``end_scale`` (8, 16 or 32) at once, least width, every other cell
@@ -152,7 +169,7 @@ class SearchSpace:
         node = "drop" if "drop" in self.nodes else "pass"
         genes = [(self.smallest_op, min(self.width_choices), layer in downs,
                   "pass" if layer in downs or layer == self.layers - 1 else node) for layer in range(self.layers)]
-        return self.validate(Architecture((_branch(genes),), fch=self.fch))
+        return self.validate(Architecture((_branch(genes),), **self._settings()))
 
     # ------------------------------------------------------------------ genes
     def gene_cardinalities(self) -> list[int]:
@@ -190,7 +207,7 @@ class SearchSpace:
             layer_genes = [(self.ops[chunk[i + 1]], self.width_choices[chunk[i + 2]], bool(chunk[i]),
                             self.nodes[chunk[i + 3]]) for i in range(0, step, GENES_PER_LAYER)]
             branches.append(_branch(layer_genes))
-        return self.validate(Architecture(tuple(branches), fch=self.fch))
+        return self.validate(Architecture(tuple(branches), **self._settings()))
 
 
 def _branch(genes: Sequence[tuple]) -> Branch:

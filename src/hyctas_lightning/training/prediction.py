@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 
-from hyctas_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from hyctas_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_input_size
 
 Colour = Tuple[int, int, int]
 
@@ -38,6 +38,17 @@ def colourise(labels: np.ndarray, palette: Sequence[Colour]) -> np.ndarray:
     return table[labels]
 
 
+def overlay(rgb: np.ndarray, labels: np.ndarray, palette: Sequence[Colour], alpha: float = 0.5,
+            ignore_index: Optional[int] = 255) -> np.ndarray:
+    """The colourised ``labels`` blended over an ``(H, W, 3)`` uint8 image of the same size with weight ``alpha``;
+    pixels labelled ``ignore_index`` (unlabelled ground truth) show the image alone."""
+    if rgb.shape[:2] != labels.shape:
+        raise ValueError(f"image {rgb.shape[:2]} and labels {labels.shape} differ in size")
+    void = labels == ignore_index if ignore_index is not None else np.zeros(labels.shape, bool)
+    blend = alpha * colourise(np.where(void, 0, labels), palette) + (1 - alpha) * rgb
+    return np.where(void[..., None], rgb, blend.round()).astype(np.uint8)
+
+
 def denormalise(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """A normalised (3, H, W) image back to (H, W, 3) uint8 RGB."""
     mean_t = torch.tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
@@ -48,22 +59,28 @@ def denormalise(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 
 class SegmentationWriter(BasePredictionWriter):
     """Writes ``NAME_mask.png`` (colourised prediction) and ``NAME_overlay.png`` (the prediction blended over the
-    input with weight ``alpha``) under ``output_dir`` for every predicted image.
+    input) for every predicted image, at the image's own size (no evaluation padding).
 
     Colours come from the data module's palette (or the checkpoint's), else the PASCAL VOC colour map; images
     are un-normalised with the data module's transform mean/std.
+
+    Args:
+        output_dir: folder of the PNGs (None: ``predictions/`` in the trainer's ``default_root_dir``).
+        alpha: weight of the colour mask in the overlay.
     """
 
-    def __init__(self, output_dir: str = "predictions", alpha: float = 0.5) -> None:
+    def __init__(self, output_dir: Optional[str] = None, alpha: float = 0.5) -> None:
         super().__init__(write_interval="batch")
         if not 0 <= alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        self.output_dir = Path(output_dir)
+        self.output_dir = output_dir
+        self.directory = Path(output_dir or "predictions")
         self.alpha = alpha
         self.written = 0
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.written = 0
+        self.directory = Path(self.output_dir or Path(trainer.default_root_dir) / "predictions")
 
     def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: torch.Tensor,
                            batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
@@ -72,15 +89,18 @@ class SegmentationWriter(BasePredictionWriter):
         transforms = getattr(trainer.datamodule, "transforms", None)
         mean = getattr(transforms, "mean", IMAGENET_MEAN)
         std = getattr(transforms, "std", IMAGENET_STD)
-        for name, labels, image in zip(batch["name"], prediction, batch["image"]):
+        sizes = batch.get("image_size") or [None] * len(batch["name"])
+        for name, labels, image, size in zip(batch["name"], prediction, batch["image"], sizes):
+            if size is not None and transforms is not None:
+                image = to_input_size(image, size, transforms)  # as the prediction: no padding, the image's size
             mask = colourise(labels.cpu().numpy(), palette)
-            rgb = denormalise(image, mean, std)
+            rgb = denormalise(image[:, :labels.shape[-2], :labels.shape[-1]], mean, std)
             overlay = (self.alpha * mask + (1 - self.alpha) * rgb).round().astype(np.uint8)
-            stem = self.output_dir / str(name)
+            stem = self.directory / str(name)
             stem.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(mask).save(f"{stem}_mask.png")
             Image.fromarray(overlay).save(f"{stem}_overlay.png")
             self.written += 1
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        rank_zero_info(f"predict: wrote masks and overlays of {self.written} images to {self.output_dir}")
+        rank_zero_info(f"predict: wrote masks and overlays of {self.written} images to {self.directory}")

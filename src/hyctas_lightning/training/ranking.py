@@ -25,10 +25,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
-from scipy.stats import kendalltau, spearmanr
 from torch import nn
 
 from hyctas_lightning.data.registry import LOADER_ONLY, build_datamodule
+from hyctas_lightning.evaluation.correlation import RankCorrelation, rank_correlation
 from hyctas_lightning.evaluation.weight_sharing import SubnetScorer, collect_images
 from hyctas_lightning.search_space import Architecture, SearchSpace
 
@@ -220,11 +220,9 @@ def estimate_panel(supernet: nn.Module, panel: Dict[str, Architecture], datamodu
     return scorer.score_all(panel, validation, progress=lambda name, miou: log.info("%s: %.4f", name, miou))
 
 
-def rank_correlation(estimates: List[float], references: List[float]) -> tuple[float, float]:
-    """Kendall's tau (tau-b) and Spearman's rho; NaN with fewer than three pairs or a constant side."""
-    if len(estimates) < 3 or len(set(estimates)) < 2 or len(set(references)) < 2:
-        return math.nan, math.nan
-    return float(kendalltau(estimates, references)[0]), float(spearmanr(estimates, references)[0])
+def correlate(estimates: List[float], references: List[float], bootstrap: int = 1000) -> Optional[RankCorrelation]:
+    """Rank correlation with bootstrap intervals, or None with fewer than three pairs (no ranking to test)."""
+    return rank_correlation(estimates, references, bootstrap=bootstrap) if len(estimates) >= 3 else None
 
 
 @dataclass
@@ -235,11 +233,13 @@ class RankingReport:
         panel: ``{name: architecture}``.
         estimates: ``{name: supernet mIoU}``.
         references: ``{name: standalone mIoU}`` of the members trained so far.
+        bootstrap: resamples behind the correlations' confidence intervals.
     """
 
     panel: Dict[str, Architecture]
     estimates: Dict[str, float]
     references: Dict[str, float] = field(default_factory=dict)
+    bootstrap: int = 1000
 
     @property
     def random_names(self) -> List[str]:
@@ -251,7 +251,8 @@ class RankingReport:
 
     def summary(self) -> Dict[str, Any]:
         names = self.correlated()
-        tau, rho = rank_correlation([self.estimates[n] for n in names], [self.references[n] for n in names])
+        stats = correlate([self.estimates[n] for n in names], [self.references[n] for n in names], self.bootstrap)
+        nan2 = [math.nan, math.nan]
         randoms = [self.estimates[n] for n in self.random_names if n in self.estimates]
         standalone = [self.references[n] for n in names]
         return {"random_mean": sum(randoms) / len(randoms) if randoms else math.nan,
@@ -259,7 +260,10 @@ class RankingReport:
                 "largest": self.estimates.get("largest", math.nan),
                 "smallest": self.estimates.get("smallest", math.nan),
                 "standalone_mean": sum(standalone) / len(standalone) if standalone else math.nan,
-                "kendall_tau": tau, "spearman_rho": rho, "n": len(names)}
+                "kendall_tau": stats.kendall_tau if stats else math.nan,
+                "kendall_ci": list(stats.kendall_ci) if stats else nan2,
+                "spearman_rho": stats.spearman_rho if stats else math.nan,
+                "spearman_ci": list(stats.spearman_ci) if stats else nan2, "n": len(names)}
 
     def table(self) -> str:
         """One row per member: branches, final strides, supernet and standalone mIoU (%), then the summary."""
@@ -286,6 +290,36 @@ class RankingReport:
 def references_for(panel: Dict[str, Architecture], references: Dict[str, float]) -> Dict[str, float]:
     """Panel names mapped to the standalone mIoU of their architecture hash, where one exists."""
     return {name: references[arch.hash] for name, arch in panel.items() if arch.hash in references}
+
+
+def diagnose(supernet: nn.Module, data_spec: Dict[str, Any], panel: Dict[str, Architecture],
+             ignore_index: int = 255, calibration_images: int = 64, val_images: Optional[int] = None,
+             seed: int = 0, references: Optional[str | Path] = None, train: Optional[ReferenceCache] = None,
+             accelerator: str = "auto") -> RankingReport:
+    """The supernet diagnostic: estimates of ``panel`` through ``supernet`` against standalone references, read
+    from a reference folder and/or trained (missing random members only) into the cache ``train``.
+
+    Args:
+        supernet: the trained weight-sharing network (on the device to run on).
+        data_spec: ``class_path``/``init_args`` of the data it was trained on.
+        panel: ``{name: architecture}`` (see :func:`ranking_panel`).
+        ignore_index: label the metric ignores.
+        calibration_images: training images for BN recalibration of each member.
+        val_images: validation images (None: the whole split).
+        seed: seed of the calibration images' draw.
+        references: a reference folder (``ROOT/references/KEY``) to read standalone results from.
+        train: a reference cache in which to train the random members that have no result yet.
+        accelerator: Lightning accelerator of the standalone trainings.
+    """
+    estimates = estimate_panel(supernet, panel, build_datamodule(data_spec), supernet.num_classes, ignore_index,
+                               calibration_images, val_images, seed)
+    found = load_references(references) if references is not None else {}
+    if train is not None:
+        for name, arch in panel.items():
+            if name.startswith("random") and arch.hash not in found:
+                train_standalone(arch, train, accelerator=accelerator)
+        found = {**load_references(train.dir), **found}
+    return RankingReport(panel, estimates, references_for(panel, found))
 
 
 class RankingCallback(L.Callback):
@@ -318,5 +352,5 @@ class RankingCallback(L.Callback):
 
 
 __all__ = ["RankingCallback", "RankingReport", "ReferenceCache", "StandaloneRecipe", "data_identity",
-           "estimate_panel", "load_references", "rank_correlation", "ranking_panel", "references_for",
+           "correlate", "diagnose", "estimate_panel", "load_references", "ranking_panel", "references_for",
            "train_standalone"]

@@ -12,8 +12,9 @@ from torch.optim.lr_scheduler import LambdaLR
 @dataclass(frozen=True)
 class PolyWarmup:
     """Learning-rate factor at step ``t``: ``(1 - t / max_iters) ** power``, times a linear ramp from
-    ``warmup_factor`` to 1 over the first ``warmup_iters`` steps (detectron2's ``WarmupPolyLR``, which the
-    release recipe uses). A plain object rather than a lambda, so the scheduler's state pickles."""
+    ``warmup_factor`` to 1 over the first ``warmup_iters`` steps (detectron2's ``WarmupPolyLR``; the release's
+    own scheduler instead warms up geometrically from 5e-6 and starts the poly decay after the warm-up). A plain
+    object rather than a lambda, so the scheduler's state pickles."""
 
     max_iters: int
     warmup_iters: int = 0

@@ -2,66 +2,34 @@
 all under the same recipe (paper section 4.2, SPEC sections 5 and 7)."""
 from __future__ import annotations
 
-import importlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchvision.models.segmentation.fcn import FCNHead
 
-from hyctas_lightning.deploy.zoo import expand_state_dict
+from hyctas_lightning.checkpoints import SEGMENTATION_KIND, expand_state_dict, network_metadata, require_kind
+from hyctas_lightning.data.transforms import to_input_size
+from hyctas_lightning.errors import ClassCountError
 from hyctas_lightning.evaluation.inference import check_scales, segment
 from hyctas_lightning.evaluation.metrics import format_iou_table, mean_iou, per_class_iou
-from hyctas_lightning.models import NETWORKS, ChildNet, build_network
+from hyctas_lightning.models import ChildNet, create_network, list_networks, load_architecture
 from hyctas_lightning.models.blocks import resize
-from hyctas_lightning.search_space import Architecture
+from hyctas_lightning.models.factory import network_heads
+from hyctas_lightning.registry import import_plugins
 
+from .dashboard import ValidationMedia
 from .losses import segmentation_loss
 from .schedules import PolyWarmupLR, drop_path_modules, scheduled_drop_path
 
-CHECKPOINT_KIND = "hyctas-segmentation"
-ArchSource = Union[str, Path, Dict[str, Any], Architecture]
-
-
-def load_architecture(arch: ArchSource) -> Architecture:
-    """An Architecture from a JSON file path, its dict form (as stored in checkpoints) or itself."""
-    if isinstance(arch, Architecture):
-        return arch
-    return Architecture.from_dict(arch) if isinstance(arch, dict) else Architecture.load(arch)
-
-
-def build_segmentation_network(arch: Optional[ArchSource] = None, network: Optional[str] = None,
-                               num_classes: int = 19, fch: Optional[int] = None, output_stride: Optional[int] = None,
-                               plugins: Sequence[str] = ()) -> nn.Module:
-    """A fresh images-to-logits network: the ChildNet of ``arch``, or the registered ``network``. ``plugins`` are
-    modules imported first, so networks and ops registered in a user's own files can be named."""
-    for module in plugins:
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            raise ValueError(f"plugins: cannot import '{module}' ({e}); put its folder on PYTHONPATH") from None
-    if (arch is None) == (network is None):
-        raise ValueError("give exactly one of `arch` (an architecture JSON such as configs/arch/hyctas_s.json or a "
-                         f"search's topk/*.json) or `network` (one of: {', '.join(NETWORKS.names())})")
-    if arch is not None:
-        return ChildNet(load_architecture(arch), num_classes, fch=fch, output_stride=output_stride)
-    if network not in NETWORKS:
-        raise ValueError(f"network '{network}' is not registered; registered: {', '.join(NETWORKS.names())} "
-                         "(name the module that registers your own in `plugins`)")
-    if fch is not None or output_stride is not None:
-        raise ValueError(f"fch and output_stride set the size of `arch` networks; remove them for network '{network}'")
-    return build_network(network, num_classes)
-
 
 def aux_features(net: nn.Module) -> Dict[str, int]:
-    """Where auxiliary heads attach ({submodule name: channels}): a ChildNet's per-branch projections in its
-    aggregation head (the stride-8/16/32 branch features), or what a registered network declares."""
-    if isinstance(net, ChildNet):
-        return {f"head.proj.{s}": net.head.out_channels for s in net.head.strides}
+    """Where auxiliary heads attach ({submodule name: channels}), as the network declares it: for a ChildNet the
+    modules producing the branches' last features at stride 16 and 32 (release), for a baseline its own choice."""
     return dict(getattr(net, "aux_features", {}))
 
 
@@ -83,28 +51,52 @@ def capture_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[Dict[str
 
 
 class SegmentationModule(L.LightningModule):
-    """Trains a network from scratch with the HyCTAS retrain recipe and evaluates it by mIoU.
+    """Trains one network from scratch with the HyCTAS retrain recipe and evaluates it by mIoU.
 
-    Exactly one of ``arch`` (architecture JSON; ``fch`` and ``output_stride`` override its own) and ``network``
-    (a name from ``hyctas_lightning.models.NETWORKS``, e.g. ``lraspp_mobilenet_v3_large``) picks the network;
-    ``plugins`` names modules to import first (a user's own registered networks or ops).
+    Searched networks and hand-designed baselines train under identical settings: every part of the recipe is an
+    argument. The defaults follow the release recipe as its code runs (with the paper's drop path and a linear
+    warm-up); ``configs/retrain/`` holds it and the paper's. Validation is
+    single-scale whole-image; test and predict add test-time augmentation when set, and test prints the per-class
+    IoU table.
 
-    Recipe: SGD with momentum, poly learning rate (``poly_power``) after a linear warm-up of ``warmup_iters``
-    steps from ``warmup_factor`` of ``lr``, bootstrapped cross-entropy on the hardest ``bootstrap_ratio`` of
-    pixels (None: plain cross-entropy), auxiliary FCN heads weighted by ``aux_weight`` (0 disables them; training
-    only), drop path rising linearly to ``drop_path_rate``, and ``bn_momentum`` for every BatchNorm (None keeps
-    PyTorch's 0.1; the release uses 0.01). Gradient clipping is the Trainer's ``gradient_clip_val``. The other
-    defaults are the release recipe; configs/retrain/ holds it and the paper's.
-
-    Validation is single-scale whole-image; test and predict add ``test_scales`` and ``test_flip`` when set.
-    Test prints the per-class IoU table.
+    Args:
+        arch: the architecture to build as a ChildNet: a preset name (``hyctas_s``), a JSON file (e.g. a search's
+            ``best.json`` or ``topk/*.json``) or its dict form. Give exactly one of ``arch`` and ``network``.
+        network: a registered network instead (``lraspp_mobilenet_v3_large``, a preset, or one of ``plugins``).
+        num_classes: output classes; the CLI links it to the data's class count.
+        fch: filter multiplier of ``arch`` (None keeps the architecture's own).
+        output_stride: 8, or 4 to merge the stem's stride-4 feature before the classifier (None: the
+            architecture's own).
+        plugins: modules to import first, so networks, ops and heads registered in your own files can be named.
+        head: aggregation head of ``arch`` (a name in ``models.HEADS``: ``progressive``, ``plain``; None keeps the
+            architecture's own).
+        classifier: classifier of ``arch`` (a name in ``models.CLASSIFIERS``: ``linear``, ``attention``; None keeps
+            the architecture's own).
+        ignore_index: label of pixels that count in neither loss nor metrics.
+        lr: peak learning rate of SGD.
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay.
+        warmup_iters: steps of linear warm-up before the poly decay (the release warms up geometrically).
+        warmup_factor: learning-rate factor at the first warm-up step.
+        poly_power: exponent of the poly decay, stepped every optimiser step over the whole run.
+        bootstrap_ratio: bootstrapped cross-entropy on the hardest fraction of pixels (None: plain cross-entropy).
+        aux_weight: weight of the auxiliary FCN heads on the branches' stride-16/32 features (release: 0.2; 0
+            disables them; training only).
+        drop_path_rate: final probability of scheduled drop path, rising linearly from 0 over training.
+        bn_momentum: momentum of every BatchNorm (None keeps PyTorch's 0.1, which the release also trains with:
+            its 0.01 flag is never applied).
+        test_scales: image scales whose softmax is averaged in test and predict.
+        test_flip: also average the horizontally flipped pass in test and predict.
     """
+
+    checkpoint_kind = SEGMENTATION_KIND
 
     def __init__(self, arch: Optional[Union[str, Dict[str, Any]]] = None, network: Optional[str] = None,
                  num_classes: int = 19, fch: Optional[int] = None, output_stride: Optional[int] = None,
-                 plugins: Sequence[str] = (), ignore_index: int = 255, lr: float = 0.05, momentum: float = 0.9,
+                 plugins: Sequence[str] = (), head: Optional[str] = None, classifier: Optional[str] = None,
+                 ignore_index: int = 255, lr: float = 0.05, momentum: float = 0.9,
                  weight_decay: float = 1e-4, warmup_iters: int = 1000, warmup_factor: float = 1e-3,
-                 poly_power: float = 0.9, bootstrap_ratio: Optional[float] = 0.2, aux_weight: float = 0.4,
+                 poly_power: float = 0.9, bootstrap_ratio: Optional[float] = 0.2, aux_weight: float = 0.2,
                  drop_path_rate: float = 0.2, bn_momentum: Optional[float] = None,
                  test_scales: Sequence[float] = (1.0,), test_flip: bool = False) -> None:
         super().__init__()
@@ -113,10 +105,15 @@ class SegmentationModule(L.LightningModule):
         self.save_hyperparameters(ignore=["test_scales", "test_flip"])
         self.test_scales = check_scales(test_scales)
         self.test_flip = test_flip
+        import_plugins(plugins)
+        if (arch is None) == (network is None):
+            raise ValueError("give exactly one of `arch` (a preset such as hyctas_s, or an architecture JSON such as "
+                             f"a search's best.json) or `network` (one of: {', '.join(list_networks())})")
         architecture = load_architecture(arch) if arch is not None else None
         if architecture is not None:
             self.hparams["arch"] = architecture.to_dict()  # the checkpoint stands alone if the file moves
-        self.net = build_segmentation_network(architecture, network, num_classes, fch, output_stride, plugins)
+        self.net = create_network(architecture or network, num_classes, fch=fch, output_stride=output_stride,
+                                  head=head, classifier=classifier)
         self.network_name = network or (Path(arch).stem if isinstance(arch, (str, Path)) else "architecture")
         sources = aux_features(self.net) if aux_weight > 0 else {}
         self.aux_sources = {name: name.replace(".", "_") for name in sources}
@@ -129,6 +126,7 @@ class SegmentationModule(L.LightningModule):
         self.drop_paths = drop_path_modules(self.net)
         self.val_iou = per_class_iou(num_classes, ignore_index)
         self.test_iou = per_class_iou(num_classes, ignore_index)
+        self.media = ValidationMedia()  # with a WandbLogger: per-class IoU table and masks of a few val images
         self.classes: Optional[List[str]] = None
         self.palette: Optional[List[Tuple[int, int, int]]] = None
         self._total_steps = 1
@@ -137,10 +135,11 @@ class SegmentationModule(L.LightningModule):
         return self.net(images)
 
     def network_spec(self) -> Dict[str, Any]:
-        """The arguments of ``build_segmentation_network`` that rebuild this network."""
+        """What rebuilds this network (``create_network``'s arguments), stored in its checkpoints."""
         hp = self.hparams
         return {"arch": hp.arch, "network": hp.network, "num_classes": hp.num_classes, "fch": hp.fch,
-                "output_stride": hp.output_stride, "plugins": list(hp.plugins)}
+                "output_stride": hp.output_stride, "plugins": list(hp.plugins), "head": hp.head,
+                "classifier": hp.classifier}
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return segmentation_loss(logits, target, self.hparams.ignore_index, self.hparams.bootstrap_ratio)
@@ -153,8 +152,8 @@ class SegmentationModule(L.LightningModule):
         if not classes:
             return
         if len(classes) != self.hparams.num_classes:
-            raise ValueError(f"model.init_args.num_classes is {self.hparams.num_classes} but the data has "
-                             f"{len(classes)} classes; drop num_classes from the config (the CLI links it)")
+            raise ClassCountError(f"model.init_args.num_classes is {self.hparams.num_classes} but the data has "
+                                  f"{len(classes)} classes; drop num_classes from the config (the CLI links it)")
         self.classes = classes
         self.palette = [tuple(int(v) for v in c) for c in getattr(dm, "palette", None) or []] or None
 
@@ -207,11 +206,16 @@ class SegmentationModule(L.LightningModule):
         logits = self.net(batch["image"])
         self.log("val/loss", self._loss(logits, batch["mask"]), sync_dist=True, batch_size=logits.shape[0])
         self.val_iou.update(logits.argmax(1), batch["mask"])
+        self.media.remember(self, batch, logits, batch_idx)
 
     def on_validation_epoch_end(self) -> None:
         ious = self.val_iou.compute()
         self.val_iou.reset()
         self.log("val/mIoU", mean_iou(ious), prog_bar=True)
+        self.media.log(self, ious, self.class_names(len(ious)))
+
+    def class_names(self, count: int) -> List[str]:
+        return list(self.classes or [f"class_{i}" for i in range(count)])
 
     def _scores(self, images: torch.Tensor) -> torch.Tensor:
         return segment(self.net, images, self.test_scales, self.test_flip)
@@ -222,70 +226,47 @@ class SegmentationModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         ious = self.test_iou.compute()
         self.test_iou.reset()
-        names = self.classes or [f"class_{i}" for i in range(len(ious))]
+        names = self.class_names(len(ious))
         self.log("test/mIoU", mean_iou(ious))
+        self.media.log(self, ious, names, prefix="test")
         self.log_dict({f"test/IoU/{n}": v for n, v in zip(names, ious) if not v.isnan()})
         tta = f"scales {list(self.test_scales)}{' + flip' if self.test_flip else ''}"
-        if self.trainer.is_global_zero:
-            print(f"\n{self.network_name}: per-class IoU (%), {tta}\n{format_iou_table(ious.cpu(), names)}\n")
+        rank_zero_info(f"\n{self.network_name}: per-class IoU (%), {tta}\n{format_iou_table(ious.cpu(), names)}\n")
 
-    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """Label maps ``(N, H, W)`` on the CPU, as uint8 where the classes fit, so a split's predictions stay small."""
+    def predict_step(self, batch: dict, batch_idx: int) -> Union[torch.Tensor, List[torch.Tensor]]:
+        """Label maps on the CPU, as uint8 where the classes fit, so a split's predictions stay small: one ``(H, W)``
+        map per image at the image's own size when the batch gives its ``image_size`` (evaluation padding cropped,
+        a ``base_size`` resize undone on the scores), else the batch's ``(N, H, W)``."""
         dtype = torch.uint8 if self.hparams.num_classes <= 256 else torch.int32
-        return self._scores(batch["image"]).argmax(1).to(dtype).cpu()
+        scores = self._scores(batch["image"])
+        transforms = getattr(self.trainer.datamodule, "transforms", None) if self._trainer is not None else None
+        if "image_size" not in batch or transforms is None:
+            return scores.argmax(1).to(dtype).cpu()
+        return [to_input_size(s, size, transforms).argmax(0).to(dtype).cpu()
+                for s, size in zip(scores, batch["image_size"])]
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         """Mark the checkpoint and carry what rebuilding, exporting and colouring need without the config."""
-        checkpoint["hyctas"] = {"kind": CHECKPOINT_KIND, "network": self.network_spec(), "name": self.network_name,
-                                "classes": self.classes, "palette": self.palette,
-                                "ignore_index": self.hparams.ignore_index}
+        checkpoint["hyctas"] = network_metadata(self.network_spec(), self.network_name, self.classes, self.palette,
+                                                self.hparams.ignore_index)
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        meta = checkpoint_meta(checkpoint, "this checkpoint")
+        meta = require_kind(checkpoint, SEGMENTATION_KIND, "this checkpoint")
+        self._check_heads(meta["network"])
         checkpoint["state_dict"] = expand_state_dict(checkpoint["state_dict"])  # model-zoo fp16/int8 weights
         self.network_name = meta.get("name", self.network_name)
         self.classes = self.classes or meta.get("classes")
         self.palette = self.palette or meta.get("palette")
 
-
-def checkpoint_meta(checkpoint: Dict[str, Any], where: Union[str, Path]) -> Dict[str, Any]:
-    """The ``hyctas`` entry of a retrain checkpoint; a clear error for any other checkpoint."""
-    kind = checkpoint.get("hyctas", {}).get("kind") if isinstance(checkpoint, dict) else None
-    if kind == CHECKPOINT_KIND:
-        return checkpoint["hyctas"]
-    if kind == "hyctas-supernet":
-        raise ValueError(f"{where} is a supernet checkpoint, not a retrained network: search it (`hyctas search "
-                         "--ckpt ...`), retrain a topk/*.json with `hyctas fit --config configs/retrain/...`, or "
-                         "pass --arch for an untrained network")
-    raise ValueError(f"{where} is not a hyctas retrain checkpoint (no 'hyctas.kind' = '{CHECKPOINT_KIND}'); "
-                     "train one with `hyctas fit --config configs/retrain/...`")
-
-
-def load_segmentation_network(path: Union[str, Path]) -> Tuple[nn.Module, Dict[str, Any]]:
-    """The trained network of a retrain checkpoint (eval mode, on the CPU, no auxiliary heads) and its metadata
-    (``network`` build arguments, ``name``, ``classes``, ``palette``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    meta = checkpoint_meta(checkpoint, path)
-    net = build_segmentation_network(**meta["network"])
-    state = expand_state_dict(checkpoint["state_dict"])
-    net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
-    return net.eval(), meta
-
-
-def load_networks(arch: Sequence[str] = (), ckpt: Sequence[str] = (), network: Sequence[str] = (),
-                  num_classes: int = 19, fch: Optional[int] = None,
-                  output_stride: Optional[int] = None) -> Dict[str, nn.Module]:
-    """Networks by display name for the command-line tools: fresh ones from architecture files (with the
-    given size overrides) and registry names, trained ones from retrain checkpoints."""
-    if not (arch or ckpt or network):
-        raise ValueError("nothing to run: give --arch X.json, --ckpt X.ckpt or --network NAME")
-    nets = {Path(a).stem: build_segmentation_network(a, None, num_classes, fch, output_stride) for a in arch}
-    for path in ckpt:
-        net, meta = load_segmentation_network(path)
-        nets[f"{meta['name']} ({Path(path).name})"] = net
-    nets.update({n: build_segmentation_network(None, n, num_classes) for n in network})
-    return nets
+    def _check_heads(self, spec: Dict[str, Any]) -> None:
+        """Refuse, with the fix, a checkpoint whose network has another head or classifier than this module's."""
+        if spec.get("arch") is None or not isinstance(self.net, ChildNet):
+            return
+        stored = network_heads(spec)
+        built = (self.net.arch.head, self.net.arch.classifier)
+        if stored != built:
+            raise ValueError(f"the checkpoint's network has head '{stored[0]}' and classifier '{stored[1]}', this "
+                             f"module builds '{built[0]}' and '{built[1]}': set model.init_args.head and "
+                             "model.init_args.classifier (or \"head\"/\"classifier\" in the architecture JSON) "
+                             "to match")

@@ -9,18 +9,18 @@ import lightning as L
 import torch
 from torch import nn
 
+from hyctas_lightning.checkpoints import SUPERNET_KIND, require_kind, supernet_metadata
 from hyctas_lightning.data.registry import datamodule_spec
 from hyctas_lightning.evaluation.batchnorm import bn_state, load_bn_state
 from hyctas_lightning.evaluation.metrics import mean_iou, per_class_iou
 from hyctas_lightning.evaluation.weight_sharing import SubnetScorer, collect_images
-from hyctas_lightning.models import SuperNet
+from hyctas_lightning.models import SuperNet, load_network
 from hyctas_lightning.search_space import Architecture, SearchSpace
 
 from .losses import distillation_loss, segmentation_loss
 from .ranking import ranking_panel
 from .sampling import SAMPLERS, SandwichSampler, build_sampler
 
-CHECKPOINT_KIND = "hyctas-supernet"
 DISTILL_MODES = (None, "inplace", "teacher")
 
 
@@ -59,6 +59,8 @@ class SupernetModule(L.LightningModule):
             every ``step`` (e.g. ``PolyWarmupLR`` with a warm-up).
         seed: seed of the per-step draws.
     """
+
+    checkpoint_kind = SUPERNET_KIND
 
     def __init__(self, space: Optional[SearchSpace] = None, num_classes: int = 19, sampling: str = "sandwich",
                  num_random: int = 2, sampler_args: Optional[Dict[str, Any]] = None, distill: Optional[str] = None,
@@ -117,9 +119,7 @@ class SupernetModule(L.LightningModule):
         if steps != float("inf"):
             self.sampler.total_steps = int(steps)
         if self.hparams.distill == "teacher" and self._teacher is None:
-            from .segmentation import load_segmentation_network
-
-            self._teacher = load_segmentation_network(self.hparams.teacher)[0].to(self.device).eval()
+            self._teacher = load_network(self.hparams.teacher)[0].to(self.device).eval()
 
     def _loss(self, name: str, logits: torch.Tensor, target: torch.Tensor,
               teacher: Optional[torch.Tensor]) -> torch.Tensor:
@@ -217,14 +217,11 @@ class SupernetModule(L.LightningModule):
         if dm is not None:
             data = {**datamodule_spec(dm), "classes": list(getattr(dm, "classes", [])),
                     "ignore_index": self.hparams.ignore_index}
-        checkpoint["hyctas"] = {"kind": CHECKPOINT_KIND, "space": self.space.to_dict(), "data": data,
-                                "num_classes": self.hparams.num_classes, "sampler": self.sampler.state_dict()}
+        checkpoint["hyctas"] = supernet_metadata(self.space.to_dict(), data, self.hparams.num_classes,
+                                                 self.sampler.state_dict())
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        meta = checkpoint.get("hyctas", {})
-        if meta.get("kind") != CHECKPOINT_KIND:
-            raise ValueError("this checkpoint is not a hyctas supernet checkpoint (no 'hyctas.kind' = "
-                             f"'{CHECKPOINT_KIND}'); train one with `hyctas fit --config configs/supernet.yaml`")
+        meta = require_kind(checkpoint, SUPERNET_KIND, "this checkpoint")
         state = dict(meta["sampler"])
         if state.pop("name", SandwichSampler.registered_name) != self.sampler.registered_name:
             raise ValueError(f"this checkpoint was trained with another sampler than sampling="

@@ -1,4 +1,5 @@
-"""Visualisation: readable views of architectures for logs, reports and papers."""
+"""Visualisation: readable views of architectures and results for logs, notebooks, reports and papers."""
 from .architecture import draw_architecture, format_architecture, op_colour
+from .tables import Table
 
-__all__ = ["draw_architecture", "format_architecture", "op_colour"]
+__all__ = ["Table", "draw_architecture", "format_architecture", "op_colour"]

@@ -52,7 +52,8 @@ def _summary(arch: Architecture) -> str:
     """The build settings that the per-cell genes leave out, shared by the table header and the figure title."""
     strides = "/".join(str(s) for s in arch.end_scales)
     return (f"{arch.num_branches} branch{'es' if arch.num_branches > 1 else ''}, {arch.num_layers} layers, "
-            f"final strides {strides}, fch {arch.fch}, output stride {arch.output_stride}")
+            f"final strides {strides}, fch {arch.fch}, output stride {arch.output_stride}, head {arch.head}, "
+            f"classifier {arch.classifier}")
 
 
 def _join(cells: list[str], widths: list[int]) -> str:

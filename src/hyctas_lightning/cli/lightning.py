@@ -1,0 +1,139 @@
+"""``hyctas fit/validate/test/predict``: the LightningCLI, with the data's class count linked into the model, and
+the checks that must happen before Lightning touches a ``--ckpt_path``."""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+from jsonargparse import Namespace
+from lightning.pytorch.cli import LightningCLI
+
+
+def _plain(value: Any) -> Any:
+    return value.as_dict() if isinstance(value, Namespace) else value
+
+
+def named_plugins(hparams: Any) -> List[str]:
+    """Plugin modules that a module's arguments name: ``plugins`` (retraining) or ``space.plugins`` (supernet)."""
+    hparams = _plain(hparams) or {}
+    space = _plain(hparams.get("space")) or {}
+    return list(hparams.get("plugins") or []) + list((space.get("plugins") if isinstance(space, dict) else None) or [])
+
+
+def checkpoint_classes(meta: Dict[str, Any]) -> Optional[int]:
+    """The class count a checkpoint was trained for, from its ``hyctas`` metadata."""
+    return meta.get("num_classes") or (meta.get("network") or {}).get("num_classes")
+
+
+def module_class(model: Any) -> Optional[type]:
+    """The LightningModule class a config's ``model:`` names."""
+    path = getattr(model, "class_path", None)
+    if not path:
+        return None
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def check_checkpoint(path: str, model: Any) -> Dict[str, Any]:
+    """Open ``path`` safely (no code runs) and check it before Lightning does: its kind must be the configured
+    module's (``checkpoint_kind``), and every plugin module it lists must be one the user named as well, since
+    Lightning builds the module that the file describes. Returns its ``hyctas`` metadata ({} when the configured
+    module declares no kind)."""
+    from hyctas_lightning.checkpoints import CheckpointError, read_checkpoint, require_kind
+
+    checkpoint = read_checkpoint(path)
+    kind = getattr(module_class(model), "checkpoint_kind", None)
+    meta = require_kind(checkpoint, kind, path) if kind else {}
+    listed = named_plugins(checkpoint.get("hyper_parameters"))
+    unnamed = [p for p in listed if p not in named_plugins(getattr(model, "init_args", None))]
+    if unnamed:
+        raise CheckpointError(f"{path} lists plugin modules {unnamed}; importing a module runs its code, so hyctas "
+                              f"imports only the modules you name: if you trust them, name them in the model's "
+                              f"plugins (e.g. --model.init_args.plugins '{listed}')")
+    return meta
+
+
+class HyctasCLI(LightningCLI):
+    """LightningCLI with ``data.num_classes`` linked to ``model.init_args.num_classes``, and loggers that have no
+    ``save_dir`` writing into ``trainer.default_root_dir``: with a logger of ``name: ""`` and ``version: ""``, a
+    run's checkpoints, logs and predictions all land in that one folder, which ``--trainer.default_root_dir``
+    moves.
+
+    Before anything is built, a ``--ckpt_path`` file is opened with ``weights_only=True`` and must be of the kind
+    the configured module trains (a supernet checkpoint cannot start a retrain run, nor the reverse), list no
+    plugin module the user did not name, and match the data's class count; Lightning itself then also loads it
+    with ``weights_only=True``. A GPU accelerator on a machine without one is refused up front, and checkpoints are
+    written atomically (``AtomicCheckpointIO``)."""
+
+    @staticmethod
+    def subcommands() -> Dict[str, set]:
+        """Lightning's subcommands, without a ``--weights_only`` switch: checkpoints always load without code."""
+        return {name: skip | {"weights_only"} for name, skip in LightningCLI.subcommands().items()}
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("trainer.default_root_dir", "trainer.logger.init_args.save_dir")
+
+    def _parse_ckpt_path(self) -> None:
+        self.checkpoint_meta: Dict[str, Any] = {}
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else None
+        path = config.get("ckpt_path") if config is not None else None
+        if path and Path(path).is_file():  # 'last', 'best', 'hpc' are the Trainer's: the module checks their kind
+            self.checkpoint_meta = {"path": path, **check_checkpoint(path, config.model)}
+        super()._parse_ckpt_path()
+
+    def before_instantiate_classes(self) -> None:
+        from hyctas_lightning.errors import DeviceUnavailable
+
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        accelerator = str(config.trainer.accelerator or "auto")
+        if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise DeviceUnavailable(f"--trainer.accelerator {accelerator} asked for, but this machine has no usable "
+                                    f"CUDA GPU; use --trainer.accelerator cpu (or auto)")
+        root = config.trainer.default_root_dir or os.getcwd()
+        loggers = config.trainer.logger
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            init = getattr(logger, "init_args", None)
+            if init is not None and "save_dir" in init and init.save_dir is None:
+                init.save_dir = root
+
+    def after_instantiate_classes(self) -> None:
+        from lightning.fabric.plugins import TorchCheckpointIO
+
+        from hyctas_lightning.training import AtomicCheckpointIO
+
+        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own checkpoint writer
+            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        self._check_class_count()
+
+    def _check_class_count(self) -> None:
+        """A ``--ckpt_path`` trained for other classes than the data's is refused before its weights are loaded."""
+        from hyctas_lightning.errors import ClassCountError
+
+        trained = checkpoint_classes(self.checkpoint_meta)
+        data = getattr(self.datamodule, "num_classes", None)
+        if trained is not None and data is not None and trained != data:
+            raise ClassCountError(
+                f"{self.checkpoint_meta['path']} was trained for {trained} classes, but the data "
+                f"({type(self.datamodule).__name__}) has {data}: evaluate it on data with the same classes, or "
+                f"train a new model on this data (fit without --ckpt_path)")
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> Dict[str, Any]:
+        return {**super()._prepare_subcommand_kwargs(subcommand), "weights_only": True}
+
+
+def run_lightning(args: Optional[List[str]]) -> int:
+    """Run a Trainer subcommand; ``args`` None reads ``sys.argv``."""
+    from hyctas_lightning.training import DivergenceGuard, RandomStateCheckpoint
+
+    from . import tools_help
+
+    os.environ.setdefault("WANDB_MODE", "offline")  # a selected WandbLogger logs locally unless asked to sync
+    HyctasCLI(args=args, parser_kwargs={"description": f"hyctas-lightning. Trainer subcommands below; {tools_help()}"},
+              save_config_kwargs={"overwrite": True},
+              trainer_defaults={"callbacks": [DivergenceGuard(), RandomStateCheckpoint()]})  # in every run
+    return 0

@@ -1,0 +1,68 @@
+"""``hyctas search --ckpt supernet.ckpt [--config search.yaml]``: NSGA-II (or another registered strategy) over a
+trained supernet. The checkpoint carries the search space and the data module, so ``--ckpt`` is all it needs;
+``--config`` sets the ``search:`` section, ``--data`` overrides the data (e.g. its ``root``)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+from jsonargparse import ArgumentParser, Namespace
+
+
+def add_arguments(parser: ArgumentParser) -> None:
+    from hyctas_lightning.search import SearchConfig
+
+    parser.add_argument("--config", action="config", help="YAML with search:, and optionally data: and space:")
+    parser.add_argument("--ckpt", required=True, help="supernet checkpoint (last.ckpt of hyctas fit)")
+    parser.add_argument("--out", type=Optional[str], default=None,
+                        help="run folder (default: runs/search/<run folder of the checkpoint>-<digest of its weights>)")
+    parser.add_argument("--device", type=Optional[str], default=None, help="cuda or cpu (default: cuda if available)")
+    parser.add_argument("--wandb", type=bool, default=False,
+                        help="also log to W&B, each generation as it completes (offline unless WANDB_MODE=online)")
+    parser.add_dataclass_arguments(SearchConfig, "search")
+    parser.add_argument("--space", type=Optional[dict], default=None,
+                        help="the search space, if restated: must equal the checkpoint's")
+    parser.add_argument("--data", type=Optional[dict], default=None,
+                        help="DataModule (class_path, init_args) override")
+    parser.add_argument("--plugins", type=List[str], default=[],
+                        help="modules registering the checkpoint's own ops, imported first (only if you trust them)")
+
+
+def run(args: Namespace) -> int:
+    from hyctas_lightning.checkpoints import weights_digest
+    from hyctas_lightning.data import build_datamodule
+    from hyctas_lightning.errors import ClassCountError, check_device
+    from hyctas_lightning.models import load_supernet
+    from hyctas_lightning.registry import import_plugins
+    from hyctas_lightning.search import run_search
+    from hyctas_lightning.search.runner import check_space
+
+    check_device(args.device)
+    import_plugins(args.plugins + list((args.space or {}).get("plugins") or []))
+    ckpt = Path(args.ckpt)
+    supernet, meta = load_supernet(ckpt)
+    check_space(supernet.space, args.space)
+    data_spec = args.data or meta.get("data")
+    if not data_spec:
+        raise ValueError(f"{ckpt}: the checkpoint names no DataModule; give one with --data or data: in --config")
+    datamodule = build_datamodule(data_spec)
+    classes = getattr(datamodule, "num_classes", supernet.num_classes)
+    if classes != supernet.num_classes:
+        raise ClassCountError(f"{ckpt} was trained for {supernet.num_classes} classes, but the data "
+                              f"({type(datamodule).__name__}) has {classes}: search it on the data it was trained on "
+                              f"(drop --data), or train a supernet on this data")
+    run_folder = f"{ckpt.parent.parent.name}-{weights_digest(supernet.state_dict())[:8]}"  # one per supernet
+    out = Path(args.out or Path("runs/search") / run_folder)
+    logger = None
+    if args.wandb:
+        import os
+
+        from lightning.pytorch.loggers import WandbLogger
+
+        os.environ.setdefault("WANDB_MODE", "offline")  # logs locally (``wandb sync`` uploads) unless asked to sync
+        logger = WandbLogger(project="hyctas", name=f"search-{out.name}", save_dir=str(out))
+    result = run_search(supernet, datamodule, args.search, out, device=args.device, logger=logger,
+                        ignore_index=(meta.get("data") or {}).get("ignore_index", 255))
+    print(f"\n{len(result.front)} non-dominated of {result.history[-1]['evaluations']} evaluated "
+          f"({result.new_evaluations} new) -> {out}/pareto.json, {out}/topk/, {out}/pareto.png\n{result.table}")
+    return 0

@@ -1,0 +1,373 @@
+"""Bad input and faults as a new user meets them: every command answers a mistake with one line and an exit status
+per kind (``cli.errors.EXIT_CODES``), opening a checkpoint never runs code from it, search results are never stale,
+training stops at a NaN, predictions keep each input's size, and a killed run resumes as if uninterrupted."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.demos.boring_classes import BoringModel
+from PIL import Image
+
+import fixtures_data as fx
+from hyctas_lightning.checkpoints import atomic_save
+from hyctas_lightning.cli import errors as E
+from hyctas_lightning.cli import main
+from hyctas_lightning.data.transforms import SegmentationTransform, TransformConfig, eval_size
+from hyctas_lightning.errors import TrainingDiverged
+from hyctas_lightning.models import load_network, load_supernet
+from hyctas_lightning.search import Journal, Measurement, NothingFeasible, SearchConfig, search_with
+from hyctas_lightning.search_space import SearchSpace
+from hyctas_lightning.training import DivergenceGuard, LastCheckpoint, SegmentationModule
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_DATA = ["--data.init_args.train_samples=8", "--data.init_args.val_samples=4", "--data.init_args.test_samples=4",
+             "--data.init_args.size=[64,128]", "--data.init_args.batch_size=4", "--trainer.enable_progress_bar=false",
+             "--trainer.enable_model_summary=false"]
+RETRAIN = ["--config", str(ROOT / "configs/demo/retrain.yaml"), *TINY_DATA]
+SUPERNET = ["--config", str(ROOT / "configs/demo/supernet.yaml"), *TINY_DATA, "--model.init_args.space.layers=4",
+            "--model.init_args.val_random=1"]
+SEARCH_YAML = ("search:\n  population: 4\n  generations: 1\n  calibration_images: 8\n  val_images: 4\n"
+               "  latency_backend: cpu\n  latency_size: [64, 128]\n  latency_warmup: 1\n  latency_runs: 1\n"
+               "  top_k: 2\n")
+
+
+def fails(capsys, args, code: int, text: str) -> str:
+    """Run ``hyctas ARGS``: it must exit with ``code`` and say ``text`` in exactly one error line, no traceback."""
+    assert main([str(a) for a in args]) == code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(f"hyctas {args[0]}") and ": error: " in line]
+    assert len(lines) == 1, err
+    assert text in lines[0], lines[0]
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One tiny retrain run and one tiny supernet run of ``hyctas fit``, and a search config."""
+    root = tmp_path_factory.mktemp("runs")
+    assert main(["fit", *RETRAIN, "--trainer.max_epochs=1", f"--trainer.default_root_dir={root / 'retrain'}"]) == 0
+    assert main(["fit", *SUPERNET, "--trainer.max_epochs=1", f"--trainer.default_root_dir={root / 'supernet'}"]) == 0
+    (root / "search.yaml").write_text(SEARCH_YAML)
+    return {"retrain": root / "retrain/checkpoints/last.ckpt", "supernet": root / "supernet/checkpoints/last.ckpt",
+            "search": root / "search.yaml"}
+
+
+def edited(source: Path, target: Path, edit) -> Path:
+    checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+    edit(checkpoint)
+    torch.save(checkpoint, target)
+    return target
+
+
+class Payload:
+    """Pickles as a call that leaves a marker file: loading it with ``weights_only=False`` would run it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+def test_a_checkpoint_carrying_code_runs_it_in_no_command(runs, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    bad = {name: edited(runs[name], tmp_path / f"{name}_payload.ckpt",
+                        lambda c: c["hyctas"].__setitem__("note", Payload(marker))) for name in ("retrain", "supernet")}
+    commands = [["search", "--ckpt", bad["supernet"], "--config", runs["search"], "--out", tmp_path / "s"],
+                ["bench", "--ckpt", bad["retrain"], "--size", "32", "64", "--variants", "fp32"],
+                ["export", "--ckpt", bad["retrain"], "--out", tmp_path / "net.onnx"],
+                ["fit", *SUPERNET, "--ckpt_path", bad["supernet"], f"--trainer.default_root_dir={tmp_path / 'f'}"],
+                *[[cmd, *RETRAIN, "--ckpt_path", bad["retrain"]] for cmd in ("fit", "validate", "test", "predict")]]
+    for args in commands:
+        fails(capsys, args, E.EXIT_CHECKPOINT, "refused to open: it holds Python objects beyond tensors")
+    for load in (lambda: load_network(bad["retrain"]), lambda: load_supernet(bad["supernet"]),
+                 lambda: SegmentationModule.load_from_checkpoint(bad["retrain"])):
+        with pytest.raises(Exception, match="(refused to open|Weights only load failed)"):
+            load()
+    assert not marker.exists()
+
+
+def test_corrupt_and_missing_checkpoints(runs, tmp_path, capsys):
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(runs["retrain"].read_bytes()[:5000])
+    fails(capsys, ["test", *RETRAIN, "--ckpt_path", cut], E.EXIT_CHECKPOINT, "not a readable PyTorch checkpoint")
+    fails(capsys, ["export", "--ckpt", cut, "--out", tmp_path / "x.onnx"], E.EXIT_CHECKPOINT,
+          "probably cut short or corrupt")
+    fails(capsys, ["bench", "--ckpt", tmp_path / "nowhere.ckpt"], E.EXIT_CHECKPOINT, "checkpoint not found")
+
+
+def test_every_command_checks_the_checkpoint_kind_before_lightning_loads_it(runs, tmp_path, capsys):
+    run = tmp_path / "supernet_run"
+    fails(capsys, ["fit", *SUPERNET, "--ckpt_path", runs["retrain"], f"--trainer.default_root_dir={run}"],
+          E.EXIT_CHECKPOINT, "is a retrained network's checkpoint, not a supernet checkpoint")
+    assert not list(run.rglob("*.ckpt"))  # nothing was trained into the supernet's folder
+    fails(capsys, ["test", *RETRAIN, "--ckpt_path", runs["supernet"]], E.EXIT_CHECKPOINT,
+          "is a supernet checkpoint, not a retrained network's checkpoint; search a supernet")
+    fails(capsys, ["bench", "--ckpt", runs["supernet"]], E.EXIT_CHECKPOINT, "is a supernet checkpoint")
+    fails(capsys, ["search", "--ckpt", runs["retrain"]], E.EXIT_CHECKPOINT, "not a supernet checkpoint")
+
+
+def test_plugins_a_checkpoint_lists_are_imported_only_when_the_user_names_them(runs, tmp_path, capsys, monkeypatch):
+    marker = tmp_path / "imported"
+    (tmp_path / "evil_plugin.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def lists_plugin(checkpoint):
+        checkpoint["hyper_parameters"]["plugins"] = ["evil_plugin"]
+        checkpoint["hyctas"]["network"]["plugins"] = ["evil_plugin"]
+
+    def space_lists_plugin(checkpoint):
+        checkpoint["hyper_parameters"]["space"]["plugins"] = ["evil_plugin"]
+        checkpoint["hyctas"]["space"]["plugins"] = ["evil_plugin"]
+
+    retrain = edited(runs["retrain"], tmp_path / "retrain.ckpt", lists_plugin)
+    supernet = edited(runs["supernet"], tmp_path / "supernet.ckpt", space_lists_plugin)
+    for args in (["test", *RETRAIN, "--ckpt_path", retrain], ["bench", "--ckpt", retrain],
+                 ["export", "--ckpt", retrain, "--out", tmp_path / "x.onnx"], ["search", "--ckpt", supernet],
+                 ["fit", *SUPERNET, "--ckpt_path", supernet, f"--trainer.default_root_dir={tmp_path / 'f'}"]):
+        fails(capsys, args, E.EXIT_CHECKPOINT, "lists plugin modules ['evil_plugin']")
+    assert not marker.exists()
+    # named by the user, the same plugin is imported and the network loads
+    assert main(["bench", "--ckpt", str(retrain), "--plugins", "evil_plugin", "--size", "32", "64",
+                 "--variants", "fp32", "--warmup", "1", "--runs", "1"]) == 0
+    assert marker.exists()
+
+
+def test_class_counts_are_checked_against_the_data(runs, tmp_path, capsys):
+    fx.camvid(tmp_path / "camvid")  # 11 classes; the checkpoints were trained on the 8 synthetic ones
+    camvid = ["--config", str(ROOT / "configs/data/camvid.yaml"), f"--data.init_args.root={tmp_path / 'camvid'}"]
+    fails(capsys, ["test", "--config", str(ROOT / "configs/demo/retrain.yaml"), *camvid, "--ckpt_path",
+                   runs["retrain"]], E.EXIT_CLASSES,
+          "was trained for 8 classes, but the data (CamVidDataModule) has 11")
+    data = f'{{"class_path": "camvid", "init_args": {{"root": "{tmp_path / "camvid"}"}}}}'
+    fails(capsys, ["search", "--ckpt", runs["supernet"], "--data", data], E.EXIT_CLASSES,
+          "was trained for 8 classes, but the data (CamVidDataModule) has 11")
+
+
+# ------------------------------------------------------------------------------------------ user errors
+def test_common_mistakes_are_one_line_with_their_own_status(runs, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    bad_arch = tmp_path / "arch.json"
+    bad_arch.write_text('{"branches": [{"ops": ["conv"], "widths": [1], "downs": [0]}]}')
+    search = ["search", "--ckpt", runs["supernet"], "--config", runs["search"], "--out", tmp_path / "s"]
+    fails(capsys, [*search, "--search.objectives", "[miou, beauty]"], E.EXIT_USAGE, "objectives: unknown ['beauty']")
+    fails(capsys, [*search, "--search.latency_cap_ms", "0"], E.EXIT_USAGE, "latency_cap_ms: must be > 0 ms")
+    fails(capsys, [*search, "--search.min_miou", "2.0"], E.EXIT_USAGE, "min_miou: an mIoU in [0, 1]")
+    assert not (tmp_path / "s" / "candidates.jsonl").exists()  # refused before evaluating anything
+    fails(capsys, ["search", "--ckpt", runs["supernet"], "--config", runs["search"], "--out", a_file / "out"],
+          E.EXIT_FILES, "Not a directory")
+    fails(capsys, ["fit", *RETRAIN, f"--trainer.default_root_dir={a_file / 'run'}", "--trainer.max_epochs=1"],
+          E.EXIT_FILES, "a part of the output path is a file")
+    fails(capsys, ["fit", "--config", str(ROOT / "configs/demo/retrain.yaml"), "--config",
+                   str(ROOT / "configs/data/camvid.yaml"), f"--data.init_args.root={tmp_path / 'nowhere'}"],
+          E.EXIT_DATASET, "dataset root not found")
+    fails(capsys, ["fit", *RETRAIN, f"--model.init_args.arch={bad_arch}"], E.EXIT_ARCHITECTURE,
+          "branches[0].nodes: missing")
+    fails(capsys, ["fit", *RETRAIN, "--model.init_args.network=lraspp_mobilenet_v3_large"], E.EXIT_USAGE,
+          "give exactly one of `arch`")
+    fails(capsys, ["profile", "--arch", bad_arch], E.EXIT_ARCHITECTURE, "branches[0].nodes: missing")
+
+
+def test_a_broken_image_read_in_a_loader_worker_is_still_one_line(tmp_path, capsys):
+    fx.camvid(tmp_path)
+    image = tmp_path / "train/0001TP_006690.png"
+    image.write_bytes(image.read_bytes()[:40])
+    fails(capsys, ["fit", "--config", str(ROOT / "configs/demo/retrain.yaml"), "--config",
+                   str(ROOT / "configs/data/camvid.yaml"), f"--data.init_args.root={tmp_path}",
+                   "--data.init_args.num_workers=1", "--data.init_args.batch_size=2", "--trainer.max_epochs=1",
+                   "--trainer.num_sanity_val_steps=0", f"--trainer.default_root_dir={tmp_path / 'run'}",
+                   "--trainer.enable_progress_bar=false"],
+          E.EXIT_DATASET, f"hyctas fit: error: cannot read {image}: cannot identify image file")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_asking_for_a_gpu_that_is_not_there(runs, capsys):
+    fails(capsys, ["fit", *RETRAIN, "--trainer.accelerator=gpu"], E.EXIT_DEVICE, "no usable CUDA GPU")
+    fails(capsys, ["bench", "--arch", "hyctas_s", "--device", "cuda"], E.EXIT_DEVICE, "no usable CUDA GPU")
+    fails(capsys, ["search", "--ckpt", runs["supernet"], "--device", "cuda"], E.EXIT_DEVICE, "no usable CUDA GPU")
+
+
+def test_typos_stay_usage_errors_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", *RETRAIN, "--trainer.max_epochz=1"])
+    assert exit_.value.code == 2
+    capsys.readouterr()
+    bad = tmp_path / "arch.json"
+    bad.write_text("{")
+    assert main(["profile", "--arch", str(bad), "--debug"]) == E.EXIT_ARCHITECTURE
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("hyctas profile: error:")
+    monkeypatch.setenv("HYCTAS_DEBUG", "1")
+    assert main(["profile", "--arch", str(bad)]) == E.EXIT_ARCHITECTURE
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_unexpected_errors_keep_their_traceback():
+    assert E.classify(RuntimeError("a bug")) is None
+    with pytest.raises(RuntimeError, match="a bug"):
+        E.report(RuntimeError("a bug"), "hyctas x", debug=False)
+    wrapped = ValueError("Does not validate against any of the Union subtypes\n...")
+    wrapped.__cause__ = TrainingDiverged("the real story")
+    assert E.classify(wrapped)[:1] == (E.EXIT_DIVERGED,) and E.message(E.classify(wrapped)[1], True) == "the real story"
+
+
+# ------------------------------------------------------------------------------------------ training
+def test_nan_training_stops_non_zero_and_saves_no_nan(tmp_path, capsys):
+    run = tmp_path / "nan"
+    line = fails(capsys, ["fit", *RETRAIN, "--trainer.max_epochs=4", "--model.init_args.lr=1e6",
+                          "--model.init_args.warmup_iters=0", "--trainer.gradient_clip_val=null",
+                          f"--trainer.default_root_dir={run}"], E.EXIT_DIVERGED, "training diverged: the loss is nan")
+    assert " at step " in line
+    for path in run.rglob("*.ckpt"):
+        state = torch.load(path, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()), path
+
+
+def test_nan_in_the_supernet_names_the_sub_network(tmp_path, capsys):
+    fails(capsys, ["fit", *SUPERNET, "--trainer.max_epochs=2", "--optimizer.init_args.lr=1e12",
+                   f"--trainer.default_root_dir={tmp_path}"], E.EXIT_DIVERGED,
+          "at step 1 (epoch 0), sub-network 'largest'")
+
+
+def test_guard_refuses_to_write_non_finite_weights(tmp_path):
+    model = BoringModel()
+    with torch.no_grad():
+        model.layer.weight[0, 0] = float("inf")
+    with pytest.raises(TrainingDiverged, match=r"at step 7 \(first: layer.weight\); the checkpoint was not written"):
+        DivergenceGuard().on_save_checkpoint(SimpleNamespace(global_step=7), model, {"state_dict": model.state_dict()})
+
+
+def test_last_ckpt_is_the_latest_state_every_epoch(tmp_path):
+    seen = []
+
+    class Watch(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            path = tmp_path / "last.ckpt"
+            seen.append(torch.load(path, weights_only=True)["epoch"] if path.exists() else None)
+
+    trainer = L.Trainer(max_epochs=3, limit_train_batches=2, limit_val_batches=1, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[LastCheckpoint(dirpath=str(tmp_path)), Watch()])
+    trainer.fit(BoringModel())
+    assert seen == [None, 0, 1]
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_an_interrupted_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    path = atomic_save({"v": torch.ones(3)}, tmp_path / "last.ckpt")
+
+    def dying_save(obj, f):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"v": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["v"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+# ------------------------------------------------------------------------------------------ predictions
+@pytest.mark.parametrize("transforms", ['{"pad_to_multiple": 32}', '{"pad_to_multiple": 32, "base_size": 48}'])
+def test_predictions_have_each_inputs_own_size(runs, tmp_path, transforms):
+    out = tmp_path / "predictions"
+    assert main(["predict", *RETRAIN, "--data.init_args.size=[72,100]", f"--data.init_args.transforms={transforms}",
+                 "--ckpt_path", str(runs["retrain"]), f"--trainer.default_root_dir={tmp_path}"]) == 0
+    written = sorted(out.glob("*.png"))
+    assert len(written) == 8  # 4 test images, mask and overlay each
+    assert {Image.open(p).size for p in written} == {(100, 72)}  # (width, height), not the padded 128 x 96
+
+
+def test_eval_size_matches_the_evaluation_pipeline():
+    for config in (TransformConfig(pad_to_multiple=32), TransformConfig(base_size=48, pad_to_multiple=16),
+                   TransformConfig(base_size=97)):
+        transform = SegmentationTransform(config, train=False)
+        for h, w in ((72, 100), (360, 480), (33, 129)):
+            image, mask = transform(np.zeros((h, w, 3), np.uint8), np.zeros((h, w), np.uint8))
+            rows, cols = eval_size(config, (h, w))
+            m = config.pad_to_multiple or 1
+            assert image.shape[1:] == (-(-rows // m) * m, -(-cols // m) * m)
+
+
+# ------------------------------------------------------------------------------------------ search
+def test_a_search_rerun_with_another_supernet_re_evaluates(runs, tmp_path, capsys, monkeypatch):
+    def perturbed(checkpoint):
+        key = next(k for k, v in checkpoint["state_dict"].items() if v.is_floating_point() and v.dim() == 4)
+        checkpoint["state_dict"][key] = checkpoint["state_dict"][key] + 0.01
+
+    (tmp_path / "other" / "checkpoints").mkdir(parents=True)
+    other = edited(runs["supernet"], tmp_path / "other" / "checkpoints" / "last.ckpt", perturbed)
+    out = tmp_path / "search"
+    search = ["search", "--config", str(runs["search"]), "--out", str(out)]
+    assert main([*search, "--ckpt", str(runs["supernet"])]) == 0
+    first = (out / "candidates.jsonl").read_text().splitlines()
+    capsys.readouterr()
+    assert main([*search, "--ckpt", str(other)]) == 0
+    assert f"({len(first)} new)" in capsys.readouterr().out  # every candidate measured again, on the new weights
+    stale = list((out / "stale").glob("*/candidates.jsonl"))
+    assert len(stale) == 1 and stale[0].read_text().splitlines() == first
+    assert main([*search, "--ckpt", str(other), "--search.val_images", "2"]) == 0  # other validation images
+    assert f"({len(first)} new)" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)  # default folders: one per supernet
+    for ckpt in (runs["supernet"], other):
+        assert main(["search", "--config", str(runs["search"]), "--ckpt", str(ckpt)]) == 0
+    assert len(list((tmp_path / "runs/search").iterdir())) == 2
+
+
+def test_a_hopeless_search_says_so_early_with_the_closest_candidates(tmp_path):
+    calls = []
+
+    def measure(arch):
+        calls.append(arch.hash)
+        return Measurement({"miou": 0.5, "latency_ms": 10.0 + len(calls)})
+
+    config = SearchConfig(population=6, generations=3, latency_backend="cpu", latency_cap_ms=5.0)
+    with pytest.raises(NothingFeasible) as error:
+        search_with(measure, SearchSpace(layers=4, fch=4), config, Journal(tmp_path / "c.jsonl"), tmp_path,
+                    show_progress=False)
+    assert len(calls) == 6  # one population's worth, not 50 x population
+    assert "closest: " in str(error.value) and "latency_ms 11" in str(error.value)
+    assert "lowest latency 11 ms" in str(error.value)
+
+
+# ------------------------------------------------------------------------------------------ kill -9 and resume
+def hyctas(*args: str, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "hyctas_lightning.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_supernet_fit_then_resume_equals_an_uninterrupted_run(tmp_path):
+    args = [*SUPERNET, "--data.init_args.train_samples=16", "--data.init_args.batch_size=8", "--trainer.max_epochs=4"]
+    full = hyctas("fit", *args, "--trainer.default_root_dir=full", cwd=tmp_path)
+    killed = hyctas("fit", *args, "--trainer.default_root_dir=killed", cwd=tmp_path)
+    last = tmp_path / "killed/checkpoints/last.ckpt"
+    while not last.exists() and killed.poll() is None:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    resumed = hyctas("fit", *args, "--trainer.default_root_dir=killed", "--ckpt_path=last", cwd=tmp_path)
+    assert resumed.wait() == 0, resumed.stderr.read()
+    assert full.wait() == 0, full.stderr.read()
+    a, b = (torch.load(tmp_path / f"{run}/checkpoints/last.ckpt", weights_only=True) for run in ("full", "killed"))
+    assert a["epoch"] == b["epoch"] == 3 and a["global_step"] == b["global_step"]
+    assert a["lr_schedulers"][0]["_last_lr"] == b["lr_schedulers"][0]["_last_lr"]
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
