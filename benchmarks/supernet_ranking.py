@@ -1,8 +1,10 @@
 """Does the supernet rank? Supernet variants against the same architectures trained alone, as one resumable study.
 
-    python benchmarks/supernet_ranking.py --study configs/ranking/synthetic.yaml --cpu_jobs 2
+    python benchmarks/supernet_ranking.py --study configs/ranking/synthetic.yaml --jobs_per_gpu 8 --num_workers 2 \\
+        --time_limit 450
     python benchmarks/supernet_ranking.py --study configs/ranking/camvid_proxy.yaml --root ../shared/datasets/camvid \\
-        --time_limit 540
+        --jobs_per_gpu 4 --time_limit 450
+    python benchmarks/supernet_ranking.py --study configs/ranking/synthetic.yaml --cpu_jobs 2   # CPU: hours
 
 A study YAML names a supernet config, the data, the panel (``ranking_panel``), the standalone recipe
 (``StandaloneRecipe``), the reference seeds and the supernet variants (``name: [dotted overrides of hyctas fit]``).
@@ -16,7 +18,8 @@ Stages (``--stages``, in order):
 - ``supernets``: ``hyctas fit`` of each variant (``OUT/variants/NAME``), resuming from ``last.ckpt``.
 
 These three run as one pool of concurrent processes: ``--jobs_per_gpu`` per visible GPU (``CUDA_VISIBLE_DEVICES``
-set per process; the teacher and the supernets start first, one per GPU) or ``--cpu_jobs`` on a CPU. Then:
+set per process, the CPU cores shared out among the slots; the teacher and the supernets start first, the
+longest first) or ``--cpu_jobs`` on a CPU. Then:
 
 - ``estimates``: the panel through each finished supernet (``estimate_panel``: BN recalibrated on training
   images, val mIoU), written to ``OUT/variants/NAME/estimates.json``.
@@ -71,6 +74,8 @@ class Study:
         self.data = self.config["data"]
         if args.root:
             self.data["init_args"]["root"] = str(Path(args.root).resolve())
+        if args.num_workers is not None:  # how data is loaded, not which: the reference cache keeps its key
+            self.data["init_args"]["num_workers"] = args.num_workers
         base = yaml.safe_load(Path(self.config["supernet_config"]).read_text())
         self.space = SearchSpace.from_dict(base["model"]["init_args"].get("space") or {})
         self.panel = ranking_panel(self.space, **self.config.get("panel", {}))
@@ -89,7 +94,10 @@ class Study:
         ``--cpu_jobs`` CPU slots."""
         gpus = torch.cuda.device_count()
         if gpus:
-            return [{"CUDA_VISIBLE_DEVICES": str(g)} for _ in range(self.args.jobs_per_gpu) for g in range(gpus)]
+            slots = self.args.jobs_per_gpu * gpus
+            threads = str(max(1, (os.cpu_count() or slots) // slots))  # the CPU cores shared out, not oversubscribed
+            return [{"CUDA_VISIBLE_DEVICES": str(g), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+                    for _ in range(self.args.jobs_per_gpu) for g in range(gpus)]
         threads = str(max(1, self.args.cpu_threads))
         return [{"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads} for _ in range(self.args.cpu_jobs)]
 
@@ -142,6 +150,8 @@ class Study:
                             "--worker_reference", name, "--worker_seed", str(seed)]
                     if self.args.root:
                         argv += ["--root", self.args.root]
+                    if self.args.num_workers is not None:
+                        argv += ["--num_workers", str(self.args.num_workers)]
                     jobs.append((f"reference {name} seed {seed}", argv, cache.run_dir(arch) / "train.log"))
         return jobs
 
@@ -197,10 +207,19 @@ class Study:
         wanted = yaml.safe_load(config.read_text())["trainer"]["max_steps"]
         return torch.load(last, map_location="cpu", weights_only=False)["global_step"] >= wanted
 
+    def max_steps(self, overrides: List[str]) -> int:
+        """A variant's training steps: its ``--trainer.max_steps`` override, else the supernet config's."""
+        if "--trainer.max_steps" in overrides:
+            return int(overrides[overrides.index("--trainer.max_steps") + 1])
+        return int(yaml.safe_load(Path(self.config["supernet_config"]).read_text())["trainer"]["max_steps"])
+
     def supernet_jobs(self) -> List[Job]:
+        """``hyctas fit`` of every unfinished variant, the longest first (the study waits for the last one)."""
         data_config = self.data_config()
         jobs = []
-        for name, overrides in self.variants().items():
+        variants = self.variants()
+        for name in sorted(variants, key=lambda n: -self.max_steps(variants[n])):
+            overrides = variants[name]
             folder = self.variant_dir(name)
             if self.finished(name):
                 continue
@@ -328,6 +347,8 @@ def parse(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--jobs_per_gpu", type=int, default=4, help="concurrent trainings per GPU")
     p.add_argument("--cpu_jobs", type=int, default=1, help="concurrent jobs without a GPU")
     p.add_argument("--cpu_threads", type=int, default=1, help="torch threads per CPU job")
+    p.add_argument("--num_workers", type=int, default=None,
+                   help="loader processes of every training (overrides the study's data.init_args.num_workers)")
     p.add_argument("--worker_reference", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker_seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--worker_seconds", type=float, default=None, help=argparse.SUPPRESS)

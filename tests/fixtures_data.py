@@ -154,3 +154,161 @@ def camvid_root() -> Path:
     if not (CAMVID_ROOT / "train.txt").is_file():
         pytest.skip(f"real CamVid copy not found at {CAMVID_ROOT.resolve()} (set HYCTAS_CAMVID_ROOT)")
     return CAMVID_ROOT
+
+
+# ---------------------------------------------------------------- Cityscapes panoptic (instanceIds)
+V = 255000  # void in panoptic maps (class 255 * 1000)
+# instanceIds: labelId * 1000 + k for instances (k from 0), a plain labelId for stuff and crowd "group" regions.
+# 0/1 void (unlabeled, ego vehicle), 7 road, 8 sidewalk, 11 building, 23 sky, 24xxx person, 26xxx car, 26 a car
+# group (crowd), 29000 a caravan (has instances but is not evaluated: void), 33000 a bicycle.
+CITYSCAPES_INSTANCE_IDS = np.array([[0, 0, 23, 23, 23, 23, 23, 23],
+                                    [11, 11, 11, 23, 23, 23, 11, 11],
+                                    [8, 24000, 24000, 7, 7, 26000, 26000, 8],
+                                    [8, 24000, 24001, 7, 26, 26000, 26000, 8],
+                                    [29000, 29000, 7, 26001, 26001, 7, 7, 33000],
+                                    [1, 7, 7, 26001, 26001, 26, 26, 33000]], np.uint16)
+# The same as panoptic ids (class * 1000 + instance; trainIds road 0, sidewalk 1, building 2, sky 10, person 11,
+# car 13, bicycle 18), written out by hand: instances count from 1, the car group is car crowd 13000.
+CITYSCAPES_PANOPTIC = np.array([[V, V, 10000, 10000, 10000, 10000, 10000, 10000],
+                                [2000, 2000, 2000, 10000, 10000, 10000, 2000, 2000],
+                                [1000, 11001, 11001, 0, 0, 13001, 13001, 1000],
+                                [1000, 11001, 11002, 0, 13000, 13001, 13001, 1000],
+                                [V, V, 0, 13002, 13002, 0, 0, 18001],
+                                [V, 0, 0, 13002, 13002, 13000, 13000, 18001]], np.int64)
+CITYSCAPES_PANOPTIC_SEMANTIC = np.array([[X, X, 10, 10, 10, 10, 10, 10],
+                                         [2, 2, 2, 10, 10, 10, 2, 2],
+                                         [1, 11, 11, 0, 0, 13, 13, 1],
+                                         [1, 11, 11, 0, 13, 13, 13, 1],
+                                         [X, X, 0, 13, 13, 0, 0, 18],
+                                         [X, 0, 0, 13, 13, 13, 13, 18]], np.uint8)
+
+
+def write_uint16_png(path: Path, array: np.ndarray) -> Path:
+    """A 16-bit greyscale PNG, as Cityscapes stores instanceIds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array.astype(np.uint16)).save(path)
+    return path
+
+
+def cityscapes_panoptic(root: Path, convert: bool = False) -> Dict[str, tuple]:
+    """One train (aachen) and one val (frankfurt, mirrored) image with labelIds and instanceIds; with ``convert``
+    also the cityscapesPanoptic layout made by cityscapesscripts' own ``createPanopticImgs`` (label ids).
+    Returns name -> (expected semantic mask, expected panoptic map)."""
+    expected = {}
+    for seed, (split, city, name, flip) in enumerate([("train", "aachen", "aachen_000000_000019", False),
+                                                     ("val", "frankfurt", "frankfurt_000000_000294", True)]):
+        raw = CITYSCAPES_INSTANCE_IDS[:, ::-1] if flip else CITYSCAPES_INSTANCE_IDS
+        h, w = raw.shape
+        label_ids = np.where(raw >= 1000, raw // 1000, raw).astype(np.uint8)
+        write_image(root / "leftImg8bit" / split / city / f"{name}_leftImg8bit.png", random_image(h, w, seed))
+        write_image(root / "gtFine" / split / city / f"{name}_gtFine_labelIds.png", label_ids)
+        write_uint16_png(root / "gtFine" / split / city / f"{name}_gtFine_instanceIds.png", raw)
+        semantic, panoptic = CITYSCAPES_PANOPTIC_SEMANTIC, CITYSCAPES_PANOPTIC
+        expected[name] = (semantic[:, ::-1], panoptic[:, ::-1]) if flip else (semantic, panoptic)
+    if convert:
+        from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
+
+        convert2panoptic(str(root / "gtFine"), str(root / "gtFine"), useTrainId=False, setNames=["train", "val"])
+    return expected
+
+
+# COCO panoptic ids of COCO_IDS (classes: train 0, person 1, tree-merged 2): the trains' crowd is train crowd 0.
+COCO_PANOPTIC = np.array([[V, 1001, 1001, 2000, 2000, 2000],
+                          [V, 1001, 1001, 2000, 0, 0],
+                          [1001, 1001, V, 2000, 0, 0],
+                          [2000, 2000, 2000, 2000, V, V]], np.int64)
+
+
+# ---------------------------------------------------------------- COCO-format panoptic predictions vs ground truth
+PQ_CATEGORIES = [{"id": 3, "name": "car", "isthing": 1}, {"id": 11, "name": "person", "isthing": 1},
+                 {"id": 5, "name": "bike", "isthing": 1}, {"id": 40, "name": "road", "isthing": 0},
+                 {"id": 41, "name": "sky", "isthing": 0}, {"id": 47, "name": "grass", "isthing": 0}]
+
+
+def _paint(canvas: np.ndarray, rng: np.random.Generator, value: int, min_size: int, max_size: int) -> None:
+    h, w = canvas.shape
+    bh, bw = rng.integers(min_size, max_size + 1, 2)
+    y, x = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
+    canvas[y:y + bh, x:x + bw] = value
+
+
+def _scene(rng: np.random.Generator, h: int, w: int) -> tuple:
+    """A ground-truth scene: (segment-id map, {id: (category, iscrowd)}) with stuff bands, thing boxes (some tiny,
+    some touching), a crowd region and void."""
+    ids = np.zeros((h, w), np.int64)
+    segments = {}
+    next_id = iter(range(7, 10 ** 6, 13))
+    for category, top, bottom in ((41, 0, h // 3), (47, h // 3, h // 2), (40, h // 2, h)):
+        sid = next(next_id)
+        ids[top:bottom] = sid
+        segments[sid] = (category, 0)
+    for _ in range(rng.integers(4, 9)):
+        sid = next(next_id)
+        _paint(ids, rng, sid, 2 if rng.random() < 0.25 else 5, 16)
+        segments[sid] = (int(rng.choice([3, 11, 5])), 0)
+    crowd = next(next_id)
+    _paint(ids, rng, crowd, 4, 12)
+    segments[crowd] = (int(rng.choice([3, 11])), 1)
+    _paint(ids, rng, 0, 3, 10)  # void
+    present = set(np.unique(ids).tolist())
+    return ids, {k: v for k, v in segments.items() if k in present}
+
+
+def _prediction(rng: np.random.Generator, ids: np.ndarray, segments: dict) -> tuple:
+    """A prediction of a scene: segments shifted, grown, relabelled, split or dropped, spurious boxes (some on
+    void or on the crowd), void patches, ids renumbered."""
+    pred = ids.copy()
+    info = {k: c for k, (c, _) in segments.items()}
+    next_id = iter(range(100003, 10 ** 6, 17))
+    for sid, category in list(info.items()):
+        mask = pred == sid
+        action = rng.choice(["keep", "shift", "grow", "relabel", "split", "drop"], p=[.3, .2, .15, .1, .15, .1])
+        if action == "shift":
+            dy, dx = rng.integers(-3, 4, 2)
+            moved = np.roll(mask, (dy, dx), (0, 1))
+            pred[mask] = 0
+            pred[moved] = sid
+        elif action == "grow":
+            pred[np.roll(mask, 2, 0) | np.roll(mask, 2, 1)] = sid
+        elif action == "relabel":
+            info[sid] = int(rng.choice([c["id"] for c in PQ_CATEGORIES]))
+        elif action == "split":
+            ys, xs = np.nonzero(mask)
+            half = mask & (np.arange(ids.shape[1])[None, :] >= np.median(xs)) if len(xs) else mask
+            new = next(next_id)
+            pred[half] = new
+            info[new] = category
+        elif action == "drop":
+            pred[mask] = 0
+    for _ in range(rng.integers(1, 4)):
+        new = next(next_id)
+        _paint(pred, rng, new, 2, 9)
+        info[new] = int(rng.choice([c["id"] for c in PQ_CATEGORIES]))
+    _paint(pred, rng, 0, 2, 6)
+    present = set(np.unique(pred).tolist()) - {0}
+    return pred, {k: v for k, v in info.items() if k in present}
+
+
+def coco_panoptic_predictions(root: Path, images: int = 6, size: tuple = (48, 64), seed: int = 0) -> Dict[str, Path]:
+    """Ground truth and predictions in COCO panoptic format under ``root`` (``gt.json``, ``gt/``, ``pred.json``,
+    ``pred/``), generated from a seed: several thing and stuff categories (ids not contiguous), crowd regions,
+    void, tiny, unmatched, split, shifted and relabelled segments. Returns the four paths."""
+    rng = np.random.default_rng(seed)
+    gt_doc = {"images": [], "annotations": [], "categories": PQ_CATEGORIES}
+    pred_doc = {"annotations": [], "categories": PQ_CATEGORIES}
+    for k in range(images):
+        ids, segments = _scene(rng, *size)
+        pred, info = _prediction(rng, ids, segments)
+        name = f"image_{k:03d}"
+        write_image(root / "gt" / f"{name}.png", ids_to_rgb(ids))
+        write_image(root / "pred" / f"{name}.png", ids_to_rgb(pred))
+        gt_doc["images"].append({"id": name, "file_name": f"{name}.jpg", "height": size[0], "width": size[1]})
+        gt_doc["annotations"].append({"image_id": name, "file_name": f"{name}.png", "segments_info": [
+            {"id": sid, "category_id": c, "iscrowd": crowd, "area": int((ids == sid).sum())}
+            for sid, (c, crowd) in segments.items()]})
+        pred_doc["annotations"].append({"image_id": name, "file_name": f"{name}.png", "segments_info": [
+            {"id": sid, "category_id": c} for sid, c in info.items()]})
+    (root / "gt.json").write_text(json.dumps(gt_doc))
+    (root / "pred.json").write_text(json.dumps(pred_doc))
+    return {"gt_json": root / "gt.json", "gt_dir": root / "gt", "pred_json": root / "pred.json",
+            "pred_dir": root / "pred"}

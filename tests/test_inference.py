@@ -1,3 +1,4 @@
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -61,12 +62,14 @@ def test_flip_and_multiscale_keep_shapes_and_keep_or_improve_miou(run):
     assert scores["ms+flip"] >= scores["single"] - 0.005, scores
 
 
-def test_hyctas_test_prints_the_per_class_table(run, capfd, monkeypatch):
+def test_hyctas_test_prints_the_per_class_table(run, capfd, caplog, monkeypatch):
     folder, ckpt = run
     monkeypatch.chdir(folder)
-    main(["test", *DEMO, f"--ckpt_path={ckpt}", "--model.init_args.test_flip=true"])
-    captured = capfd.readouterr()  # the table is logged (stderr), Lightning's own summary printed (stdout)
-    out = captured.out + captured.err
+    with caplog.at_level(logging.INFO):
+        main(["test", *DEMO, f"--ckpt_path={ckpt}", "--model.init_args.test_flip=true"])
+    # the table is logged: to stderr, or to whatever stream an earlier test left Lightning's handler on
+    captured = capfd.readouterr()
+    out = captured.out + captured.err + caplog.text
     assert "hyctas_s: per-class IoU (%), scales [1.0] + flip" in out
     table = out[out.index("per-class IoU"):]
     assert all(name in table for name in SYNTHETIC_CLASSES) and "mIoU" in table

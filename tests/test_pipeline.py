@@ -193,6 +193,36 @@ def test_trainings_resume_from_last_ckpt_in_folders_keyed_by_the_recipe(tmp_path
     assert other.folder(net, 0) != pipeline.folder(net, 0)  # another recipe never resumes this one's runs
 
 
+class Launched(Exception):
+    pass
+
+
+@pytest.mark.parametrize("devices", [1, 3])
+def test_supernet_and_search_stages_launch_one_process_per_gpu(tmp_path, monkeypatch, devices):
+    monkeypatch.chdir(ROOT)
+    config = demo_config(supernet__devices=devices, search__devices=devices)
+    config.run = str(tmp_path)
+    pipeline = Pipeline(config)
+    pipeline._gpus = ["0", "1", "2", "3"]
+    launched = []
+
+    def run_one(job, gpus):
+        launched.append((job.argv, list(gpus)))
+        raise Launched
+
+    monkeypatch.setattr(pipeline, "run_one", run_one)
+    monkeypatch.setattr(pipeline, "require", lambda stage: {"checkpoint": "supernet.ckpt", "cap_ms": 1.0, "data": {}})
+    for stage in ("supernet", "search"):
+        pipeline._stage = stage
+        pipeline.manifest.begin(stage, {}, gpus=0)
+        with pytest.raises(Launched):
+            getattr(pipeline, f"stage_{stage}")()
+    (fit, fit_gpus), (search, search_gpus) = launched
+    assert fit_gpus == search_gpus == ["0", "1", "2", "3"][:devices]
+    assert fit[fit.index("--trainer.devices") + 1] == str(devices)  # strategy auto: Lightning's DDP on several
+    assert (search[search.index("--devices") + 1] == str(devices)) if devices > 1 else "--devices" not in search
+
+
 # ---------------------------------------------------------------------------------------------- picks, logs
 def test_rank_picks_span_the_latency_range():
     space = SearchSpace(layers=4, fch=4)

@@ -54,6 +54,18 @@ def test_fair_sampling_trains_each_op_of_each_cell_once_per_step():
                 assert sorted(a.branches[branch].ops[layer] for a in drawn) == sorted(space.ops)
 
 
+def test_fair_sampling_with_the_largest_first_teaches_in_place():
+    space = SearchSpace(layers=4, fch=4)
+    plain, led = build_sampler("fair", space, seed=2), build_sampler("fair", space, seed=2, with_largest=True)
+    assert led.sample(3) == [("largest", space.largest())] + plain.sample(3)
+    module = SupernetModule(space, num_classes=8, sampling="fair", sampler_args={"with_largest": True},
+                            distill="inplace")
+    assert module.sampler.state_dict()["with_largest"] is True
+    for sampling in ("single", "fair"):  # no largest sub-network to learn from
+        with pytest.raises(ValueError, match="inplace"):
+            SupernetModule(space, num_classes=8, sampling=sampling, distill="inplace")
+
+
 def test_progressive_phases_grow_from_the_largest_to_the_whole_space():
     space = SearchSpace(layers=6, fch=4)
     sampler = build_sampler("progressive", space, num_random=2, phases=(0.1, 0.3, 0.6), total_steps=100)

@@ -1,11 +1,17 @@
+import csv
+
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ThroughputMonitor
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from hyctas_lightning.training.throughput import ImagesPerSecond
+from hyctas_lightning.training.throughput import THROUGHPUT_METRICS, images_in_batch
 
 
 class Tiny(L.LightningModule):
+    flops_per_batch = None  # not counted
+
     def __init__(self):
         super().__init__()
         self.conv = torch.nn.Conv2d(3, 2, 1)
@@ -22,18 +28,16 @@ def loader(batches: int, batch_size: int) -> DataLoader:
     return DataLoader(items, batch_size=batch_size)
 
 
-def test_counts_images_after_warmup_across_epochs(tmp_path, capsys):
-    callback = ImagesPerSecond(warmup=3)
-    trainer = L.Trainer(max_epochs=2, callbacks=[callback], logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+def test_lightnings_throughput_monitor_counts_our_images(tmp_path):
+    monitor = ThroughputMonitor(batch_size_fn=images_in_batch, window_size=3)
+    trainer = L.Trainer(max_epochs=2, callbacks=[monitor], logger=CSVLogger(tmp_path, name="", version=""),
+                        log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
     trainer.fit(Tiny(), loader(5, 4))
-    assert callback.images == (2 * 5 - 3) * 4  # ten steps, the first three untimed
-    assert callback.images_per_second > 0
-    assert "train/images_per_s" in trainer.callback_metrics
-
-
-def test_reports_nothing_when_training_is_shorter_than_warmup(tmp_path):
-    callback = ImagesPerSecond(warmup=50)
-    L.Trainer(max_epochs=1, callbacks=[callback], logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, default_root_dir=tmp_path).fit(Tiny(), loader(2, 4))
-    assert callback.images_per_second is None
+    trainer.logger.finalize("success")
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    samples = [float(r["train/samples"]) for r in rows if r.get("train/samples")]
+    assert samples[-1] == 2 * 5 * 4
+    speeds = [float(r[THROUGHPUT_METRICS[1]]) for r in rows if r.get(THROUGHPUT_METRICS[1])]
+    assert len(speeds) == 2 * 5 - 2 and min(speeds) > 0  # from the third batch on (a window of three)
+    assert THROUGHPUT_METRICS[0] not in rows[0]  # the all-processes figure only on several

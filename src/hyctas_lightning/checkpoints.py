@@ -1,4 +1,4 @@
-"""The checkpoint format, in one place: the two kinds of checkpoint this package writes, their metadata, safe
+"""The checkpoint format, in one place: the kinds of checkpoint this package writes, their metadata, safe
 reading with errors that say what to do, atomic writing and the compact model-zoo weights.
 
 Every checkpoint carries a ``hyctas`` entry whose ``kind`` says what it holds:
@@ -6,7 +6,8 @@ Every checkpoint carries a ``hyctas`` entry whose ``kind`` says what it holds:
 - ``hyctas-supernet`` (``SupernetModule``): the search space, the data module's class path and arguments, the
   class count and the sampler settings, so ``hyctas search --ckpt`` needs no other file;
 - ``hyctas-segmentation`` (``SegmentationModule``): how to rebuild the network (architecture or registered
-  name and its size settings), its display name, class names, palette and ignore index.
+  name and its size settings), its display name, class names, palette and ignore index;
+- ``hyctas-panoptic`` (``PanopticModule``): the same, plus the panoptic head, thing classes and post-processing.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: tensors and plain containers only, so opening a
 file never runs code from it. Metadata is therefore kept to plain data (``plain``).
@@ -27,12 +28,15 @@ import torch
 
 SUPERNET_KIND = "hyctas-supernet"
 SEGMENTATION_KIND = "hyctas-segmentation"
-KINDS = {SUPERNET_KIND: "a supernet checkpoint", SEGMENTATION_KIND: "a retrained network's checkpoint"}
+PANOPTIC_KIND = "hyctas-panoptic"
+KINDS = {SUPERNET_KIND: "a supernet checkpoint", SEGMENTATION_KIND: "a retrained network's checkpoint",
+         PANOPTIC_KIND: "a panoptic network's checkpoint"}
 WHAT_TO_DO = {
     SUPERNET_KIND: "search a supernet with `hyctas search --ckpt`, or retrain one of its architectures with "
                    "`hyctas fit --config configs/retrain/...`",
     SEGMENTATION_KIND: "test, predict, bench or export it; train a supernet with `hyctas fit --config "
                        "configs/supernet.yaml`",
+    PANOPTIC_KIND: "test or predict it with `hyctas test/predict --config configs/panoptic/...`",
 }
 SCALE = ".__int8_scale"
 PathLike = Union[str, Path]
@@ -64,9 +68,10 @@ def supernet_metadata(space: Dict[str, Any], data: Optional[Dict[str, Any]], num
 
 
 def network_metadata(network: Dict[str, Any], name: str, classes: Optional[list], palette: Optional[list],
-                     ignore_index: int) -> Dict[str, Any]:
-    """The ``hyctas`` entry of a retrain checkpoint; ``network`` holds ``create_network``'s arguments."""
-    return plain({"kind": SEGMENTATION_KIND, "network": network, "name": name, "classes": classes,
+                     ignore_index: int, kind: str = SEGMENTATION_KIND) -> Dict[str, Any]:
+    """The ``hyctas`` entry of a retrain (or panoptic) checkpoint; ``network`` holds ``create_network``'s
+    arguments."""
+    return plain({"kind": kind, "network": network, "name": name, "classes": classes,
                   "palette": palette, "ignore_index": ignore_index})
 
 

@@ -21,6 +21,7 @@ TOOLS = {
     "bench": "batch-1 latency, plain and optimised, against peers",
     "export": "ONNX / TorchScript / torch.export with BatchNorm folded",
     "pipeline": "the whole method as one resumable run: supernet, search, rank study, retraining, report",
+    "panoptic-eval": "PQ of COCO-format panoptic predictions against COCO-format ground truth",
 }
 DEBUG_FLAG = "--debug"
 
@@ -31,7 +32,7 @@ def tools_help() -> str:
 
 def tool_parser(name: str) -> tuple[ArgumentParser, object]:
     """The parser of tool ``name`` and its module."""
-    module = importlib.import_module(f"{__name__}.{name}")
+    module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
     prog = getattr(module, "PROG", f"hyctas {name}")
     parser = ArgumentParser(prog=prog, description=module.__doc__, default_config_files=[])
     module.add_arguments(parser)

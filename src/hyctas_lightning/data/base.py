@@ -1,34 +1,43 @@
 """The shared dataset and DataModule bases: sample loading with validation, subsets, transforms and loaders.
 
 A dataset subclass only says where its samples are and how a raw label becomes training ids; everything else
-(``max_samples``, ``skip_bad_samples``, augmentation, batching, padding, worker seeding) lives here once.
+(``max_samples``, ``skip_bad_samples``, augmentation, panoptic targets, batching, padding, worker seeding) lives
+here once.
 """
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, NamedTuple, Optional, Sequence, Tuple, Type
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+
+from hyctas_lightning.distributed import fingerprint, rank
 
 from .files import DatasetError, check_same_size, read_image, read_label, require_root
-from .labels import IGNORE_INDEX, Colour, LabelMap
+from .labels import IGNORE_INDEX, VOID, Colour, LabelMap
+from .panoptic import PanopticTargetConfig, panoptic_targets, thing_mask
 from .transforms import SegmentationTransform, TransformConfig
 
 log = logging.getLogger(__name__)
 
 
 class Sample(NamedTuple):
-    """One decoded sample before augmentation: uint8 RGB (H, W, 3), uint8 training ids (H, W), a name."""
+    """One decoded sample before augmentation: uint8 RGB (H, W, 3), uint8 training ids (H, W), a name; for
+    panoptic data also the panoptic id map (H, W; see ``labels.LABEL_DIVISOR``) and the annotation's image id."""
 
     image: np.ndarray
     mask: np.ndarray
     name: str
+    panoptic: Optional[np.ndarray] = None
+    image_id: Any = None
 
 
 def deterministic_subset(count: int, limit: Optional[int]) -> List[int]:
@@ -48,26 +57,41 @@ class SegmentationDataset(Dataset, ABC):
     """Samples as dicts ``{"image", "mask", "name", "image_size"}`` (``image_size``: (H, W) before resizing and
     padding, so predictions can be returned at the image's own size); subclasses implement ``load_item``.
 
+    With ``panoptic`` (target settings) a dataset that has instances (``thing_classes``) also yields the
+    panoptic targets of ``panoptic.panoptic_targets`` computed after augmentation, the sample's ``image_id`` and
+    its ``image_size`` (H, W) before any resizing or padding.
+
     Every problem with a sample raises ``DatasetError`` naming the file. With ``skip_bad_samples`` the bad
     sample is logged as a warning and the next good one is returned instead, so a run survives a few broken
     files without hiding them.
     """
 
     classes: ClassVar[Sequence[str]] = ()
+    thing_classes: ClassVar[Sequence[str]] = ()
     palette: ClassVar[Sequence[Colour]] = ()
     ignore_index: ClassVar[int] = IGNORE_INDEX
     layout: ClassVar[str] = ""
 
     def __init__(self, num_items: int, split: str, transform: Optional[SegmentationTransform] = None,
-                 max_samples: Optional[int] = None, skip_bad_samples: bool = False) -> None:
+                 max_samples: Optional[int] = None, skip_bad_samples: bool = False,
+                 panoptic: Optional[PanopticTargetConfig] = None) -> None:
         self.split = split
         self.transform = transform or SegmentationTransform(TransformConfig(), train=False)
         self.indices = deterministic_subset(num_items, max_samples)
         self.skip_bad_samples = skip_bad_samples
+        if panoptic is not None and not self.thing_classes:
+            raise ValueError(f"{type(self).__name__} has no instance annotations, so it cannot give panoptic targets; "
+                             "use COCO panoptic, Cityscapes or the synthetic streets, or drop `panoptic`")
+        self.panoptic = panoptic
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def thing_ids(self) -> Tuple[int, ...]:
+        """Class indices of the thing classes (countable objects with instances)."""
+        return tuple(list(self.classes).index(name) for name in self.thing_classes)
 
     @abstractmethod
     def load_item(self, item: int) -> Sample:
@@ -87,8 +111,14 @@ class SegmentationDataset(Dataset, ABC):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         sample = self._load_or_skip(index)
-        image, mask = self.transform(sample.image, sample.mask)
-        return {"image": image, "mask": mask, "name": sample.name, "image_size": tuple(sample.image.shape[:2])}
+        if self.panoptic is None:
+            image, mask = self.transform(sample.image, sample.mask)
+            return {"image": image, "mask": mask, "name": sample.name, "image_size": tuple(sample.image.shape[:2])}
+        image, mask, panoptic = self.transform(sample.image, sample.mask, sample.panoptic)
+        targets = panoptic_targets(mask, panoptic, thing_mask(self.num_classes, self.thing_ids), self.panoptic)
+        image_id = sample.name if sample.image_id is None else sample.image_id
+        return {"image": image, "mask": mask, "name": sample.name, "image_id": image_id,
+                "image_size": tuple(sample.image.shape[:2]), **targets}
 
     def _load_or_skip(self, index: int) -> Sample:
         for offset in range(len(self)):
@@ -142,27 +172,40 @@ def _blank(shape: Tuple[int, ...], dtype: torch.dtype, fill: float) -> torch.Ten
     return out.fill_(fill)
 
 
+# What padding holds in each batched map: the ignore label in masks, void in panoptic maps, and 0 elsewhere (the
+# normalised mean in images, no weight in loss weights), so padding never counts.
+PAD_VALUES = {"mask": IGNORE_INDEX, "panoptic": VOID}
+
+
 def pad_collate(batch: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """Stack samples of different sizes (whole-image evaluation) by padding bottom/right: images with 0 (the
-    normalised mean), masks with the ignore label so padding never counts."""
+    """Stack samples of different sizes (whole-image evaluation) by padding their maps (tensors of 2 or more
+    dimensions, spatial last) bottom/right with ``PAD_VALUES``; other entries become lists."""
     height = max(item["image"].shape[1] for item in batch)
     width = max(item["image"].shape[2] for item in batch)
-    images = _blank((len(batch), 3, height, width), batch[0]["image"].dtype, 0.0)
-    masks = _blank((len(batch), height, width), torch.int64, IGNORE_INDEX)
-    for k, item in enumerate(batch):
-        h, w = item["mask"].shape
-        images[k, :, :h, :w] = item["image"]
-        masks[k, :h, :w] = item["mask"]
-    out = {"image": images, "mask": masks, "name": [item["name"] for item in batch]}
-    if all("image_size" in item for item in batch):  # the size before resizing and padding, to undo both
-        out["image_size"] = [item["image_size"] for item in batch]
+    out: Dict[str, Any] = {}
+    for key, first in batch[0].items():
+        if not (isinstance(first, torch.Tensor) and first.dim() >= 2):
+            out[key] = [item[key] for item in batch]
+            continue
+        stacked = _blank((len(batch), *first.shape[:-2], height, width), first.dtype, PAD_VALUES.get(key, 0))
+        for k, item in enumerate(batch):
+            h, w = item[key].shape[-2:]
+            stacked[k, ..., :h, :w] = item[key]
+        out[key] = stacked
     return out
 
 
-def reseed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: each worker augments from its own seed (torch's per-worker seed)."""
+def rank_seed(seed: int, rank: int) -> int:
+    """``seed`` itself for process 0, an unrelated seed derived from both for the others: processes that were all
+    seeded alike (``seed_everything`` on every rank) still augment their shares of the data independently."""
+    return seed if rank == 0 else fingerprint(f"{seed}:{rank}") % 2**32
+
+
+def reseed_worker(worker_id: int, rank: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: each worker augments from its own seed (torch's per-worker seed, made distinct
+    per training process with ``rank``)."""
     info = get_worker_info()
-    info.dataset.reseed(info.seed)
+    info.dataset.reseed(rank_seed(info.seed, rank))
 
 
 class SegmentationDataModule(L.LightningDataModule, ABC):
@@ -181,6 +224,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         transforms: augmentation settings; None uses the dataset's ``default_transforms``.
         skip_bad_samples: log and skip bad samples instead of raising.
         test_split: the split test and predict read; None uses the dataset's ``default_test_split``.
+        panoptic: panoptic target settings (``{}`` for Panoptic-DeepLab's); None gives semantic samples only.
     """
 
     dataset_type: ClassVar[Type[SegmentationDataset]]
@@ -192,10 +236,11 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
     def __init__(self, batch_size: int = 8, num_workers: int = 0, pin_memory: bool = True,
                  persistent_workers: bool = True, drop_last: bool = True, max_samples: Optional[int] = None,
                  transforms: Optional[TransformConfig] = None, skip_bad_samples: bool = False,
-                 test_split: Optional[str] = None) -> None:
+                 test_split: Optional[str] = None, panoptic: Optional[PanopticTargetConfig] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.transforms = transforms or self.default_transforms
+        self.panoptic = panoptic  # the object itself: under LightningCLI ``hparams`` holds its dict form
         self.test_split = test_split or self.default_test_split
         if self.test_split not in self.splits + self.optional_splits:
             raise ValueError(f"test_split '{self.test_split}' is not a split of {type(self).__name__}; "
@@ -213,10 +258,21 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         if key not in self._datasets:
             self._datasets[key] = self.make_dataset(
                 split, transform=SegmentationTransform(self.transforms, train), max_samples=self.hparams.max_samples,
-                skip_bad_samples=self.hparams.skip_bad_samples)
-            if key == ("train", True) and self._augmentation_state is not None:
-                self._datasets[key].transform.set_random_state(self._augmentation_state)
+                skip_bad_samples=self.hparams.skip_bad_samples, panoptic=self.panoptic)
+            if key == ("train", True):
+                self._set_augmentation(self._datasets[key])
         return self._datasets[key]
+
+    def _set_augmentation(self, train: SegmentationDataset) -> None:
+        """Continue the saved augmentation stream (on a resume), or start from torch's seed; either way made
+        distinct on every training process but the first (a checkpoint holds the first's stream only)."""
+        if self._augmentation_state is not None:
+            train.transform.set_random_state(self._augmentation_state)
+            base = fingerprint(repr(self._augmentation_state)) % 2**32
+        else:
+            base = torch.initial_seed()
+        if rank() > 0:
+            train.reseed(rank_seed(base, rank()))
 
     def state_dict(self) -> Dict[str, Any]:
         """Where the training augmentation's random streams stand (the main process's copy, which augments when
@@ -229,28 +285,38 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         self._augmentation_state = state_dict.get("augmentation")
         train = self._datasets.get(("train", True))
         if train is not None and self._augmentation_state is not None:
-            train.transform.set_random_state(self._augmentation_state)
+            self._set_augmentation(train)
 
-    def _loader(self, dataset: SegmentationDataset, train: bool) -> DataLoader:
+    def _loader(self, dataset: SegmentationDataset, train: bool, share: bool = False) -> DataLoader:
         workers = self.hparams.num_workers
+        sampler = self._share(dataset) if share else None
         return DataLoader(
-            dataset, batch_size=self.hparams.batch_size, shuffle=train, num_workers=workers,
+            dataset, batch_size=self.hparams.batch_size, shuffle=train, sampler=sampler, num_workers=workers,
             collate_fn=pad_collate, pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
             drop_last=train and self.hparams.drop_last and len(dataset) > self.hparams.batch_size,
             persistent_workers=self.hparams.persistent_workers and workers > 0,
-            worker_init_fn=reseed_worker if workers > 0 else None)
+            worker_init_fn=partial(reseed_worker, rank=rank()) if workers > 0 else None)
+
+    def _share(self, dataset: SegmentationDataset) -> Optional[Sampler]:
+        """Under a Trainer of several processes, this process's share of an evaluation split, no sample in two shares:
+        Lightning's own sampler repeats samples to even the shares out, and the metrics would count them twice."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1 or len(dataset) < trainer.world_size:
+            return None
+        return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                            shuffle=False)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("train", train=True), train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("val"), train=False)
+        return self._loader(self.dataset("val"), train=False, share=True)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset(self.test_split), train=False)
+        return self._loader(self.dataset(self.test_split), train=False, share=True)
 
     def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+        return self._loader(self.dataset(self.test_split), train=False)  # Lightning shares prediction without repeats
 
     @property
     def classes(self) -> Tuple[str, ...]:
@@ -267,6 +333,23 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
     @property
     def ignore_index(self) -> int:
         return IGNORE_INDEX
+
+    @property
+    def thing_classes(self) -> Tuple[str, ...]:
+        return tuple(self.dataset_type.thing_classes)
+
+    @property
+    def thing_ids(self) -> Tuple[int, ...]:
+        """Class indices of the thing classes, for panoptic post-processing and PQ."""
+        return tuple(self.classes.index(name) for name in self.thing_classes)
+
+    @property
+    def panoptic_categories(self) -> List[Dict[str, Any]]:
+        """The COCO-format ``categories`` of predictions, in class order: ``id`` (the class index unless the dataset
+        has official ids), ``name``, ``isthing``, ``color``."""
+        things = set(self.thing_classes)
+        return [{"id": k, "name": name, "isthing": int(name in things), "color": list(colour)}
+                for k, (name, colour) in enumerate(zip(self.classes, self.palette))]
 
 
 class FileDataModule(SegmentationDataModule):

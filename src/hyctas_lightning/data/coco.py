@@ -1,5 +1,6 @@
-"""COCO panoptic 2017, semantic view: the JSON's categories in order become classes 0..132; crowd segments and
-unlabeled pixels are ignored. Segment ids stay reachable (``segments``) for panoptic targets."""
+"""COCO panoptic 2017: the JSON's categories in order become classes 0..132 (80 things, 53 stuff); crowd segments
+and unlabeled pixels are ignored in the semantic masks. With panoptic targets on, samples also carry the panoptic
+id map (crowd segments kept as crowd regions) and the annotation's image id."""
 from __future__ import annotations
 
 import json
@@ -22,6 +23,7 @@ from .files import (
     with_layout,
 )
 from .labels import IGNORE_INDEX, Colour, generated_palette
+from .panoptic import segments_to_panoptic
 from .registry import register_datamodule
 from .transforms import TransformConfig
 
@@ -48,6 +50,7 @@ class PanopticRecord:
     png: Path
     segments_info: Tuple[Dict[str, Any], ...]
     name: str
+    image_id: Any = None
 
 
 def _field(entry: Dict[str, Any], key: str, where: str, json_path: Path) -> Any:
@@ -58,7 +61,7 @@ def _field(entry: Dict[str, Any], key: str, where: str, json_path: Path) -> Any:
 
 
 class CocoPanopticDataset(SegmentationDataset):
-    """One split (``train`` or ``val``) of COCO panoptic 2017 as semantic segmentation."""
+    """One split (``train`` or ``val``) of COCO panoptic 2017: semantic masks, and panoptic ids when asked."""
 
     layout = COCO_LAYOUT
 
@@ -75,6 +78,9 @@ class CocoPanopticDataset(SegmentationDataset):
         self.palette = generated_palette(len(self.classes))
         self.category_index = {_field(c, "id", f"categories[{k}]", self.json_path): k
                                for k, c in enumerate(categories)}
+        self.category_ids = tuple(self.category_index)
+        self.is_thing = tuple(bool(c.get("isthing", 0)) for c in categories)
+        self.thing_classes = tuple(name for name, thing in zip(self.classes, self.is_thing) if thing)
         self.records = require_items(self._records(data, split), f"COCO panoptic {split} split ({self.json_path})",
                                      self.root, self.layout)
         super().__init__(len(self.records), split, **options)
@@ -108,7 +114,8 @@ class CocoPanopticDataset(SegmentationDataset):
             for j, segment in enumerate(segments):
                 for key in ("id", "category_id"):
                     _field(segment, key, f"{where}.segments_info[{j}]", path)
-            records.append(PanopticRecord(images_dir / files[image_id], png_dir / png, segments, Path(png).stem))
+            records.append(PanopticRecord(images_dir / files[image_id], png_dir / png, segments, Path(png).stem,
+                                          image_id))
         return sorted(records, key=lambda record: record.name)
 
     def segments(self, index: int) -> Tuple[np.ndarray, List[Dict[str, Any]]]:
@@ -122,7 +129,9 @@ class CocoPanopticDataset(SegmentationDataset):
         image = read_image(record.image)
         ids = self._segment_ids(record)
         check_same_size(record.image, image, record.png, ids)
-        return Sample(image, self._semantic(ids, record), record.name)
+        panoptic = None if self.panoptic is None else segments_to_panoptic(
+            ids, record.segments_info, self.category_index, self.is_thing, record.png)
+        return Sample(image, self._semantic(ids, record), record.name, panoptic, record.image_id)
 
     def _segment_ids(self, record: PanopticRecord) -> np.ndarray:
         ids = rgb_to_id(read_label(record.png, record.image, modes=("RGB",),
@@ -155,7 +164,7 @@ class CocoPanopticDataset(SegmentationDataset):
 
 @register_datamodule("coco_panoptic")
 class CocoPanopticDataModule(FileDataModule):
-    """COCO panoptic 2017 as semantic segmentation, 133 classes: train 118287, val 5000 images; test reads val.
+    """COCO panoptic 2017, 133 classes: train 118287, val 5000 images; test reads val.
 
     Args:
         root: folder holding ``annotations/`` and ``{train,val}2017/``; the rest as ``SegmentationDataModule``.
@@ -172,3 +181,13 @@ class CocoPanopticDataModule(FileDataModule):
     @property
     def palette(self) -> List[Colour]:
         return self.dataset("val").palette
+
+    @property
+    def thing_classes(self) -> Tuple[str, ...]:
+        return self.dataset("val").thing_classes
+
+    @property
+    def panoptic_categories(self) -> List[Dict[str, Any]]:
+        """The JSON's categories, ids included, so predictions score against the official annotations."""
+        return [{**category, "id": cid} for category, cid in zip(super().panoptic_categories,
+                                                                 self.dataset("val").category_ids)]

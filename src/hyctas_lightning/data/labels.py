@@ -1,4 +1,4 @@
-"""Raw label values to training ids, and colour palettes for datasets that publish none."""
+"""Raw label values to training ids, the panoptic id encoding, and colour palettes for datasets that publish none."""
 from __future__ import annotations
 
 import colorsys
@@ -10,6 +10,11 @@ import numpy as np
 from .files import DatasetError
 
 IGNORE_INDEX = 255
+# Panoptic maps hold ``class * LABEL_DIVISOR + instance`` per pixel (Panoptic-DeepLab's encoding): stuff has
+# instance 0, thing instances count from 1, and a thing class with instance 0 is a crowd region (as in Cityscapes'
+# instanceIds). Void pixels hold ``VOID``, whose class (the ignore label) is no class.
+LABEL_DIVISOR = 1000
+VOID = IGNORE_INDEX * LABEL_DIVISOR
 Colour = Tuple[int, int, int]
 
 

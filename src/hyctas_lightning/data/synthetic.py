@@ -4,6 +4,7 @@ A scene is drawn back to front with vectorised numpy from one seed: sky, buildin
 perspective with lane markings, sidewalks, then trees, cars, poles and people sorted by depth. Colours are
 jittered per object and per image (car paint may copy the road or a facade, skies may be overcast grey),
 and the horizon, vanishing point and road width move, so neither colour nor position alone gives the labels.
+Every car, pole and person is an instance of its own (the panoptic view's things); the rest is stuff.
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from typing import Any, Callable, List, Optional, Tuple
 import numpy as np
 
 from .base import Sample, SegmentationDataModule, SegmentationDataset
+from .labels import LABEL_DIVISOR
 from .registry import register_datamodule
 from .transforms import SegmentationTransform, TransformConfig
 
 SYNTHETIC_CLASSES = ("road", "sidewalk", "building", "sky", "car", "pole", "person", "vegetation")
 ROAD, SIDEWALK, BUILDING, SKY, CAR, POLE, PERSON, VEGETATION = range(len(SYNTHETIC_CLASSES))
+SYNTHETIC_THINGS = ("car", "pole", "person")
 # Cityscapes colours for the same classes, so plots read like the real benchmark's.
 SYNTHETIC_PALETTE = [
     (128, 64, 128), (244, 35, 232), (70, 70, 70), (70, 130, 180),
@@ -53,12 +56,15 @@ _Window = Tuple[Tuple[slice, slice], np.ndarray, np.ndarray]
 
 
 class _Canvas:
-    """Float RGB image and label mask, painted back to front so later strokes occlude earlier ones."""
+    """Float RGB image, label mask and instance ids, painted back to front so later strokes occlude earlier
+    ones. Each stroke of a thing class is a new instance (1, 2, ...); stuff strokes write instance 0."""
 
     def __init__(self, height: int, width: int, rng: np.random.Generator) -> None:
         self.h, self.w = height, width
         self.image = np.zeros((height, width, 3), np.float32)
         self.mask = np.zeros((height, width), np.uint8)
+        self.instances = np.zeros((height, width), np.int32)
+        self.count = 0
         # One grain field shared by all surfaces: drawing fresh noise per object would dominate render time.
         self.grain = rng.standard_normal((height, width), dtype=np.float32)
 
@@ -76,6 +82,11 @@ class _Canvas:
         """Write ``colour`` (a field or one RGB) and ``label`` where ``region`` holds inside ``box``."""
         np.copyto(self.image[box], colour, where=region[..., None])
         np.copyto(self.mask[box], np.uint8(label), where=region)
+        instance = 0
+        if SYNTHETIC_CLASSES[label] in SYNTHETIC_THINGS:
+            self.count += 1
+            instance = self.count
+        np.copyto(self.instances[box], np.int32(instance), where=region)
 
     def texture(self, rng: np.random.Generator, box: Tuple[slice, slice], base: np.ndarray, blotch: float = 0.12,
                 grain: float = 0.04, cell: float = 6.0) -> np.ndarray:
@@ -333,11 +344,13 @@ _OBJECTS: Tuple[Tuple[_DrawAt, int, int], ...] = (
 )
 
 
-def _draw_objects(c: _Canvas, rng: np.random.Generator, st: _Street) -> None:
-    """Place trees, cars, poles and people at random ground rows and draw the far ones first."""
+def _draw_objects(c: _Canvas, rng: np.random.Generator, st: _Street, density: float = 1.0) -> None:
+    """Place trees, cars, poles and people at random ground rows and draw the far ones first; ``density``
+    scales how many of each there are."""
     placed: List[Tuple[float, _DrawAt]] = []
     for draw, low, high in _OBJECTS:
-        for _ in range(rng.integers(low, high)):
+        count = rng.integers(low, high)
+        for _ in range(count if density == 1.0 else round(count * density)):
             placed.append((st.horizon + (c.h - st.horizon) * rng.uniform(0.12, 1.1), draw))
     for ground, draw in sorted(placed, key=lambda item: item[0]):
         draw(c, rng, st, ground)
@@ -350,15 +363,27 @@ def _finish(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (np.clip(noisy, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def render_scene(seed: int, size: Tuple[int, int] = (128, 256)) -> Tuple[np.ndarray, np.ndarray]:
-    """Render one street scene as ``(image uint8 HxWx3, mask uint8 HxW)``; a pure function of ``seed``."""
+def render_panoptic_scene(seed: int, size: Tuple[int, int] = (128, 256),
+                          density: float = 1.0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render one street scene as ``(image uint8 HxWx3, mask uint8 HxW, instances int32 HxW)``, a pure function
+    of ``seed`` (and ``density``, the number of objects relative to the default); ``instances`` numbers the
+    visible cars, poles and people 1, 2, ... (0 elsewhere)."""
+    if density <= 0:
+        raise ValueError(f"density must be positive, got {density}")
     rng = np.random.default_rng(seed)
     height, width = int(size[0]), int(size[1])
     canvas = _Canvas(height, width, rng)
     street = _Street(rng, height, width)
-    for step in (_draw_sky, _draw_ground, _draw_buildings, _draw_street, _draw_objects):
+    for step in (_draw_sky, _draw_ground, _draw_buildings, _draw_street):
         step(canvas, rng, street)
-    return _finish(canvas.image, rng), canvas.mask
+    _draw_objects(canvas, rng, street, density)
+    return _finish(canvas.image, rng), canvas.mask, canvas.instances
+
+
+def render_scene(seed: int, size: Tuple[int, int] = (128, 256), density: float = 1.0) -> Tuple[np.ndarray, np.ndarray]:
+    """Render one street scene as ``(image uint8 HxWx3, mask uint8 HxW)``; a pure function of ``seed``."""
+    image, mask, _ = render_panoptic_scene(seed, size, density)
+    return image, mask
 
 
 def _sample_seed(seed: int, split: str, index: int) -> int:
@@ -373,19 +398,23 @@ class SyntheticStreets(SegmentationDataset):
     """
 
     classes = SYNTHETIC_CLASSES
+    thing_classes = SYNTHETIC_THINGS
     palette = SYNTHETIC_PALETTE
 
     def __init__(self, num_samples: int, size: Tuple[int, int] = (128, 256), seed: int = 0, split: str = "train",
                  train_transform: bool = False, transform: Optional[SegmentationTransform] = None,
-                 **options: Any) -> None:
+                 density: float = 1.0, **options: Any) -> None:
         self.size = (int(size[0]), int(size[1]))
         self.seed = seed
+        self.density = density
         transform = transform or SegmentationTransform(TransformConfig(), train=train_transform)
         super().__init__(num_samples, split, transform, **options)
 
     def load_item(self, item: int) -> Sample:
-        image, mask = render_scene(_sample_seed(self.seed, self.split, item), self.size)
-        return Sample(image, mask, f"{self.split}_{item:06d}")
+        image, mask, instances = render_panoptic_scene(_sample_seed(self.seed, self.split, item), self.size,
+                                                       self.density)
+        panoptic = mask.astype(np.int32) * LABEL_DIVISOR + instances if self.panoptic is not None else None
+        return Sample(image, mask, f"{self.split}_{item:06d}", panoptic)
 
 
 @register_datamodule("synthetic")
@@ -396,7 +425,9 @@ class SyntheticStreetDataModule(SegmentationDataModule):
         train_samples, val_samples, test_samples: scenes per split.
         size: (height, width) of the rendered scenes.
         seed: scenes are a pure function of (seed, split, index).
-        **kwargs: loader, ``max_samples`` and ``transforms`` options of ``SegmentationDataModule``.
+        density: trees, cars, poles and people per scene relative to the default; 2 or more gives busy streets
+            where instances of one class touch and occlude each other, which panoptic segmentation has to separate.
+        **kwargs: loader, ``max_samples``, ``transforms`` and ``panoptic`` options of ``SegmentationDataModule``.
     """
 
     dataset_type = SyntheticStreets
@@ -404,9 +435,12 @@ class SyntheticStreetDataModule(SegmentationDataModule):
     default_test_split = "test"
 
     def __init__(self, train_samples: int = 512, val_samples: int = 64, test_samples: int = 64,
-                 size: Tuple[int, int] = (128, 256), seed: int = 0, **kwargs: Any) -> None:
+                 size: Tuple[int, int] = (128, 256), seed: int = 0, density: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if density <= 0:
+            raise ValueError(f"density must be positive, got {density}")
         self.counts = {"train": train_samples, "val": val_samples, "test": test_samples}
 
     def make_dataset(self, split: str, **options: Any) -> SyntheticStreets:
-        return SyntheticStreets(self.counts[split], self.hparams.size, self.hparams.seed, split, **options)
+        return SyntheticStreets(self.counts[split], self.hparams.size, self.hparams.seed, split,
+                                density=self.hparams.density, **options)

@@ -143,14 +143,15 @@ def _streams(compose: A.BaseCompose) -> Iterator[Any]:
 
 class SegmentationTransform:
     """The training or evaluation pipeline of a config, returning the tensors a training step reads:
-    image float32 (3, H, W) normalised, mask int64 (H, W)."""
+    image float32 (3, H, W) normalised, mask int64 (H, W), and for panoptic data the panoptic id map int64 (H, W),
+    which takes exactly the mask's geometry (nearest resampling; its padding is marked by the mask's ignore label)."""
 
     def __init__(self, config: TransformConfig, train: bool) -> None:
         self.config = config
         self.train = train
         steps = _train_steps(config) if train else _eval_steps(config)
         # Seeded from torch, so ``seed_everything`` makes augmentation reproducible; workers reseed (``reseed``).
-        self.pipeline = A.Compose(steps, seed=torch.initial_seed() % 2**32)
+        self.pipeline = A.Compose(steps, seed=torch.initial_seed() % 2**32, additional_targets={"panoptic": "mask"})
 
     def reseed(self, seed: int) -> None:
         """Give this copy its own random stream; forked loader workers otherwise draw identical augmentations."""
@@ -167,7 +168,11 @@ class SegmentationTransform:
             transform.random_generator.bit_generator.state = saved["numpy"]
             transform.py_random.setstate(saved["python"])
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
-        out = self.pipeline(image=image, mask=mask)
+    def __call__(self, image: np.ndarray, mask: np.ndarray,
+                 panoptic: Optional[np.ndarray] = None) -> Tuple[torch.Tensor, ...]:
+        """``(image, mask)``, or ``(image, mask, panoptic)`` when a panoptic id map is given."""
+        extra = {} if panoptic is None else {"panoptic": panoptic.astype(np.int32)}
+        out = self.pipeline(image=image, mask=mask, **extra)
         image_t = torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1)))
-        return image_t, torch.from_numpy(out["mask"].astype(np.int64))
+        tensors = (image_t, torch.from_numpy(out["mask"].astype(np.int64)))
+        return tensors if panoptic is None else tensors + (torch.from_numpy(out["panoptic"].astype(np.int64)),)

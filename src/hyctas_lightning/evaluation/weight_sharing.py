@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassJaccardIndex
 
+from hyctas_lightning.data.base import reseed_worker
 from hyctas_lightning.search_space import Architecture
 
 from .batchnorm import bn_state, load_bn_state, recalibrate_bn
@@ -26,9 +27,11 @@ Batch = Tuple[torch.Tensor, torch.Tensor]
 def collect_images(datamodule: Any, split: str, limit: Optional[int], seed: int, with_masks: bool) -> List:
     """Batches of a split, up to ``limit`` images, held in memory for every sub-network (drawn once, seeded).
 
-    The training split comes shuffled and augmented as in training (the distribution BN saw), from a private
-    copy of the training dataset reseeded with ``seed``: the same call gives the same images every time, and
-    neither the training loader's augmentation stream nor the global random state is touched.
+    The images come from a private loader over a copy of the split's dataset reseeded with ``seed``: the training
+    split shuffled and augmented as in training (the distribution BN saw), the validation split in order. The same
+    call gives the same images every time and on every process of a run spread over several (a data module
+    attached to such a Trainer hands out one share of its evaluation splits), and neither the training loader's
+    augmentation stream nor the global random state is touched.
 
     Args:
         datamodule: a LightningDataModule with ``train_dataloader`` and ``val_dataloader``.
@@ -42,8 +45,8 @@ def collect_images(datamodule: Any, split: str, limit: Optional[int], seed: int,
     datamodule.setup("fit" if split == "train" else "validate")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        loader = _private_loader(datamodule.train_dataloader(), seed) if split == "train" \
-            else datamodule.val_dataloader()
+        train = split == "train"
+        loader = whole_split(datamodule.train_dataloader() if train else datamodule.val_dataloader(), train, seed)
         batches, seen = [], 0
         for batch in loader:
             take = batch["image"].shape[0] if limit is None else min(batch["image"].shape[0], limit - seen)
@@ -57,13 +60,20 @@ def collect_images(datamodule: Any, split: str, limit: Optional[int], seed: int,
     return batches
 
 
-def _private_loader(loader: DataLoader, seed: int) -> DataLoader:
-    """A shuffling loader like ``loader`` over a reseeded copy of its dataset."""
+def whole_split(loader: DataLoader, shuffle: bool, seed: int) -> DataLoader:
+    """A loader like ``loader`` over a copy of its whole dataset reseeded with ``seed`` (its workers reseed from
+    torch's stream), in order or shuffled from ``seed``.
+
+    Args:
+        loader: the data module's loader of the split.
+        shuffle: draw the images in a random order.
+        seed: seed of the order and of the augmentation.
+    """
     dataset = copy.deepcopy(loader.dataset)
     if hasattr(dataset, "reseed"):
         dataset.reseed(seed)
-    return DataLoader(dataset, batch_size=loader.batch_size, shuffle=True, num_workers=loader.num_workers,
-                      collate_fn=loader.collate_fn, worker_init_fn=loader.worker_init_fn,
+    return DataLoader(dataset, batch_size=loader.batch_size, shuffle=shuffle, num_workers=loader.num_workers,
+                      collate_fn=loader.collate_fn, worker_init_fn=reseed_worker if loader.num_workers else None,
                       generator=torch.Generator().manual_seed(seed))
 
 
@@ -86,9 +96,12 @@ class SubnetScorer:
 
     def metric(self) -> MulticlassJaccardIndex:
         """Per-class IoU on the supernet's device; its mean over the classes present is the estimate (the same
-        definition as retraining's ``val/mIoU``)."""
+        definition as retraining's ``val/mIoU``). It scores what this process sees: a search spread over several
+        processes scores a different candidate on each."""
         device = next(self.supernet.parameters()).device
-        return per_class_iou(self.num_classes, self.ignore_index).to(device)
+        metric = per_class_iou(self.num_classes, self.ignore_index)
+        metric.sync_on_compute = False  # one process's own score, never summed with other processes' candidates
+        return metric.to(device)
 
     def calibrate(self, arch: Architecture) -> int:
         """Re-estimate every BN statistic for ``arch`` (left in place, eval mode); returns the images used."""

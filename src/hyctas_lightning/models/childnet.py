@@ -47,6 +47,7 @@ class ChildNet(nn.Module):
         self.head = build_head(arch.head, arch.end_scales, branch_channels, head_widths(arch.fch, stem_head_width))
         c_head = self.head.out_channels
         self.decoder = LowLevelDecoder(self.stem.out_channels[4], c_head) if arch.output_stride == 4 else None
+        self.num_features = c_head  # channels of ``forward_features``, what the classifier sees
         self.classifier = build_classifier(arch.classifier, c_head, num_classes, arch.output_stride)
         self.aux_features: Dict[str, int] = {name: c for f in built.values() for s, (c, name) in f.items() if s > 8}
 

@@ -15,6 +15,7 @@ import yaml
 
 from hyctas_lightning.evaluation.bench import Variant
 from hyctas_lightning.search import SearchConfig
+from hyctas_lightning.training.throughput import THROUGHPUT_METRICS
 
 STAGES = ("supernet", "cap", "search", "rank", "retrain", "evaluate", "latency", "zoo", "report")
 
@@ -30,7 +31,8 @@ class SupernetStage:
     Args:
         config: ``hyctas fit`` config files, later ones overriding earlier ones.
         args: extra ``hyctas fit`` arguments, e.g. ``[--trainer.max_epochs, "100"]``.
-        devices: GPUs the supernet trains on (more than one: Lightning's DDP); ignored on a CPU.
+        devices: GPUs the supernet trains on (more than one: Lightning's DDP, the batch size per GPU); ignored on a
+            CPU.
     """
 
     config: List[str] = field(default_factory=list)
@@ -62,11 +64,14 @@ class SearchStage:
             The resolved settings, with the cap, are written to ``RUN/search/search.yaml`` and used by both the
             ``cap`` and the ``search`` stage.
         args: extra ``hyctas search`` arguments.
+        devices: GPUs the search spreads its evaluations over (``hyctas search --devices``: one process per GPU,
+            each timing latency on its own GPU); ignored on a CPU. The results do not depend on it.
     """
 
     config: Optional[str] = None
     overrides: Dict[str, Any] = field(default_factory=dict)
     args: List[str] = field(default_factory=list)
+    devices: int = 1
 
 
 @dataclass
@@ -85,7 +90,7 @@ class TrainSettings:
     config: List[str] = field(default_factory=list)
     args: List[str] = field(default_factory=list)
     jobs_per_gpu: int = 1
-    throughput_metrics: List[str] = field(default_factory=lambda: ["train/samples_per_sec", "train/images_per_s"])
+    throughput_metrics: List[str] = field(default_factory=lambda: list(THROUGHPUT_METRICS))
 
 
 @dataclass

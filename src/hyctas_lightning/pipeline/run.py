@@ -305,10 +305,12 @@ class Pipeline:
         (out / "search.yaml").write_text(yaml.safe_dump({"search": settings.to_dict()}, sort_keys=False))
         data = dict(supernet["data"])
         data["init_args"] = {**data.get("init_args", {}), **self.config.data}
+        gpus = self.gpus[: self.config.search.devices]
         args = ["search", "--ckpt", str(self.run / supernet["checkpoint"]), "--config", str(out / "search.yaml"),
-                "--out", str(out), "--data", json.dumps(data),
-                *(["--device", "cpu"] if not self.gpus else []), *self.config.search.args]
-        self.run_one(Job("search", hyctas_argv(args), out / "search.log", "search"), self.gpus[:1])
+                "--out", str(out), "--data", json.dumps(data), *(["--device", "cpu"] if not gpus else []),
+                *(["--devices", str(len(gpus))] if len(gpus) > 1 else []), *self.config.search.args]
+        self._using(len(gpus))
+        self.run_one(Job("search", hyctas_argv(args), out / "search.log", "search"), gpus)
         if self._last_code == EXIT_NOTHING_FEASIBLE:
             raise PipelineError(f"stage 'search': no feasible architecture under the cap of {cap['cap_ms']:.3f} ms "
                                 f"(see {out / 'search.log'}); raise cap.factor")

@@ -9,6 +9,7 @@ may differ from an uninterrupted run's.
 from __future__ import annotations
 
 import random
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence
@@ -41,6 +42,18 @@ class Measurement:
     timing: Dict[str, float] = field(default_factory=dict)
 
 
+def evaluate_batch(evaluate: Callable[[Architecture], Measurement], archs: Sequence[Architecture],
+                   on_result: Callable[[int, Measurement], None]) -> None:
+    """Measure ``archs``, calling ``on_result(index, measurement)`` as each completes: through the evaluator's own
+    ``evaluate_batch`` when it has one (``SpreadEvaluator``: over several processes, in any order), else one after
+    another."""
+    if archs and hasattr(evaluate, "evaluate_batch"):
+        evaluate.evaluate_batch(archs, on_result)
+        return
+    for i, arch in enumerate(archs):
+        on_result(i, evaluate(arch))
+
+
 class SearchRun:
     """Shared machinery of every strategy: evaluation through the journal, feasibility, variation, progress.
 
@@ -66,6 +79,7 @@ class SearchRun:
         self.history: List[dict] = []
         self.show_progress = show_progress
         self.on_generation = list(on_generation)
+        self.started = time.perf_counter()
 
     # ------------------------------------------------------------------ evaluation
     def complete(self, values: Mapping[str, Optional[float]]) -> bool:
@@ -80,18 +94,35 @@ class SearchRun:
             return False
         return self.config.min_miou is None or (values.get("miou") or 0.0) >= self.config.min_miou
 
-    def evaluate(self, arch: Architecture, generation: int) -> Candidate:
-        """Journalled result if there is one (feasibility re-judged under the current limits), else measure."""
+    def known(self, arch: Architecture) -> Optional[Candidate]:
+        """The journalled result of ``arch``, if any, with feasibility re-judged under the current limits."""
         known = self.journal.get(arch.hash)
         if known is not None and (self.complete(known.measurements) or self.over_cap(known.measurements)):
             known.feasible = self.feasible(known.measurements)
             return known
-        m = self.evaluator(arch)
-        genes = self.space.encode(arch) if arch.num_layers == self.space.layers else []
-        candidate = Candidate(arch, dict(m.values), self.feasible(m.values), generation, genes, dict(m.timing))
-        self.journal.append(candidate)
-        self.new_evaluations += 1
-        return candidate
+        return None
+
+    def evaluate_many(self, archs: Sequence[Architecture], generation: int) -> List[Candidate]:
+        """Candidates of ``archs`` in their order: journalled results where there are some, the others measured
+        together (``evaluate_batch``: spread over processes when the evaluator can) and journalled as each
+        completes."""
+        done: Dict[int, Candidate] = {i: c for i, c in enumerate(map(self.known, archs)) if c is not None}
+        todo = [i for i in range(len(archs)) if i not in done]
+
+        def record(j: int, m: Measurement) -> None:
+            arch = archs[todo[j]]
+            genes = self.space.encode(arch) if arch.num_layers == self.space.layers else []
+            candidate = Candidate(arch, dict(m.values), self.feasible(m.values), generation, genes, dict(m.timing))
+            self.journal.append(candidate)
+            self.new_evaluations += 1
+            done[todo[j]] = candidate
+
+        evaluate_batch(self.evaluator, [archs[i] for i in todo], record)
+        return [done[i] for i in range(len(archs))]
+
+    def evaluate(self, arch: Architecture, generation: int) -> Candidate:
+        """Journalled result if there is one (feasibility re-judged under the current limits), else measure."""
+        return self.evaluate_many([arch], generation)[0]
 
     def individual(self, candidate: Candidate) -> Individual:
         return as_individual(candidate, self.objectives, self.fitness)
@@ -134,6 +165,7 @@ class SearchRun:
     # ------------------------------------------------------------------ bookkeeping
     def record_generation(self, generation: int) -> dict:
         row = history_row(self.journal.candidates(), generation, self.objectives, self.config)
+        row["seconds"] = round(time.perf_counter() - self.started, 3)  # since this run (process) started
         self.history.append(row)
         for hook in self.on_generation:
             hook(self, row)
@@ -191,21 +223,27 @@ def _draw_feasible(run: SearchRun, count: int, generation: int, make: Callable[[
                    seen: set, give_up: bool = False) -> List[Candidate]:
     """Evaluate new architectures from ``make`` until ``count`` feasible ones (or the attempt budget runs out).
     With ``give_up`` (a starting population), ``count`` evaluations that find nothing feasible end the draw at
-    once: the limits are out of reach, and redrawing for 50 x as long would only say so later."""
+    once: the limits are out of reach, and redrawing for 50 x as long would only say so later.
+
+    Architectures are drawn as many at a time as feasible ones are still missing and evaluated together (over
+    several processes, if the evaluator spreads): until the last of them, none can complete the count, so the
+    draws, and hence the run, are exactly those of drawing and evaluating one at a time."""
     found: List[Candidate] = []
     attempts = evaluated = 0
     with run.progress(count, f"generation {generation}") as bar:
         while len(found) < count and attempts < 50 * count and not (give_up and evaluated >= count and not found):
-            attempts += 1
-            arch = make()
-            if arch is None or arch.hash in seen:
-                continue
-            seen.add(arch.hash)
-            candidate = run.evaluate(arch, generation)
-            evaluated += 1
-            if candidate.feasible:
-                found.append(candidate)
-                bar.update(1)
+            batch: List[Architecture] = []
+            while len(found) + len(batch) < count and attempts < 50 * count:
+                attempts += 1
+                arch = make()
+                if arch is not None and arch.hash not in seen:
+                    seen.add(arch.hash)
+                    batch.append(arch)
+            for candidate in run.evaluate_many(batch, generation):
+                evaluated += 1
+                if candidate.feasible:
+                    found.append(candidate)
+                    bar.update(1)
             bar.set_postfix(_postfix(run, attempts, len(found)), refresh=False)
     return found
 

@@ -51,6 +51,7 @@ class SupernetEvaluator:
         self.calibration = [x.to(self.device) for x in calibration]
         self.validation = [(x.to(self.device), y.to(self.device)) for x, y in validation]
         self.config = config
+        # one candidate's own score: never summed with what other processes of a spread search are scoring
         self.scorer = SubnetScorer(self.supernet, self.calibration, supernet.num_classes, ignore_index)
         self.variant = Variant.parse(config.latency_variant)
         self._warm_up()
@@ -66,6 +67,11 @@ class SupernetEvaluator:
         example = torch.randn(1, 3, *c.latency_size, device=c.latency_backend)
         runner = optimise(child, self.variant, example)
         return measure_latency(runner, c.latency_size, c.latency_backend, warmup, runs).median_ms
+
+    def latency_of(self, arch: Architecture) -> float:
+        """Median latency (ms) of ``arch``'s ChildNet under the configured variant and protocol."""
+        return self.latency(ChildNet.from_supernet(self.supernet, arch), self.config.latency_warmup,
+                            self.config.latency_runs)
 
     def __call__(self, arch: Architecture) -> Measurement:
         c, timing = self.config, {}

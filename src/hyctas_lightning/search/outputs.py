@@ -20,7 +20,9 @@ def write_outputs(out_dir: Path, candidates: Sequence[Candidate], objectives: Se
                   history: Sequence[dict]) -> List[Individual]:
     """Write every artefact of a finished (or stopped) search; returns the front."""
     out_dir = Path(out_dir)
-    front = pareto_front(candidates, objectives)
+    # best first objective first: the same file whatever order the journal holds the candidates in (a search
+    # spread over processes journals them as they complete)
+    front = sorted(pareto_front(candidates, objectives), key=lambda ind: (-ind.fitness.wvalues[0], ind.candidate.hash))
     (out_dir / "pareto.json").write_text(json.dumps([_entry(ind, objectives) for ind in front], indent=1) + "\n")
     topk_dir = out_dir / "topk"
     topk_dir.mkdir(exist_ok=True)

@@ -5,20 +5,25 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import random
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import lightning as L
 import torch
+import torch.distributed as dist
 
 from hyctas_lightning.checkpoints import plain, weights_digest
+from hyctas_lightning.distributed import all_agree, cpu_group
 from hyctas_lightning.errors import check_device
 from hyctas_lightning.models import SuperNet
 from hyctas_lightning.search_space import SearchSpace
 
 from .config import SearchConfig
 from .dashboard import search_dashboard
+from .distributed import SpreadEvaluator, latency_spread, serve
 from .engine import NothingFeasible, SearchRun, run_strategy
 from .evaluator import SupernetEvaluator, collect_images
 from .fronts import Individual
@@ -27,6 +32,8 @@ from .objectives import OBJECTIVES
 from .outputs import front_table, write_outputs
 
 log = logging.getLogger(__name__)
+
+SPREAD_WARNING = 0.1  # a latency spread between the GPUs beyond this is worth a warning
 
 
 @dataclass
@@ -39,22 +46,76 @@ class SearchResult:
 
 
 def run_search(supernet: SuperNet, datamodule: L.LightningDataModule, config: SearchConfig, out_dir: Path,
-               device: Optional[str] = None, logger=None, show_progress: bool = True,
-               ignore_index: int = 255) -> SearchResult:
+               device: Optional[str] = None, logger=None, show_progress: bool = True, ignore_index: int = 255,
+               spread_check: int = 4) -> Optional[SearchResult]:
     """Search ``supernet``; results (and the journal a rerun resumes from) go to ``out_dir``. The journal is reused
-    only if it was measured with the same inputs (``measurement_inputs``); otherwise the search starts afresh."""
+    only if it was measured with the same inputs (``measurement_inputs``); otherwise the search starts afresh.
+
+    Run by every process of a distributed group (``hyctas search --devices N``, or after a ``hyctas fit`` on several
+    devices), each with its own ``device``, the evaluations are spread over them (``search.distributed``): process 0
+    runs the strategy, writes the journal and the outputs and returns the result, the others return None. Their
+    devices must be of one model; before the search, each times the same ``spread_check`` architectures and
+    ``gpu_spread.json`` records how far their latencies differ."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     check_device(device)
-    (out_dir / "config.json").write_text(json.dumps({"search": config.to_dict(), "space": supernet.space.to_dict()},
-                                                    indent=1, default=str) + "\n")
-    journal = Journal(out_dir / "candidates.jsonl",
-                      measurement_inputs(supernet, datamodule, config, ignore_index, device))
+    if torch.device(device).type == "cuda" and torch.device(device).index is not None:
+        torch.cuda.set_device(torch.device(device))  # latency is timed on the current device
+    group = cpu_group()
+    lead = group is None or dist.get_rank(group) == 0
+    journal = None
+    if lead:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps({"search": config.to_dict(),
+                                                         "space": supernet.space.to_dict()}, indent=1,
+                                                        default=str) + "\n")
+        journal = Journal(out_dir / "candidates.jsonl",
+                          measurement_inputs(supernet, datamodule, config, ignore_index, device))
     calibration = collect_images(datamodule, "train", config.calibration_images, config.seed, with_masks=False)
     validation = collect_images(datamodule, "val", config.val_images, config.seed, with_masks=True)
     evaluator = SupernetEvaluator(supernet, calibration, validation, config, ignore_index, device)
-    return search_with(evaluator, supernet.space, config, journal, out_dir, logger, show_progress)
+    if group is None:
+        return search_with(evaluator, supernet.space, config, journal, out_dir, logger, show_progress)
+    check_spread(evaluator, config, device, group, out_dir if lead else None, spread_check)
+    if not lead:
+        serve(evaluator, group)
+        return None
+    spread = SpreadEvaluator(evaluator, group)
+    try:
+        return search_with(spread, supernet.space, config, journal, out_dir, logger, show_progress)
+    finally:
+        spread.close()
+
+
+def check_spread(evaluator: SupernetEvaluator, config: SearchConfig, device: str, group: dist.ProcessGroup,
+                 out_dir: Optional[Path], count: int) -> None:
+    """Refuse devices of different models, then time ``count`` architectures on every device at once (the
+    smallest, the largest and random ones of the search's seed) and, on process 0, write their latencies and
+    spread to ``out_dir/gpu_spread.json`` and log it."""
+    name = device_name(device)
+    if not all_agree(name):
+        raise ValueError(f"the search's processes run on different devices (this one: {name}): latencies measured "
+                         f"on them are not comparable; spread a search over GPUs of one model only")
+    space = evaluator.supernet.space
+    rng = random.Random(config.seed)
+    archs = [space.smallest(), space.largest(), *(space.sample(rng, branches=config.branches)
+                                                  for _ in range(max(0, count - 2)))][:count]
+    rows = latency_spread(evaluator.latency_of, archs, group)
+    if out_dir is None or not rows:
+        return
+    spreads = [row["spread"] for row in rows]
+    (out_dir / "gpu_spread.json").write_text(json.dumps({"device": name, "processes": dist.get_world_size(group),
+                                                         "architectures": rows}, indent=1) + "\n")
+    report = log.warning if max(spreads) > SPREAD_WARNING else log.info
+    report("latency on %d x %s: spread between them (slowest - fastest) / median %.1f%% median, %.1f%% at most over "
+           "%d architectures (%s)", dist.get_world_size(group), name, 100 * statistics.median(spreads),
+           100 * max(spreads), len(rows), out_dir / "gpu_spread.json")
+
+
+def device_name(device: str) -> str:
+    """The model of ``device``: the GPU's name, or the CPU's architecture."""
+    target = torch.device(device)
+    return torch.cuda.get_device_name(target) if target.type == "cuda" else f"{target.type} ({platform.machine()})"
 
 
 def measurement_inputs(supernet: SuperNet, datamodule: L.LightningDataModule, config: SearchConfig,
@@ -64,11 +125,9 @@ def measurement_inputs(supernet: SuperNet, datamodule: L.LightningDataModule, co
     cls = type(datamodule)
     data_args = {k: v for k, v in getattr(datamodule, "hparams", {}).items()
                  if not k.startswith("_") and k not in ("pin_memory", "persistent_workers")}
-    target = torch.device(device)
-    where = torch.cuda.get_device_name(target) if target.type == "cuda" else f"{target.type} ({platform.machine()})"
     return {"supernet": weights_digest(supernet.state_dict()), "space": supernet.space.to_dict(),
             "data": {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": plain(data_args)},
-            "ignore_index": ignore_index, "device": where, **config.measurement_settings()}
+            "ignore_index": ignore_index, "device": device_name(device), **config.measurement_settings()}
 
 
 def check_space(trained: SearchSpace, requested: Optional[dict]) -> None:
@@ -100,4 +159,5 @@ def search_with(evaluate, space: SearchSpace, config: SearchConfig, journal: Jou
     return SearchResult(out_dir, front, history, run.new_evaluations, front_table(front, objectives))
 
 
-__all__ = ["NothingFeasible", "SearchResult", "check_space", "measurement_inputs", "run_search", "search_with"]
+__all__ = ["NothingFeasible", "SearchResult", "check_space", "check_spread", "device_name", "measurement_inputs",
+           "run_search", "search_with"]

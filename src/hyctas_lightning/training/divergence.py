@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Tuple
 import lightning as L
 import torch
 
+from hyctas_lightning.distributed import any_process
 from hyctas_lightning.errors import TrainingDiverged
 
 
@@ -34,7 +35,8 @@ class DivergenceGuard(L.Callback):
     before the optimiser step that would write NaN into the weights; and refuses to save a checkpoint whose weights
     are not all finite. ``hyctas fit`` always runs it (exit status 8).
 
-    The losses are checked once per optimiser step (one device synchronisation), not at every backward pass."""
+    The losses are checked once per optimiser step (one device synchronisation), not at every backward pass; on
+    several processes, a non-finite loss on any of them stops all of them at the same step."""
 
     def __init__(self) -> None:
         self._losses: List[Tuple[int, int, torch.Tensor]] = []  # (step, backward pass within the batch, loss)
@@ -51,8 +53,15 @@ class DivergenceGuard(L.Callback):
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
                                  optimizer: torch.optim.Optimizer) -> None:
         losses, self._losses = self._losses, []
-        if not losses or bool(torch.stack([torch.isfinite(loss).all() for *_, loss in losses]).all()):
+        finite = not losses or bool(torch.stack([torch.isfinite(loss).all() for *_, loss in losses]).all())
+        if not any_process(not finite):  # on several processes, all stop together (none waits in a collective)
             return
+        if finite:
+            raise TrainingDiverged(
+                f"training diverged: another training process's loss is NaN or infinite at step "
+                f"{trainer.global_step} (epoch {trainer.current_epoch}); stopped before the optimiser step (see that "
+                f"process's message). Lower the learning rate (or clip gradients) and restart, or resume from the "
+                f"last checkpoint with --ckpt_path")
         step, index, loss = next(entry for entry in losses if not bool(torch.isfinite(entry[2]).all()))
         raise TrainingDiverged(
             f"training diverged: the loss is {loss.float().mean().item()} at step {step} (epoch "

@@ -1,8 +1,10 @@
-"""``hyctas predict`` output: colourised label maps and overlays on the input images, written as PNGs."""
+"""``hyctas predict`` output: colourised label maps and overlays on the input images, written as PNGs; for panoptic
+models COCO-format panoptic PNGs + JSON and overlays."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import lightning as L
 import numpy as np
@@ -11,7 +13,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 
+from hyctas_lightning.data.labels import LABEL_DIVISOR
 from hyctas_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_input_size
+from hyctas_lightning.evaluation.panoptic_files import to_coco_panoptic
 
 Colour = Tuple[int, int, int]
 
@@ -104,3 +108,70 @@ class SegmentationWriter(BasePredictionWriter):
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         rank_zero_info(f"predict: wrote masks and overlays of {self.written} images to {self.directory}")
+
+
+def colourise_panoptic(panoptic: np.ndarray, palette: Sequence[Colour]) -> np.ndarray:
+    """(H, W) panoptic ids -> (H, W, 3) uint8: each class in its colour, thing instances told apart by brightness
+    and outlined in white, void black."""
+    classes, instances = panoptic // LABEL_DIVISOR, panoptic % LABEL_DIVISOR
+    table = np.concatenate([np.asarray(palette, np.float32), np.zeros((1, 3), np.float32)])
+    rgb = table[np.where((classes >= 0) & (classes < len(palette)), classes, len(palette))]
+    shade = np.where(instances > 0, 0.55 + 0.45 * ((instances * 0.618034) % 1.0), 1.0)
+    rgb = rgb * shade[..., None]
+    edge = np.zeros(panoptic.shape, bool)
+    edge[1:] |= panoptic[1:] != panoptic[:-1]
+    edge[:, 1:] |= panoptic[:, 1:] != panoptic[:, :-1]
+    rgb[edge & (instances > 0)] = 255.0
+    return rgb.round().astype(np.uint8)
+
+
+class PanopticWriter(BasePredictionWriter):
+    """Writes the predictions of a ``PanopticModule`` in COCO panoptic format, ready for ``hyctas panoptic-eval``:
+    ``panoptic/NAME.png`` (segment ids as colours) and ``panoptic.json`` (``annotations`` with ``segments_info``,
+    and the data's ``categories``), plus ``NAME_overlay.png``, the segments coloured (``colourise_panoptic``) and
+    blended over the input, all at each image's own size.
+
+    Args:
+        output_dir: folder of the outputs (None: ``predictions/`` in the trainer's ``default_root_dir``).
+        alpha: weight of the colours in the overlays.
+    """
+
+    def __init__(self, output_dir: Optional[str] = None, alpha: float = 0.5) -> None:
+        super().__init__(write_interval="batch")
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.output_dir = output_dir
+        self.directory = Path(output_dir or "predictions")
+        self.alpha = alpha
+        self.annotations: List[Dict[str, Any]] = []
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.annotations = []
+        self.directory = Path(self.output_dir or Path(trainer.default_root_dir) / "predictions")
+
+    def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: List[torch.Tensor],
+                           batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
+                           dataloader_idx: int) -> None:
+        dm = trainer.datamodule
+        categories = dm.panoptic_categories
+        palette = [tuple(c["color"]) for c in categories]
+        transforms = getattr(dm, "transforms", None)
+        mean, std = getattr(transforms, "mean", IMAGENET_MEAN), getattr(transforms, "std", IMAGENET_STD)
+        (self.directory / "panoptic").mkdir(parents=True, exist_ok=True)
+        for name, image_id, panoptic, image, size in zip(batch["name"], batch["image_id"], prediction,
+                                                         batch["image"], batch["image_size"]):
+            panoptic = panoptic.numpy()
+            png, segments = to_coco_panoptic(panoptic, [c["id"] for c in categories])
+            Image.fromarray(png).save(self.directory / "panoptic" / f"{name}.png")
+            self.annotations.append({"image_id": image_id, "file_name": f"{name}.png", "segments_info": segments})
+            if transforms is not None:
+                image = to_input_size(image, size, transforms)  # as the prediction: no padding, the image's size
+            rgb = denormalise(image[:, :panoptic.shape[0], :panoptic.shape[1]], mean, std)
+            overlay = self.alpha * colourise_panoptic(panoptic, palette) + (1 - self.alpha) * rgb
+            Image.fromarray(overlay.round().astype(np.uint8)).save(self.directory / f"{name}_overlay.png")
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        document = {"annotations": self.annotations, "categories": trainer.datamodule.panoptic_categories}
+        (self.directory / "panoptic.json").write_text(json.dumps(document) + "\n")
+        rank_zero_info(f"predict: wrote COCO panoptic PNGs and JSON of {len(self.annotations)} images and their "
+                       f"overlays to {self.directory}")

@@ -27,6 +27,8 @@ class SubnetSampler:
         total_steps: optimiser steps of the whole run (set when training starts; schedules use it).
     """
 
+    leads_with_largest = False  # every step's first sub-network is the largest (in-place distillation's teacher)
+
     def __init__(self, space: SearchSpace, seed: int = 0, total_steps: int = 0) -> None:
         self.space = space
         self.seed = seed
@@ -100,6 +102,8 @@ class SandwichSampler(SubnetSampler):
         self.num_random = num_random
         self.rotate_smallest = rotate_smallest
 
+    leads_with_largest = True
+
     def options(self) -> dict:
         return {**super().options(), "num_random": self.num_random, "rotate_smallest": self.rotate_smallest}
 
@@ -132,13 +136,26 @@ class FairSampler(SubnetSampler):
     Architecture Search', ICCV 2021): per step ``len(ops)`` sub-networks share one topology drawn under the
     prior (branches, downs, widths, nodes) and differ only in their ops: at every cell the sub-networks take a
     random permutation of all ops, so each op of each visited cell is trained exactly once per step.
-    Branch-count frequencies are rho.
+    Branch-count frequencies are rho. With ``with_largest`` the largest sub-network runs first each step, the
+    teacher of in-place distillation (``distill: inplace``, BigNAS) for the fair sub-networks.
 
     Args:
         space: the supernet's search space.
         seed: seed of the per-step draws.
+        with_largest: also train the largest sub-network, first, every step.
         total_steps: length of the run (unused).
     """
+
+    def __init__(self, space: SearchSpace, seed: int = 0, with_largest: bool = False, total_steps: int = 0) -> None:
+        super().__init__(space, seed, total_steps)
+        self.with_largest = with_largest
+
+    @property
+    def leads_with_largest(self) -> bool:
+        return self.with_largest
+
+    def options(self) -> dict:
+        return {**super().options(), "with_largest": self.with_largest}
 
     def sample(self, step: int) -> Draw:
         rng = self.rng(step)
@@ -150,7 +167,7 @@ class FairSampler(SubnetSampler):
         for j in range(m):
             arch = regene(base, lambda layer, lead, gene, j=j: (perms[layer, lead][j], gene[1]))
             drawn.append((f"random{j}", self.space.validate(arch)))
-        return drawn
+        return [("largest", self.space.largest())] * self.with_largest + drawn
 
 
 @register_sampler("progressive")
@@ -176,6 +193,7 @@ class ProgressiveSampler(SubnetSampler):
     """
 
     PHASES = ("largest", "widths", "ops", "full")
+    leads_with_largest = True
 
     def __init__(self, space: SearchSpace, num_random: int = 2, phases: Sequence[float] = (0.1, 0.25, 0.45),
                  seed: int = 0, total_steps: int = 0) -> None:

@@ -23,6 +23,7 @@ from hyctas_lightning.models.factory import network_heads
 from hyctas_lightning.registry import import_plugins
 
 from .dashboard import ValidationMedia
+from .ddp import log_global
 from .losses import segmentation_loss
 from .schedules import PolyWarmupLR, drop_path_modules, scheduled_drop_path
 
@@ -90,6 +91,7 @@ class SegmentationModule(L.LightningModule):
     """
 
     checkpoint_kind = SEGMENTATION_KIND
+    flops_per_batch = None  # read by ThroughputMonitor (model FLOPs utilisation), not counted here
 
     def __init__(self, arch: Optional[Union[str, Dict[str, Any]]] = None, network: Optional[str] = None,
                  num_classes: int = 19, fch: Optional[int] = None, output_stride: Optional[int] = None,
@@ -112,7 +114,7 @@ class SegmentationModule(L.LightningModule):
         architecture = load_architecture(arch) if arch is not None else None
         if architecture is not None:
             self.hparams["arch"] = architecture.to_dict()  # the checkpoint stands alone if the file moves
-        self.net = create_network(architecture or network, num_classes, fch=fch, output_stride=output_stride,
+        self.net = self.build_net(architecture or network, num_classes, fch=fch, output_stride=output_stride,
                                   head=head, classifier=classifier)
         self.network_name = network or (Path(arch).stem if isinstance(arch, (str, Path)) else "architecture")
         sources = aux_features(self.net) if aux_weight > 0 else {}
@@ -130,6 +132,11 @@ class SegmentationModule(L.LightningModule):
         self.classes: Optional[List[str]] = None
         self.palette: Optional[List[Tuple[int, int, int]]] = None
         self._total_steps = 1
+
+    def build_net(self, source: Any, num_classes: int, **overrides: Any) -> nn.Module:
+        """The network this module trains, from an Architecture or a registered name and ``create_network``'s
+        size/head overrides (a subclass may wrap it, e.g. under a panoptic head)."""
+        return create_network(source, num_classes, **overrides)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -177,16 +184,27 @@ class SegmentationModule(L.LightningModule):
             logits = self.net(images)
         loss = self._loss(logits, target)
         logs = {"train/loss_main": loss.detach()}
-        for name, key in self.aux_sources.items():
-            aux = self._loss(resize(self.aux_heads[key](features[name]), target.shape[-2:]), target)
-            loss = loss + self.hparams.aux_weight * aux
-            logs[f"train/loss_aux_{key}"] = aux.detach()
+        loss = loss + self._aux_loss(features, target, logs)
         self.log_dict(logs, batch_size=images.shape[0])
         self.log("train/loss", loss, prog_bar=True, batch_size=images.shape[0])
         return loss
 
+    def _aux_loss(self, features: Dict[str, torch.Tensor], target: torch.Tensor,
+                  logs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted auxiliary heads' losses on the captured ``features``; each is also put in ``logs``."""
+        total = torch.zeros((), device=target.device)
+        for name, key in self.aux_sources.items():
+            aux = self._loss(resize(self.aux_heads[key](features[name]), target.shape[-2:]), target)
+            total = total + self.hparams.aux_weight * aux
+            logs[f"train/loss_aux_{key}"] = aux.detach()
+        return total
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        return torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+
     def configure_optimizers(self) -> Dict[str, Any]:
-        """SGD with the poly/warm-up schedule stepped every optimiser step over the whole run."""
+        """SGD (``build_optimizer``) with the poly/warm-up schedule stepped every optimiser step over the run."""
         hp = self.hparams
         total = self.trainer.estimated_stepping_batches
         if total == float("inf"):
@@ -197,7 +215,7 @@ class SegmentationModule(L.LightningModule):
             rank_zero_warn(f"warmup_iters={warmup} is not below the run's {total} steps; warming up over "
                            f"{total - 1} instead (lower model.init_args.warmup_iters)")
             warmup = total - 1
-        optimizer = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        optimizer = self.build_optimizer()
         scheduler = PolyWarmupLR(optimizer, total, warmup, hp.poly_power, hp.warmup_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -211,7 +229,7 @@ class SegmentationModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         ious = self.val_iou.compute()
         self.val_iou.reset()
-        self.log("val/mIoU", mean_iou(ious), prog_bar=True)
+        log_global(self, {"val/mIoU": mean_iou(ious)}, prog_bar=True)  # compute() summed every process's counts
         self.media.log(self, ious, self.class_names(len(ious)))
 
     def class_names(self, count: int) -> List[str]:
@@ -227,9 +245,9 @@ class SegmentationModule(L.LightningModule):
         ious = self.test_iou.compute()
         self.test_iou.reset()
         names = self.class_names(len(ious))
-        self.log("test/mIoU", mean_iou(ious))
+        log_global(self, {"test/mIoU": mean_iou(ious), **{f"test/IoU/{n}": v for n, v in zip(names, ious)
+                                                         if not v.isnan()}})
         self.media.log(self, ious, names, prefix="test")
-        self.log_dict({f"test/IoU/{n}": v for n, v in zip(names, ious) if not v.isnan()})
         tta = f"scales {list(self.test_scales)}{' + flip' if self.test_flip else ''}"
         rank_zero_info(f"\n{self.network_name}: per-class IoU (%), {tta}\n{format_iou_table(ious.cpu(), names)}\n")
 
@@ -249,10 +267,10 @@ class SegmentationModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         """Mark the checkpoint and carry what rebuilding, exporting and colouring need without the config."""
         checkpoint["hyctas"] = network_metadata(self.network_spec(), self.network_name, self.classes, self.palette,
-                                                self.hparams.ignore_index)
+                                                self.hparams.ignore_index, self.checkpoint_kind)
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        meta = require_kind(checkpoint, SEGMENTATION_KIND, "this checkpoint")
+        meta = require_kind(checkpoint, self.checkpoint_kind, "this checkpoint")
         self._check_heads(meta["network"])
         checkpoint["state_dict"] = expand_state_dict(checkpoint["state_dict"])  # model-zoo fp16/int8 weights
         self.network_name = meta.get("name", self.network_name)

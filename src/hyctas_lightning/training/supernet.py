@@ -17,6 +17,7 @@ from hyctas_lightning.evaluation.weight_sharing import SubnetScorer, collect_ima
 from hyctas_lightning.models import SuperNet, load_network
 from hyctas_lightning.search_space import Architecture, SearchSpace
 
+from .ddp import log_global, one_gradient_sync, require_same_architectures
 from .losses import distillation_loss, segmentation_loss
 from .ranking import ranking_panel
 from .sampling import SAMPLERS, SandwichSampler, build_sampler
@@ -37,6 +38,12 @@ class SupernetModule(L.LightningModule):
     ``calibration_images`` training images drawn once from ``val_seed``, mIoU on the validation split. It logs
     ``val/mIoU_<member>``, ``val/mIoU_random`` (the random members' mean, also ``val/mIoU``) and leaves the
     supernet's own statistics as they were. ``hyctas validate --ckpt_path`` on a supernet does the same.
+
+    On several devices (``--trainer.devices N``, strategy ``ddp`` or ``auto``) every process draws the same
+    sub-networks (checked each step), their gradients are averaged in one all-reduce per optimiser step
+    (``training.ddp``), every process recalibrates on the same images (``collect_images`` reads the whole split
+    from ``val_seed``), and the validation metrics are summed over the processes' shares of the validation split:
+    every process logs the numbers one process would.
 
     Args:
         space: the search space (a ``SearchSpace`` or its dict form, as in YAML).
@@ -61,6 +68,7 @@ class SupernetModule(L.LightningModule):
     """
 
     checkpoint_kind = SUPERNET_KIND
+    flops_per_batch = None  # read by ThroughputMonitor (model FLOPs utilisation): the sub-networks change every step
 
     def __init__(self, space: Optional[SearchSpace] = None, num_classes: int = 19, sampling: str = "sandwich",
                  num_random: int = 2, sampler_args: Optional[Dict[str, Any]] = None, distill: Optional[str] = None,
@@ -81,6 +89,10 @@ class SupernetModule(L.LightningModule):
         self.supernet = SuperNet(space, num_classes)
         self.sampler = build_sampler(sampling, space, seed, **self._sampler_options(sampling, num_random,
                                                                                      sampler_args))
+        if distill == "inplace" and not self.sampler.leads_with_largest:
+            raise ValueError(f"distill: 'inplace' learns from the largest sub-network, which sampling '{sampling}' "
+                             f"does not train first; use sandwich or progressive, or fair with sampler_args "
+                             f"{{with_largest: true}}")
         self.val_archs: Dict[str, Architecture] = ranking_panel(space, val_random, val_seed)
         self.val_iou = nn.ModuleDict({k: per_class_iou(num_classes, ignore_index) for k in self.val_archs})
         self.val_scores: Dict[str, float] = {}
@@ -133,21 +145,24 @@ class SupernetModule(L.LightningModule):
         images, target = batch["image"], batch["mask"]
         optimizer = self.optimizers()
         optimizer.zero_grad()
+        draws = self.sampler.sample(self.global_step)
+        require_same_architectures(self.global_step, draws)
         teacher = None
         if self._teacher is not None:
             with torch.no_grad():
                 teacher = self._teacher(images)
         total, logs = 0.0, {}
-        for name, arch in self.sampler.sample(self.global_step):
-            logits = self(images, arch)
-            loss = self._loss(name, logits, target, teacher)
-            if self.hparams.distill == "inplace" and name == "largest":
-                teacher = logits.detach()
-            self.manual_backward(loss)
-            total += loss.detach()
-            logs[f"train/loss_{name}"] = loss.detach()
-            if name.startswith("random"):
-                logs[f"train/branches_{name}"] = float(arch.num_branches)
+        with one_gradient_sync(self):  # several processes: one all-reduce of the summed gradients, after the loop
+            for name, arch in draws:
+                logits = self(images, arch)
+                loss = self._loss(name, logits, target, teacher)
+                if self.hparams.distill == "inplace" and name == "largest":
+                    teacher = logits.detach()
+                self.manual_backward(loss)
+                total += loss.detach()
+                logs[f"train/loss_{name}"] = loss.detach()
+                if name.startswith("random"):
+                    logs[f"train/branches_{name}"] = float(arch.num_branches)
         if self.hparams.gradient_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip, gradient_clip_algorithm="norm")
         optimizer.step()
@@ -155,10 +170,12 @@ class SupernetModule(L.LightningModule):
             self._step_scheduler()
         size = images.shape[0]
         self.log_dict(logs, batch_size=size)
-        # also per epoch, so every epoch has a record even when it has fewer batches than log_every_n_steps
-        self.log("train/loss", total, on_step=True, on_epoch=True, batch_size=size)
+        self.log("loss", total, prog_bar=True, batch_size=size)
         self.log("train/lr", optimizer.param_groups[0]["lr"], batch_size=size)
-        self.log("loss", total, prog_bar=True, logger=False, batch_size=size)
+        # also per epoch, averaged over the processes: every epoch has a record even when it has fewer batches than
+        # log_every_n_steps (a small data set on several GPUs)
+        self.log("train/loss_epoch", total, on_step=False, on_epoch=True, sync_dist=True, batch_size=size)
+        self.log_dict({f"b{k[-1]}": v for k, v in logs.items() if "branches" in k}, prog_bar=True, logger=False)
         return total
 
     def _step_scheduler(self) -> None:
@@ -202,12 +219,12 @@ class SupernetModule(L.LightningModule):
             metric.reset()
         self.val_scores = {name: float(v) for name, v in scores.items()}
         randoms = [v for name, v in scores.items() if name.startswith("random")]
-        self.log_dict({f"val/mIoU_{name}": v for name, v in scores.items()})
+        log_global(self, {f"val/mIoU_{name}": v for name, v in scores.items()})  # compute() summed every process's
         if randoms:
             mean = torch.stack(randoms).mean()
-            self.log("val/mIoU_random", mean)
-            self.log("val/mIoU", mean, prog_bar=True)
-        self.log("val/mIoU_L", scores["largest"], prog_bar=True, logger=False)
+            log_global(self, {"val/mIoU_random": mean})
+            log_global(self, {"val/mIoU": mean}, prog_bar=True)
+        log_global(self, {"val/mIoU_L": scores["largest"]}, prog_bar=True, logger=False)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
