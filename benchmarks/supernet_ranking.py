@@ -62,6 +62,7 @@ from hyctas_lightning.training.ranking import (
 
 STAGES = ("references", "teacher", "supernets", "estimates", "report")
 Job = Tuple[str, List[str], Path]  # name, command, log file
+WAITS = "waits for the teacher"
 MARGIN_S = 45  # a worker's own deadline ends this long before the command's, to save and exit
 
 
@@ -224,7 +225,7 @@ class Study:
             if self.finished(name):
                 continue
             if any("{teacher}" in str(a) for a in self.config["variants"][name] or []) and not self.teacher_finished():
-                self.incomplete.append(f"{name} waits for the teacher")
+                self.incomplete.append(f"{name} {WAITS}")
                 continue
             argv = [sys.executable, "-m", "hyctas_lightning.cli", "fit", "--config", self.config["supernet_config"],
                     "--config", str(data_config), *overrides, *run_folder(folder)]
@@ -238,6 +239,10 @@ class Study:
                 *(self.supernet_jobs() if "supernets" in stages else []),
                 *(self.reference_jobs() if "references" in stages else [])]
         self.run_pool(jobs)
+        waited = [m for m in self.incomplete if m.endswith(WAITS)]
+        if "supernets" in stages and waited and self.teacher_finished():  # their teacher is ready: start them now
+            self.incomplete = [m for m in self.incomplete if m not in waited]
+            self.run_pool(self.supernet_jobs())
         missing = sum(self.cache(s).get(a) is None for s in self.recipes for a in self.panel.values())
         if "references" in stages and missing:
             self.incomplete.append(f"{missing} standalone references unfinished")

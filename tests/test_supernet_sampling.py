@@ -131,3 +131,24 @@ def test_single_path_training_lowers_the_loss(tmp_path):
               callbacks=[recorder]).fit(module, data)
     first, last = recorder.losses[:15], recorder.losses[-15:]
     assert sum(last) / len(last) < 0.8 * sum(first) / len(first), recorder.losses
+
+
+def test_distillation_from_a_fixed_teacher_trains_and_stays_out_of_checkpoints(tmp_path):
+    from hyctas_lightning.training import SegmentationModule
+
+    data = SyntheticStreetDataModule(train_samples=8, val_samples=4, size=(32, 64), batch_size=4)
+    quiet = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    teacher = SegmentationModule(arch="hyctas_s", num_classes=8, fch=4, aux_weight=0.0, warmup_iters=0)
+    trainer = L.Trainer(max_steps=1, default_root_dir=tmp_path / "teacher", **quiet)
+    trainer.fit(teacher, data)
+    trainer.save_checkpoint(tmp_path / "teacher.ckpt")
+    module = SupernetModule(SearchSpace(layers=4, fch=4), num_classes=8, distill="teacher", val_random=0,
+                            teacher=str(tmp_path / "teacher.ckpt"))
+    module.configure_optimizers = lambda: torch.optim.SGD(module.parameters(), lr=0.05)
+    trainer = L.Trainer(max_steps=2, default_root_dir=tmp_path / "supernet", **quiet)
+    trainer.fit(module, data)
+    assert module._teacher is not None and not any(p.requires_grad for p in module._teacher.parameters())
+    trainer.save_checkpoint(tmp_path / "supernet.ckpt")
+    saved = torch.load(tmp_path / "supernet.ckpt", weights_only=True)["state_dict"]
+    assert not [k for k in saved if k.startswith("_teacher")]
+    SupernetModule.load_from_checkpoint(tmp_path / "supernet.ckpt", weights_only=True)  # loads as it was saved

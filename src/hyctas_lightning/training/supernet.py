@@ -131,7 +131,9 @@ class SupernetModule(L.LightningModule):
         if steps != float("inf"):
             self.sampler.total_steps = int(steps)
         if self.hparams.distill == "teacher" and self._teacher is None:
-            self._teacher = load_network(self.hparams.teacher)[0].to(self.device).eval()
+            teacher = load_network(self.hparams.teacher)[0].to(self.device).eval().requires_grad_(False)
+            # not a submodule: the fixed teacher is neither trained nor written into the supernet's checkpoints
+            object.__setattr__(self, "_teacher", teacher)
 
     def _loss(self, name: str, logits: torch.Tensor, target: torch.Tensor,
               teacher: Optional[torch.Tensor]) -> torch.Tensor:
