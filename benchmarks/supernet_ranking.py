@@ -296,7 +296,7 @@ class Study:
 
     def report(self) -> None:
         means, ceiling = self.reference_means()
-        rows, results = [], {"seed_to_seed_tau": ceiling, "variants": {}}
+        rows, results = [], {"seed_to_seed_tau": ceiling, "device": device_name(), "variants": {}}
         for name, overrides in self.variants().items():
             path = self.variant_dir(name) / "estimates.json"
             if not path.is_file():
@@ -308,14 +308,15 @@ class Study:
             results["variants"][name] = {"overrides": overrides, **report.to_dict()}
             rows.append(f"| {name} | {100 * s['random_mean']:.1f} ({100 * s['random_min']:.1f}-"
                         f"{100 * s['random_max']:.1f}) | {100 * s['largest']:.1f} | {100 * s['smallest']:.1f} | "
-                        f"{s['kendall_tau']:.2f} | {s['spearman_rho']:.2f} | {s['n']} |")
+                        f"{s['kendall_tau']:.2f} [{s['kendall_ci'][0]:.2f}, {s['kendall_ci'][1]:.2f}] | "
+                        f"{s['spearman_rho']:.2f} | {s['n']} |")
             print(f"\n== {name} ==\n{report.table()}", flush=True)
         standalone = [means[a.hash] for n, a in self.panel.items() if n.startswith("random") and a.hash in means]
-        header = ["| variant | random sub-networks' supernet mIoU, mean (min-max) | largest | smallest | Kendall tau | "
-                  "Spearman rho | n |", "|---|---|---|---|---|---|---|"]
+        header = ["| variant | random sub-networks' supernet mIoU, mean (min-max) | largest | smallest | Kendall tau "
+                  "[95% bootstrap] | Spearman rho | n |", "|---|---|---|---|---|---|---|"]
         footer = (f"\nStandalone (mean of seeds {list(self.recipes)}): random members' mean "
                   f"{100 * sum(standalone) / max(1, len(standalone)):.1f} mIoU over {len(standalone)}; seed-to-seed "
-                  f"Kendall tau {ceiling:.2f} (the ceiling).")
+                  f"Kendall tau {ceiling:.2f} (the ceiling). Estimates measured on {device_name()}.")
         candidates = [f"{name}: {100 * means[a.hash]:.1f}" for name, a in self.candidates.items() if a.hash in means]
         if candidates:
             footer += "\nStandalone mIoU of candidate largest sub-networks: " + "; ".join(candidates) + "."
@@ -323,6 +324,10 @@ class Study:
         (self.out / "report.md").write_text(text)
         (self.out / "report.json").write_text(json.dumps(results, indent=1) + "\n")
         print("\n" + text, flush=True)
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
 
 
 def run_folder(folder: Path) -> List[str]:
