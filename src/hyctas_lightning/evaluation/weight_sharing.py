@@ -99,9 +99,8 @@ class SubnetScorer:
         definition as retraining's ``val/mIoU``). It scores what this process sees: a search spread over several
         processes scores a different candidate on each."""
         device = next(self.supernet.parameters()).device
-        metric = per_class_iou(self.num_classes, self.ignore_index)
-        metric.sync_on_compute = False  # one process's own score, never summed with other processes' candidates
-        return metric.to(device)
+        # one process's own score, never summed with what other processes are scoring
+        return per_class_iou(self.num_classes, self.ignore_index, sync_on_compute=False).to(device)
 
     def calibrate(self, arch: Architecture) -> int:
         """Re-estimate every BN statistic for ``arch`` (left in place, eval mode); returns the images used."""

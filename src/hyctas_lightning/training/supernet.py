@@ -221,12 +221,13 @@ class SupernetModule(L.LightningModule):
             metric.reset()
         self.val_scores = {name: float(v) for name, v in scores.items()}
         randoms = [v for name, v in scores.items() if name.startswith("random")]
-        log_global(self, {f"val/mIoU_{name}": v for name, v in scores.items()})  # compute() summed every process's
+        # compute() summed the confusion matrices of every process
+        log_global(self, {f"val/mIoU_{name}": v for name, v in scores.items() if name != "largest"})
+        log_global(self, {"val/mIoU_largest": scores["largest"]}, prog_bar=True)
         if randoms:
             mean = torch.stack(randoms).mean()
             log_global(self, {"val/mIoU_random": mean})
             log_global(self, {"val/mIoU": mean}, prog_bar=True)
-        log_global(self, {"val/mIoU_L": scores["largest"]}, prog_bar=True, logger=False)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
