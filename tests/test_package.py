@@ -145,3 +145,22 @@ def test_presets_ship_in_the_wheel_and_build_outside_the_repo(tmp_path):
     location, result = out.stdout.splitlines()[-2:]
     assert str(wheel) in location  # imported from the wheel, not from the source tree
     assert result.startswith("11 [") and "'hyctas_s'" in result
+
+
+def readme_layout() -> str:
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("## Layout"):]
+    return block[block.index("```") + 3:block.index("```", block.index("```") + 3)]
+
+
+def test_readme_layout_names_every_package_module_and_folder():
+    layout = readme_layout()
+    named = {line.split()[0] for line in layout.splitlines() if line.strip()}
+    package = ROOT / "src" / "hyctas_lightning"
+    parts = {f"{p.name}/" for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    parts |= {p.name for p in package.glob("*.py") if p.name != "__init__.py"}
+    assert parts <= named, f"README's layout misses {sorted(parts - named)}"
+    assert {n for n in named if n.endswith((".py", "/"))} - {"src/hyctas_lightning/"} <= parts | {
+        f"{p.name}/" for p in ROOT.iterdir() if p.is_dir()}, "README's layout names something that is not there"
+    configs = {p.name for p in (ROOT / "configs").iterdir() if p.is_dir()}
+    assert all(f"{c}/" in layout for c in configs), f"README's layout misses a configs folder of {sorted(configs)}"

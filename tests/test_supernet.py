@@ -142,13 +142,16 @@ def test_search_space_imports_user_plugins(tmp_path, monkeypatch):
         assert relative_error(ChildNet.from_supernet(supernet, arch).eval()(x), supernet(x, arch)) < 1e-4
 
 
-@pytest.mark.parametrize("head, classifier, stem_head_width", [
-    ("progressive", "linear", 8 / 12),
-    ("progressive", "attention", 1.0),
-    ("plain", "linear", 8 / 12),
+@pytest.mark.parametrize("head, classifier, stem_head_width, head_sharing", [
+    ("progressive", "linear", 8 / 12, "combination"),
+    ("progressive", "attention", 1.0, "combination"),
+    ("plain", "linear", 8 / 12, "combination"),
+    ("progressive", "linear", 8 / 12, "branch"),
 ])
-def test_inheritance_is_exact_through_every_head_for_1_2_and_3_branches(head, classifier, stem_head_width):
-    space = SearchSpace(layers=6, fch=4, head=head, classifier=classifier, stem_head_width=stem_head_width)
+def test_inheritance_is_exact_through_every_head_for_1_2_and_3_branches(head, classifier, stem_head_width,
+                                                                         head_sharing):
+    space = SearchSpace(layers=6, fch=4, head=head, classifier=classifier, stem_head_width=stem_head_width,
+                        head_sharing=head_sharing)
     supernet = randomize_bn_(SuperNet(space, num_classes=5)).eval()
     assert supernet.stem.out_channels[8] == round(32 * stem_head_width)
     rng = random.Random(7)
@@ -159,6 +162,24 @@ def test_inheritance_is_exact_through_every_head_for_1_2_and_3_branches(head, cl
                 child = ChildNet.from_supernet(supernet, arch).eval()
                 assert (child.arch.head, child.arch.classifier) == (head, classifier)
                 assert relative_error(child(x), supernet(x, arch)) < 1e-4
+
+
+def test_branch_sharing_ties_each_final_strides_refinement_across_combinations():
+    shared = SuperNet(SearchSpace(layers=6, fch=4, head_sharing="branch"), num_classes=5)
+    apart = SuperNet(SearchSpace(layers=6, fch=4), num_classes=5)
+    for stride in ("8", "16", "32"):
+        modules = {id(head.branches[stride]) for head in shared.heads.values() if stride in head.branches}
+        assert len(modules) == 1  # one refinement per final stride
+        assert len({id(head.branches[stride]) for head in apart.heads.values() if stride in head.branches}) > 1
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert count(shared) < count(apart)
+    # a step of the (8,) network moves the (8, 16, 32) head's stride-8 refinement too
+    arch = next(a for a in (SearchSpace(layers=6, fch=4, head_sharing="branch").sample(random.Random(i), branches=1)
+                            for i in range(50)) if a.branches[0].end_scale == 8)
+    before = shared.heads["8_16_32"].branches["8"].proj.conv.weight.clone()
+    shared(torch.randn(2, 3, 32, 32), arch).mean().backward()
+    torch.optim.SGD(shared.parameters(), lr=1.0).step()
+    assert not torch.equal(before, shared.heads["8_16_32"].branches["8"].proj.conv.weight)
 
 
 def test_walk_returns_each_branchs_last_feature_at_every_stride():

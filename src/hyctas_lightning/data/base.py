@@ -45,6 +45,10 @@ def deterministic_subset(count: int, limit: Optional[int]) -> List[int]:
 
     Random rather than the first ``limit``: sorted file lists group by city or scene, and a capped split (quick
     runs, BatchNorm recalibration) should still see all of them.
+
+    Args:
+        count: size of the full split.
+        limit: how many to keep (at least 1), or None for all.
     """
     if limit is None or limit >= count:
         return list(range(count))
@@ -64,6 +68,14 @@ class SegmentationDataset(Dataset, ABC):
     Every problem with a sample raises ``DatasetError`` naming the file. With ``skip_bad_samples`` the bad
     sample is logged as a warning and the next good one is returned instead, so a run survives a few broken
     files without hiding them.
+
+    Args:
+        num_items: samples in the full split.
+        split: the split's name (``train``, ``val``, ...), used in messages.
+        transform: augmentation pipeline; None normalises only (default evaluation transforms).
+        max_samples: cap the split to this many samples, a fixed random subset (quick runs); None keeps all.
+        skip_bad_samples: log and skip samples that fail to load instead of raising.
+        panoptic: panoptic target settings; None yields semantic samples only.
     """
 
     classes: ClassVar[Sequence[str]] = ()
@@ -102,6 +114,11 @@ class SegmentationDataset(Dataset, ABC):
         return self.load_item(self.indices[index])
 
     def reseed(self, seed: int) -> None:
+        """Give this dataset's augmentation its own random stream.
+
+        Args:
+            seed: the new seed.
+        """
         self.transform.reseed(seed)
 
     def __len__(self) -> int:
@@ -134,7 +151,14 @@ class SegmentationDataset(Dataset, ABC):
 
 @dataclass(frozen=True)
 class FilePair:
-    """An image file, its label file, the table that maps the label's raw values, and the sample's name."""
+    """An image file, its label file, the table that maps the label's raw values, and the sample's name.
+
+    Args:
+        image: the RGB image file.
+        label: the single-channel label PNG.
+        label_map: maps the label's raw values to training ids.
+        name: the sample's name (used for prediction files and messages).
+    """
 
     image: Path
     label: Path
@@ -143,7 +167,13 @@ class FilePair:
 
 
 class PairedFilesDataset(SegmentationDataset):
-    """Datasets stored as image files with one single-channel label PNG each; subclasses find the pairs."""
+    """Datasets stored as image files with one single-channel label PNG each; subclasses find the pairs.
+
+    Args:
+        root: the dataset folder, laid out as ``layout`` describes.
+        split: the split to read.
+        **options: passed to ``SegmentationDataset`` (``transform``, ``max_samples``, ...).
+    """
 
     def __init__(self, root: str | Path, split: str, **options: Any) -> None:
         self.root = require_root(root, self.layout)
@@ -179,7 +209,11 @@ PAD_VALUES = {"mask": IGNORE_INDEX, "panoptic": VOID}
 
 def pad_collate(batch: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """Stack samples of different sizes (whole-image evaluation) by padding their maps (tensors of 2 or more
-    dimensions, spatial last) bottom/right with ``PAD_VALUES``; other entries become lists."""
+    dimensions, spatial last) bottom/right with ``PAD_VALUES``; other entries become lists.
+
+    Args:
+        batch: sample dicts as a ``SegmentationDataset`` returns them.
+    """
     height = max(item["image"].shape[1] for item in batch)
     width = max(item["image"].shape[2] for item in batch)
     out: Dict[str, Any] = {}
@@ -197,13 +231,23 @@ def pad_collate(batch: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
 
 def rank_seed(seed: int, rank: int) -> int:
     """``seed`` itself for process 0, an unrelated seed derived from both for the others: processes that were all
-    seeded alike (``seed_everything`` on every rank) still augment their shares of the data independently."""
+    seeded alike (``seed_everything`` on every rank) still augment their shares of the data independently.
+
+    Args:
+        seed: the seed all processes share.
+        rank: the process's global rank.
+    """
     return seed if rank == 0 else fingerprint(f"{seed}:{rank}") % 2**32
 
 
 def reseed_worker(worker_id: int, rank: int = 0) -> None:
     """DataLoader ``worker_init_fn``: each worker augments from its own seed (torch's per-worker seed, made distinct
-    per training process with ``rank``)."""
+    per training process with ``rank``).
+
+    Args:
+        worker_id: the loader worker's index (unused; the worker's own seed already differs per worker).
+        rank: the training process's global rank.
+    """
     info = get_worker_info()
     info.dataset.reseed(rank_seed(info.seed, rank))
 

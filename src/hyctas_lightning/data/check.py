@@ -15,7 +15,14 @@ from .labels import IGNORE_INDEX
 
 @dataclass
 class SplitReport:
-    """What one split holds: samples scanned, labelled pixels per class, ignored pixels, bad samples."""
+    """What one split holds: samples scanned, labelled pixels per class, ignored pixels, bad samples.
+
+    Args:
+        samples: samples scanned.
+        pixels: labelled pixels per class (int64, one entry per class).
+        ignored: pixels with the ignore label.
+        bad: samples that failed to load.
+    """
 
     samples: int
     pixels: np.ndarray
@@ -30,7 +37,15 @@ class SplitReport:
 
 @dataclass
 class DataReport:
-    """The result of a scan; ``ok`` is False when any problem was found."""
+    """The result of a scan; ``ok`` is False when any problem was found.
+
+    Args:
+        dataset: the dataset's name.
+        classes: class names, in training-id order.
+        splits: the report of each scanned split.
+        absent: optional splits that are not there (not a problem).
+        problems: everything wrong, one readable line each.
+    """
 
     dataset: str
     classes: Tuple[str, ...]

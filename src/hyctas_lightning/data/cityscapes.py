@@ -109,7 +109,13 @@ def instance_ids_to_panoptic(raw: np.ndarray, path: Path) -> np.ndarray:
 class CityscapesDataset(PairedFilesDataset):
     """One split of Cityscapes fine annotations, read with the official label table; with panoptic targets on,
     instances from the cityscapesPanoptic files of the split if there are any, else from the instanceIds files.
-    Crowd ("group") regions keep their class in the semantic mask, as in the semantic benchmark."""
+    Crowd ("group") regions keep their class in the semantic mask, as in the semantic benchmark.
+
+    Args:
+        root: the Cityscapes folder (``leftImg8bit/`` and ``gtFine/`` in it).
+        split: ``train``, ``val`` or ``test``.
+        **options: passed to ``SegmentationDataset`` (``transform``, ``max_samples``, ``panoptic``, ...).
+    """
 
     classes = CITYSCAPES_CLASSES
     thing_classes = CITYSCAPES_THINGS

@@ -44,7 +44,15 @@ def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PanopticRecord:
-    """One annotated image: its files and the JSON's ``segments_info`` for its PNG."""
+    """One annotated image: its files and the JSON's ``segments_info`` for its PNG.
+
+    Args:
+        image: the JPEG image.
+        png: the panoptic PNG of segment ids.
+        segments_info: the JSON's segments of the PNG (``id``, ``category_id``, ``iscrowd``, ...).
+        name: the sample's name (the PNG's stem, which COCO shares with the image).
+        image_id: the JSON's image id, kept for COCO-format predictions.
+    """
 
     image: Path
     png: Path
@@ -61,7 +69,13 @@ def _field(entry: Dict[str, Any], key: str, where: str, json_path: Path) -> Any:
 
 
 class CocoPanopticDataset(SegmentationDataset):
-    """One split (``train`` or ``val``) of COCO panoptic 2017: semantic masks, and panoptic ids when asked."""
+    """One split (``train`` or ``val``) of COCO panoptic 2017: semantic masks, and panoptic ids when asked.
+
+    Args:
+        root: the COCO folder (``annotations/panoptic_{split}2017.json`` and the images and PNGs beside it).
+        split: ``train`` or ``val``.
+        **options: passed to ``SegmentationDataset`` (``transform``, ``max_samples``, ``panoptic``, ...).
+    """
 
     layout = COCO_LAYOUT
 

@@ -23,6 +23,11 @@ class LabelMap:
 
     Every raw value has to be listed: an unknown value means a wrong dataset, a wrong label file or a broken
     conversion, so it is an error naming the file and the values rather than a silent ignore.
+
+    Args:
+        mapping: ``{raw value: training id}`` for every value a label may hold (``IGNORE_INDEX`` for void).
+        known: the known raw values in words, quoted by the error for an unknown one.
+        fix: what the user should do about an unknown value, appended to that error.
     """
 
     def __init__(self, mapping: Mapping[int, int], known: str, fix: str) -> None:
@@ -33,7 +38,12 @@ class LabelMap:
         self.fix = fix
 
     def apply(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        """Training ids (uint8, ``IGNORE_INDEX`` for void) of the raw label read from ``path``."""
+        """Training ids (uint8, ``IGNORE_INDEX`` for void) of the raw label read from ``path``.
+
+        Args:
+            raw: the raw 8-bit label (H, W).
+            path: the label's file, named in errors.
+        """
         mapped = self.table[raw]
         unknown = mapped < 0
         if unknown.any():
@@ -43,7 +53,11 @@ class LabelMap:
 
 
 def generated_palette(count: int) -> List[Colour]:
-    """Distinct, deterministic colours: hues stepped by the golden ratio, three brightness levels."""
+    """Distinct, deterministic colours: hues stepped by the golden ratio, three brightness levels.
+
+    Args:
+        count: colours wanted.
+    """
     colours = []
     for k in range(count):
         hue = (k * 0.618033988749895) % 1.0

@@ -23,9 +23,13 @@ from .labels import IGNORE_INDEX, LABEL_DIVISOR, VOID
 class PanopticTargetConfig:
     """How panoptic targets are made (the ``panoptic:`` entry of a data module in YAML; Panoptic-DeepLab's values).
 
-    sigma: standard deviation in pixels of the Gaussian drawn at each thing instance's centre of mass.
-    small_instance_area: instances with fewer pixels than this (after augmentation) are small ...
-    small_instance_weight: ... and their pixels weigh this much in the semantic loss.
+    Args:
+        sigma: standard deviation in pixels of the Gaussian drawn at each thing instance's centre of mass (default
+            8); scale it with the image resolution.
+        small_instance_area: instances with fewer pixels than this (after augmentation; default 64 x 64) count as
+            small.
+        small_instance_weight: weight of a small instance's pixels in the semantic loss (default 3; 1 treats them
+            like any other pixel).
     """
 
     sigma: float = 8.0
@@ -40,7 +44,13 @@ class PanopticTargetConfig:
 
 def thing_mask(num_classes: int, thing_ids: Sequence[int], device: Optional[torch.device] = None) -> torch.Tensor:
     """A boolean lookup ``is_thing[class]`` with one spare entry, so a lookup of any out-of-range class clamped to
-    ``num_classes`` (void) reads False."""
+    ``num_classes`` (void) reads False.
+
+    Args:
+        num_classes: semantic classes.
+        thing_ids: class indices of the thing classes.
+        device: where the table lives (the batch's device).
+    """
     is_thing = torch.zeros(num_classes + 1, dtype=torch.bool, device=device)
     is_thing[list(thing_ids)] = True
     return is_thing
@@ -56,6 +66,12 @@ def panoptic_targets(semantic: torch.Tensor, panoptic: torch.Tensor, is_thing: t
     ``offset`` (2, H, W) from each thing pixel to its instance's centre (y, x), ``center_weight`` (1 on labelled
     pixels, 0 on void and crowd), ``offset_weight`` (1 on thing instance pixels) and ``semantic_weight``
     (``small_instance_weight`` on pixels of small instances, else 1).
+
+    Args:
+        semantic: training ids ``(H, W)`` after augmentation.
+        panoptic: panoptic ids ``(H, W)`` after augmentation (``class * LABEL_DIVISOR + instance``).
+        is_thing: the table of :func:`thing_mask`.
+        config: the target settings.
     """
     height, width = semantic.shape
     panoptic = panoptic.long()
@@ -83,7 +99,14 @@ def panoptic_targets(semantic: torch.Tensor, panoptic: torch.Tensor, is_thing: t
 
 def gaussian_peaks(centres: torch.Tensor, height: int, width: int, sigma: float) -> torch.Tensor:
     """The pixel-wise maximum of Gaussians (peak 1 at each centre rounded to the nearest pixel, cut off beyond
-    3 sigma + 1 as in Panoptic-DeepLab) over an ``(height, width)`` map; ``centres`` is ``(K, 2)`` (y, x)."""
+    3 sigma + 1 as in Panoptic-DeepLab) over an ``(height, width)`` map; ``centres`` is ``(K, 2)`` (y, x).
+
+    Args:
+        centres: ``(K, 2)`` instance centres (y, x) in pixels.
+        height: map height in pixels.
+        width: map width in pixels.
+        sigma: standard deviation of each Gaussian in pixels.
+    """
     heat = torch.zeros(height * width)
     if len(centres) == 0:
         return heat.view(height, width)
@@ -107,6 +130,14 @@ def segments_to_panoptic(ids: np.ndarray, segments: Sequence[Mapping[str, Any]],
     Segments are numbered per class in ``segments_info`` order: things from 1, stuff from 0. With ``keep_crowd``
     (ground truth) a crowd segment becomes its class with instance 0; without it (predictions, which have no
     crowd) every segment is an ordinary one. ``where`` names the annotation in errors.
+
+    Args:
+        ids: the PNG's segment ids ``(H, W)`` (0: void).
+        segments: the ``segments_info`` entries (``id``, ``category_id``, optional ``iscrowd``).
+        category_index: ``{category_id: class index}``.
+        is_thing: per class index, whether it is a thing class.
+        where: the annotation's file, named in errors.
+        keep_crowd: keep crowd segments as instance 0 (ground truth); False for predictions.
     """
     keys, values, counts = [0], [VOID], {}
     for segment in segments:

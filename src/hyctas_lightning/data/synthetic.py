@@ -367,7 +367,13 @@ def render_panoptic_scene(seed: int, size: Tuple[int, int] = (128, 256),
                           density: float = 1.0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one street scene as ``(image uint8 HxWx3, mask uint8 HxW, instances int32 HxW)``, a pure function
     of ``seed`` (and ``density``, the number of objects relative to the default); ``instances`` numbers the
-    visible cars, poles and people 1, 2, ... (0 elsewhere)."""
+    visible cars, poles and people 1, 2, ... (0 elsewhere).
+
+    Args:
+        seed: the scene's seed.
+        size: (height, width) in pixels.
+        density: objects per scene relative to the default (positive).
+    """
     if density <= 0:
         raise ValueError(f"density must be positive, got {density}")
     rng = np.random.default_rng(seed)
@@ -381,7 +387,13 @@ def render_panoptic_scene(seed: int, size: Tuple[int, int] = (128, 256),
 
 
 def render_scene(seed: int, size: Tuple[int, int] = (128, 256), density: float = 1.0) -> Tuple[np.ndarray, np.ndarray]:
-    """Render one street scene as ``(image uint8 HxWx3, mask uint8 HxW)``; a pure function of ``seed``."""
+    """Render one street scene as ``(image uint8 HxWx3, mask uint8 HxW)``; a pure function of ``seed``.
+
+    Args:
+        seed: the scene's seed.
+        size: (height, width) in pixels.
+        density: objects per scene relative to the default (positive).
+    """
     image, mask, _ = render_panoptic_scene(seed, size, density)
     return image, mask
 
@@ -395,6 +407,16 @@ class SyntheticStreets(SegmentationDataset):
     """Street scenes rendered on the fly: nothing to download, and any number of samples.
 
     Without a ``transform``, ``train_transform`` picks random flips (True) or plain normalisation (False).
+
+    Args:
+        num_samples: scenes in the split.
+        size: (height, width) in pixels of the rendered scenes.
+        seed: scenes are a pure function of (seed, split, index); change it for other scenes.
+        split: the split's name; splits never share scenes.
+        train_transform: with no ``transform``: random flips (True) or plain normalisation (False).
+        transform: augmentation pipeline; overrides ``train_transform``.
+        density: objects (trees, cars, poles, people) per scene relative to the default.
+        **options: passed to ``SegmentationDataset`` (``max_samples``, ``panoptic``, ...).
     """
 
     classes = SYNTHETIC_CLASSES
@@ -422,8 +444,10 @@ class SyntheticStreetDataModule(SegmentationDataModule):
     """The embedded default dataset: procedural street scenes with train/val/test splits from one seed.
 
     Args:
-        train_samples, val_samples, test_samples: scenes per split.
-        size: (height, width) of the rendered scenes.
+        train_samples: scenes in the train split.
+        val_samples: scenes in the val split.
+        test_samples: scenes in the test split (what ``hyctas test`` and ``predict`` read).
+        size: (height, width) in pixels of the rendered scenes.
         seed: scenes are a pure function of (seed, split, index).
         density: trees, cars, poles and people per scene relative to the default; 2 or more gives busy streets
             where instances of one class touch and occlude each other, which panoptic segmentation has to separate.

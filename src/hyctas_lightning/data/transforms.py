@@ -29,13 +29,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class TransformConfig:
     """Augmentation settings (the ``transforms:`` entry of a data module in YAML).
 
-    crop_size: (height, width) of training crops; None trains on whole (scaled) images.
-    scale_range: random rescaling factors drawn uniformly, relative to the base size.
-    base_size: short side images are resized to first, for training and evaluation; None keeps native sizes.
-    hflip: random horizontal flips in training.
-    color_jitter: strength of brightness/contrast/saturation jitter in training (0 disables it).
-    pad_to_multiple: pad evaluation images (bottom/right) to a multiple of this, mask padded with the ignore label.
-    mean, std: per-channel normalisation of [0, 1] RGB.
+    Args:
+        crop_size: (height, width) in pixels of training crops, padded with the ignore label where the scaled
+            image is smaller; None trains on whole (scaled) images, which only batches if they share one size.
+        scale_range: (low, high) random rescaling factors drawn uniformly per training image, relative to the base
+            size (Cityscapes recipes use about (0.5, 2.0)); (1.0, 1.0) disables scaling.
+        base_size: short side in pixels every image is resized to first, in training and evaluation; None keeps
+            native sizes. Lower it to train and evaluate at reduced resolution.
+        hflip: random horizontal flips (p = 0.5) in training.
+        color_jitter: strength of brightness/contrast/saturation jitter in training (0, the default, disables it).
+        pad_to_multiple: pad evaluation images (bottom/right) to a multiple of this many pixels, the mask with the
+            ignore label so padding never counts; set it to the network's output stride (e.g. 32) when image
+            sizes are not multiples of it. None: no padding.
+        mean: per-channel (RGB) mean subtracted from [0, 1] images (ImageNet's by default, matching pretrained
+            weights).
+        std: per-channel (RGB) standard deviation divided out after ``mean`` (ImageNet's by default).
     """
 
     crop_size: Optional[Tuple[int, int]] = None
@@ -109,7 +117,12 @@ def _eval_steps(config: TransformConfig) -> List[A.BasicTransform]:
 
 def eval_size(config: TransformConfig, image_size: Sequence[int]) -> Tuple[int, int]:
     """(height, width) that an image of ``image_size`` has after the evaluation transforms, before their padding
-    (albumentations' ``SmallestMaxSize`` rounding when ``base_size`` is set)."""
+    (albumentations' ``SmallestMaxSize`` rounding when ``base_size`` is set).
+
+    Args:
+        config: the augmentation settings.
+        image_size: the image's own (height, width).
+    """
     height, width = int(image_size[0]), int(image_size[1])
     if config.base_size is None:
         return height, width
@@ -119,7 +132,13 @@ def eval_size(config: TransformConfig, image_size: Sequence[int]) -> Tuple[int, 
 
 def to_input_size(tensor: torch.Tensor, image_size: Sequence[int], config: TransformConfig) -> torch.Tensor:
     """A ``(..., H, W)`` map at evaluation resolution (an image or class scores) cropped to the image's own content,
-    without the evaluation padding, and resized (bilinearly) back to ``image_size`` if ``base_size`` resized it."""
+    without the evaluation padding, and resized (bilinearly) back to ``image_size`` if ``base_size`` resized it.
+
+    Args:
+        tensor: the ``(..., H, W)`` map, as the network saw the padded image.
+        image_size: the image's own (height, width).
+        config: the evaluation's augmentation settings.
+    """
     height, width = eval_size(config, image_size)
     out = tensor[..., :height, :width]
     target = (int(image_size[0]), int(image_size[1]))
@@ -144,7 +163,12 @@ def _streams(compose: A.BaseCompose) -> Iterator[Any]:
 class SegmentationTransform:
     """The training or evaluation pipeline of a config, returning the tensors a training step reads:
     image float32 (3, H, W) normalised, mask int64 (H, W), and for panoptic data the panoptic id map int64 (H, W),
-    which takes exactly the mask's geometry (nearest resampling; its padding is marked by the mask's ignore label)."""
+    which takes exactly the mask's geometry (nearest resampling; its padding is marked by the mask's ignore label).
+
+    Args:
+        config: the augmentation settings.
+        train: build the random training pipeline (True) or the deterministic evaluation one (False).
+    """
 
     def __init__(self, config: TransformConfig, train: bool) -> None:
         self.config = config

@@ -26,6 +26,15 @@ FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".pt2": 
 
 @dataclass(frozen=True)
 class ExportResult:
+    """What ``export_network`` wrote and how faithful it is.
+
+    Args:
+        path: the written file.
+        format: ``onnx``, ``torchscript`` or ``torch.export`` (from the file's suffix).
+        folded: BatchNorm layers folded into their convolutions.
+        rel_err: relative error of the file's output, run by its runtime, against the PyTorch network.
+    """
+
     path: Path
     format: str
     folded: int
@@ -80,7 +89,18 @@ def _run_exported(path: Path, fmt: str, x: torch.Tensor) -> torch.Tensor:
 def export_network(net: nn.Module, path: str | Path, size: Sequence[int] = (1024, 2048), dynamic: bool = False,
                    opset: Optional[int] = None, tolerance: float = 1e-4) -> ExportResult:
     """Fold BN into a copy of ``net``, write it to ``path`` and check that the file, run by its runtime, matches
-    ``net`` within ``tolerance`` relative error on a random image of ``size`` (raises if not)."""
+    ``net`` within ``tolerance`` relative error on a random image of ``size`` (raises if not).
+
+    Args:
+        net: the network (left untouched; a copy is folded and exported on the CPU).
+        path: output file; its suffix picks the format (``.onnx``, ``.pt``/``.ts`` TorchScript, ``.pt2``
+            torch.export).
+        size: (height, width) of the example image in pixels; the export is specialised to it unless
+            ``dynamic``.
+        dynamic: allow other batch sizes and image sizes at run time.
+        opset: ONNX opset (None: the exporter's default).
+        tolerance: largest relative error accepted between the file and ``net``.
+    """
     path = Path(path)
     fmt = FORMATS.get(path.suffix)
     if fmt is None:

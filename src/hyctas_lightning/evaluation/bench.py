@@ -32,7 +32,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of running a network for inference (see the module doc for the spelling)."""
+    """One way of running a network for inference (see the module doc for the spelling).
+
+    Args:
+        dtype: ``fp32``, ``fp16`` or ``bf16`` weights and input.
+        fold: fold BatchNorm into the preceding convolutions.
+        channels_last: run in channels-last memory format (faster tensor-core convolutions on GPUs).
+        compile: wrap the network in ``torch.compile``.
+        cuda_graph: capture the forward once as a CUDA graph and replay it (GPU only; removes launch overhead).
+    """
 
     dtype: str = "fp32"
     fold: bool = False
@@ -57,7 +65,13 @@ class Variant:
 
 class InferenceRunner(nn.Module):
     """Runs a network under a variant on fp32 NCHW input: casts the input, then either calls the network or
-    replays its CUDA graph (captured on a static input buffer after a few warm-up passes)."""
+    replays its CUDA graph (captured on a static input buffer after a few warm-up passes).
+
+    Args:
+        net: the network, already cast, folded and compiled as ``variant`` says.
+        variant: how to run it.
+        example: an fp32 input of the timed size, used to capture the CUDA graph.
+    """
 
     def __init__(self, net: nn.Module, variant: Variant, example: torch.Tensor) -> None:
         super().__init__()
@@ -115,6 +129,18 @@ def optimise(net: nn.Module, variant: Variant, example: torch.Tensor) -> Inferen
 
 @dataclass
 class BenchRow:
+    """One timed (network, variant) pair.
+
+    Args:
+        network: the network's name.
+        role: ``network`` (one of the user's) or ``peer`` (a reference it is compared with).
+        variant: the variant's name (``fp16-fold-cl``).
+        params_m: parameters in millions.
+        macs_g: multiply-accumulates of one image, in billions.
+        latency: the measured latency.
+        rel_err: relative error of the variant's output against the eager fp32 network.
+    """
+
     network: str
     role: str  # "network" or "peer"
     variant: str
@@ -130,6 +156,18 @@ class BenchRow:
 
 @dataclass
 class BenchReport:
+    """All rows of one ``hyctas bench`` run, with the settings they were timed under.
+
+    Args:
+        size: (height, width) in pixels of the timed image.
+        backend: ``cuda`` (CUDA events) or ``cpu`` (wall clock).
+        device: the device's name.
+        warmup: untimed passes before timing.
+        runs: timed passes; the median is reported.
+        rows: the timed pairs.
+        failures: ``{network, variant, error}`` of pairs that could not run.
+    """
+
     size: Tuple[int, int]
     backend: str
     device: str

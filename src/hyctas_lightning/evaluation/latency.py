@@ -15,6 +15,17 @@ from torch import nn
 
 @dataclass(frozen=True)
 class Latency:
+    """Batch-1 latency of one network and how it was measured.
+
+    Args:
+        median_ms: median time of a pass in milliseconds (the paper's number).
+        p10_ms: 10th percentile in milliseconds.
+        p90_ms: 90th percentile in milliseconds.
+        backend: ``cuda`` (CUDA events) or ``cpu`` (wall clock).
+        device: the device's name.
+        size: (height, width) in pixels of the input.
+    """
+
     median_ms: float
     p10_ms: float
     p90_ms: float
@@ -38,7 +49,16 @@ def _quantile(values: list[float], q: float) -> float:
 @torch.no_grad()
 def measure_latency(model: nn.Module, size: Sequence[int] = (1024, 2048), backend: str = "cuda", warmup: int = 50,
                     runs: int = 100, in_chans: int = 3) -> Latency:
-    """Latency of ``model`` on one ``size`` image. ``backend``: ``cuda`` (CUDA events) or ``cpu`` (wall clock)."""
+    """Latency of ``model`` on one ``size`` image. ``backend``: ``cuda`` (CUDA events) or ``cpu`` (wall clock).
+
+    Args:
+        model: the network (put in eval mode and moved to the backend's device).
+        size: (height, width) in pixels; the paper times 1024 x 2048.
+        backend: ``cuda`` or ``cpu``.
+        warmup: untimed passes first (cuDNN autotuning, caches).
+        runs: timed passes; more gives a steadier median.
+        in_chans: channels of the random input.
+    """
     if backend not in ("cuda", "cpu"):
         raise ValueError(f"latency backend: 'cuda' or 'cpu', got '{backend}'")
     if backend == "cuda" and not torch.cuda.is_available():

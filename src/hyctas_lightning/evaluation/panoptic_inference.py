@@ -79,19 +79,33 @@ def find_centres(center: torch.Tensor, threshold: float, nms_kernel: int, top_k:
     return torch.stack([index // width, index % width], -1), valid
 
 
+GROUPING_CHUNK = 2 ** 25  # pixel x centre distances per chunk: 128 MiB of float32 at a time
+
+
 def group_pixels(centres: torch.Tensor, valid: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     """Instance ids ``(B, H, W)``: 1 + the index of the centre nearest to each pixel's position plus its offset,
     0 where an image has no centre."""
     batch, _, height, width = offset.shape
     if centres.shape[1] == 0:
         return torch.zeros(batch, height, width, dtype=torch.long, device=offset.device)
-    ys = torch.arange(height, device=offset.device, dtype=offset.dtype)[:, None]
-    xs = torch.arange(width, device=offset.device, dtype=offset.dtype)[None, :]
-    target = torch.stack([ys + offset[:, 0], xs + offset[:, 1]], -1).flatten(1, 2)  # (B, HW, 2)
-    distance = torch.cdist(target.float(), centres.float(), compute_mode="donot_use_mm_for_euclid_dist")
-    distance = distance.masked_fill(~valid[:, None, :], float("inf"))
-    nearest = distance.argmin(-1) + 1
+    ys = torch.arange(height, device=offset.device, dtype=torch.float32)[:, None]
+    xs = torch.arange(width, device=offset.device, dtype=torch.float32)[None, :]
+    target_y = (ys + offset[:, 0].float()).flatten(1)  # (B, HW): where each pixel points
+    target_x = (xs + offset[:, 1].float()).flatten(1)
+    centre_y, centre_x = centres[..., 0].float()[:, None, :], centres[..., 1].float()[:, None, :]  # (B, 1, K)
+    far = torch.where(valid, 0.0, float("inf"))[:, None, :]
+    step = max(1, GROUPING_CHUNK // centres.shape[1])
+    nearest = torch.cat([_nearest(target_y[:, i:i + step], target_x[:, i:i + step], centre_y, centre_x, far)
+                         for i in range(0, height * width, step)], 1) + 1
     return torch.where(valid.any(1)[:, None], nearest, 0).view(batch, height, width)
+
+
+def _nearest(target_y: torch.Tensor, target_x: torch.Tensor, centre_y: torch.Tensor, centre_x: torch.Tensor,
+             far: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest valid centre for a chunk of pixels: squared distances by broadcasting, exact in float32
+    (a distance matrix product would round coordinates of a few thousand pixels)."""
+    distance = (target_y[..., None] - centre_y).square_() + (target_x[..., None] - centre_x).square_()
+    return (distance + far).argmin(-1)
 
 
 def merge_semantic_and_instance(semantic: torch.Tensor, instances: torch.Tensor, is_thing: torch.Tensor,

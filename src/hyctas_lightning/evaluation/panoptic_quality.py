@@ -34,7 +34,15 @@ GROUPS = ("All", "Things", "Stuff")
 
 @dataclass
 class PanopticScores:
-    """Per-class counts and scores (numpy, float64) and the All / Things / Stuff averages ``{pq, sq, rq, n}``."""
+    """Per-class counts and scores (numpy, float64) and the All / Things / Stuff averages ``{pq, sq, rq, n}``.
+
+    Args:
+        iou: per class, the summed IoU of matched segment pairs.
+        tp: per class, matched pairs (IoU above 0.5).
+        fp: per class, predicted segments left unmatched.
+        fn: per class, ground-truth segments left unmatched.
+        thing: per class, whether it is a thing class (boolean).
+    """
 
     iou: np.ndarray
     tp: np.ndarray

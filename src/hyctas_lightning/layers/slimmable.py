@@ -49,7 +49,15 @@ class SlimBatchNorm2d(nn.BatchNorm2d):
 
 
 class ConvBNAct(nn.Module):
-    """Slimmable conv -> BN -> optional ReLU, the building brick of every op."""
+    """Slimmable conv -> BN -> optional ReLU, the building brick of every op.
+
+    Args:
+        c_in: input channels at full width.
+        c_out: output channels at full width; ``forward`` may ask for fewer.
+        kernel_size: square kernel size (padding keeps the size at stride 1).
+        stride: convolution stride.
+        act: end with a ReLU; False for layers summed with a residual first.
+    """
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, stride: int = 1, act: bool = True) -> None:
         super().__init__()
@@ -69,14 +77,22 @@ class ConvBNAct(nn.Module):
 
 
 def half_size(size: Sequence[int]) -> tuple[int, int]:
-    """Spatial size after one down-sampling (ceil, like a padded stride-2 3x3 conv)."""
+    """Spatial size after one down-sampling (ceil, like a padded stride-2 3x3 conv).
+
+    Args:
+        size: (height, width).
+    """
     return (size[0] + 1) // 2, (size[1] + 1) // 2
 
 
 def bilinear_half(x: torch.Tensor) -> torch.Tensor:
     """Bilinear resize to ``half_size``. On even sizes bilinear halving (``align_corners=False``) samples the middle
     of each 2x2 block, which is 2x2 average pooling: the same numbers from a faster kernel. Exported and traced
-    programs keep the general form, since they may run at other (odd) sizes than the one they were traced at."""
+    programs keep the general form, since they may run at other (odd) sizes than the one they were traced at.
+
+    Args:
+        x: a ``(N, C, H, W)`` map.
+    """
     h, w = x.shape[-2:]
     if h % 2 == 0 and w % 2 == 0 and not (torch.compiler.is_exporting() or torch.jit.is_tracing()):
         return F.avg_pool2d(x, 2)
@@ -85,7 +101,12 @@ def bilinear_half(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def copy_prefix_(dst: nn.Module, src: nn.Module) -> None:
-    """Copy into ``dst`` the leading slice of each same-named tensor of ``src`` (weights and BN buffers)."""
+    """Copy into ``dst`` the leading slice of each same-named tensor of ``src`` (weights and BN buffers).
+
+    Args:
+        dst: the narrower module (a child's), written in place.
+        src: the full-width module (the supernet's) with the same structure.
+    """
     src_state = src.state_dict()
     for name, t in dst.state_dict().items():
         if name not in src_state:

@@ -15,6 +15,10 @@ class TorchvisionSegmentation(nn.Module):
     """A torchvision segmentation model (which returns ``{"out": logits, ...}``) as an images-to-logits network.
 
     The auxiliary feature is the stride-8 backbone stage, where torchvision's own DeepLabV3 auxiliary head sits.
+
+    Args:
+        model: a torchvision segmentation model with a MobileNetV3 ``backbone``.
+        num_classes: its output classes.
     """
 
     def __init__(self, model: nn.Module, num_classes: int) -> None:
@@ -38,7 +42,11 @@ def _stride8_stage(backbone: nn.Module) -> str:
 
 @register_network("lraspp_mobilenet_v3_large")
 def lraspp_mobilenet_v3_large(num_classes: int) -> nn.Module:
-    """LR-ASPP on MobileNetV3-Large (Howard et al. 2019), from scratch."""
+    """LR-ASPP on MobileNetV3-Large (Howard et al. 2019), from scratch.
+
+    Args:
+        num_classes: output classes.
+    """
     from torchvision.models import segmentation as tvseg  # on use: torchvision.models costs a second to import
 
     return TorchvisionSegmentation(tvseg.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None,
@@ -47,7 +55,11 @@ def lraspp_mobilenet_v3_large(num_classes: int) -> nn.Module:
 
 @register_network("deeplabv3_mobilenet_v3_large")
 def deeplabv3_mobilenet_v3_large(num_classes: int) -> nn.Module:
-    """DeepLabV3 on MobileNetV3-Large, from scratch, without torchvision's own auxiliary head."""
+    """DeepLabV3 on MobileNetV3-Large, from scratch, without torchvision's own auxiliary head.
+
+    Args:
+        num_classes: output classes.
+    """
     from torchvision.models import segmentation as tvseg
 
     return TorchvisionSegmentation(tvseg.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None,

@@ -12,12 +12,24 @@ from hyctas_lightning.search_space import channels
 
 
 def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``x`` resized bilinearly to ``size``, or ``x`` itself when it already has that size (no copy).
+
+    Args:
+        x: a ``(..., H, W)`` map.
+        size: target (height, width).
+    """
     return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=tuple(size), mode="bilinear",
                                                                       align_corners=False)
 
 
 class ResidualBlock(nn.Module):
-    """Two 3x3 conv-BN with a projected shortcut; the stem's stride-2 stages."""
+    """Two 3x3 conv-BN with a projected shortcut; the stem's stride-2 stages.
+
+    Args:
+        c_in: input channels.
+        c_out: output channels.
+        stride: stride of the first conv and the shortcut (2 halves the resolution).
+    """
 
     def __init__(self, c_in: int, c_out: int, stride: int = 2) -> None:
         super().__init__()
@@ -34,7 +46,13 @@ class Stem(nn.Module):
     stride 2 (stride 8, the input of layer 0). Returns both the stride-4 and the stride-8 maps.
 
     Channels (release): ``2 * round(2 * fch * width)``, ``2 * round(4 * fch * width)``, ``round(8 * fch * width)``;
-    ``width`` is the stem/head width multiplier."""
+    ``width`` is the stem/head width multiplier.
+
+    Args:
+        fch: filter multiplier of the network.
+        in_chans: channels of the input images.
+        width: stem/head width multiplier (the space's ``stem_head_width``).
+    """
 
     def __init__(self, fch: int, in_chans: int = 3, width: float = 1.0) -> None:
         super().__init__()
@@ -51,7 +69,14 @@ class Stem(nn.Module):
 
 class Resample(nn.Module):
     """Bring a sibling from scale index ``src`` to ``dst``: 1x1 projection (+ bilinear up) when it is
-    coarser or equal, a chain of stride-2 3x3 convs when it is finer (HRNet exchange)."""
+    coarser or equal, a chain of stride-2 3x3 convs when it is finer (HRNet exchange).
+
+    Args:
+        c_in: channels of the sibling (its full width; narrower inputs use a prefix).
+        c_out: output channels (full width).
+        src: scale index of the sibling (0, 1, 2 for stride 8, 16, 32).
+        dst: scale index it is brought to.
+    """
 
     def __init__(self, c_in: int, c_out: int, src: int, dst: int) -> None:
         super().__init__()
@@ -71,7 +96,13 @@ class Resample(nn.Module):
 class FusionNode(nn.Module):
     """The ``fuse`` node (paper section 3.2): concatenate a cell output with its siblings brought to its scale,
     then a 3x3 conv. The concat has one fixed slot per source scale; siblings sharing a scale are summed into
-    their slot, and an empty slot is sliced out of the conv's input channels."""
+    their slot, and an empty slot is sliced out of the conv's input channels.
+
+    Args:
+        scale: scale index of the node (0, 1, 2 for stride 8, 16, 32).
+        out_channels: channels of the cell output and of the node's output (full width).
+        sources: ``{scale index: channels}`` of the siblings that may be fused in, one concat slot each.
+    """
 
     def __init__(self, scale: int, out_channels: int, sources: Mapping[int, int]) -> None:
         super().__init__()
@@ -106,7 +137,13 @@ class FusionNode(nn.Module):
 
 
 class LowLevelDecoder(nn.Module):
-    """Output stride 4: merge the stem's stride-4 feature into the head's stride-8 feature."""
+    """Output stride 4: merge the stem's stride-4 feature into the head's stride-8 feature.
+
+    Args:
+        c_low: channels of the stem's stride-4 feature.
+        c_head: channels of the head's feature (and of the output).
+        c_proj: channels the low-level feature is projected to before the concat (48, as in DeepLabv3+).
+    """
 
     def __init__(self, c_low: int, c_head: int, c_proj: int = 48) -> None:
         super().__init__()
@@ -119,5 +156,10 @@ class LowLevelDecoder(nn.Module):
 
 
 def combo_key(strides: Sequence[int]) -> str:
+    """Module-dict key of an output combination, e.g. ``"8_32"``.
+
+    Args:
+        strides: final strides of the branches.
+    """
     return "_".join(str(s) for s in strides)
 

@@ -28,6 +28,21 @@ class ChildNet(nn.Module):
 
     ``aux_features`` (``{submodule name: channels}``) names the modules whose outputs are the branches' last
     features at stride 16 and 32, where training attaches auxiliary heads (release).
+
+    Args:
+        arch: the (validated) architecture to build.
+        num_classes: output classes of the classifier.
+        fch: filter multiplier (channels at stride ``s`` are ``s * fch`` times the op's width); None keeps the
+            architecture's. Raise it for a wider, more accurate and slower network.
+        output_stride: 8, or 4 to merge the stem's stride-4 feature before the classifier (sharper boundaries,
+            more compute); None keeps the architecture's.
+        in_chans: channels of the input images.
+        head: aggregation head, a name in ``models.HEADS`` (``progressive``, ``plain``); None keeps the
+            architecture's.
+        classifier: classifier, a name in ``models.CLASSIFIERS`` (``linear``, ``attention``); None keeps the
+            architecture's.
+        stem_head_width: factor on the stem and head channels (1: the plain channel rule; children of a
+            supernet take the supernet's so its weights fit).
     """
 
     def __init__(self, arch: Architecture, num_classes: int, fch: Optional[int] = None,
@@ -83,7 +98,12 @@ class ChildNet(nn.Module):
     @classmethod
     def from_supernet(cls, supernet: SuperNet, arch: Architecture) -> ChildNet:
         """Child of ``arch`` with the supernet's weights (and BN statistics) copied in, on the supernet's device;
-        in eval mode its output equals ``supernet(images, arch)`` to float tolerance."""
+        in eval mode its output equals ``supernet(images, arch)`` to float tolerance.
+
+        Args:
+            supernet: the trained supernet.
+            arch: a member of the supernet's space, at output stride 8.
+        """
         if arch.output_stride != 8:
             raise ArchitectureError("output_stride: the supernet runs at output stride 8; inherit with "
                                     "output_stride=8 and retrain for 4")

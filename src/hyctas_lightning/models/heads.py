@@ -33,21 +33,47 @@ Features = Mapping[int, Mapping[int, torch.Tensor]]
 
 
 def register_head(name: str, *, overwrite: bool = False) -> Callable:
-    """Register an aggregation head class (contract in the module doc) under ``name``."""
+    """Register an aggregation head class (contract in the module doc) under ``name``.
+
+    Args:
+        name: the name YAML and ``build_head`` select it by.
+        overwrite: replace an existing head of that name instead of raising.
+    """
     return HEADS.register(name, overwrite=overwrite)
 
 
 def register_classifier(name: str, *, overwrite: bool = False) -> Callable:
-    """Register a classifier class (contract in the module doc) under ``name``."""
+    """Register a classifier class (contract in the module doc) under ``name``.
+
+    Args:
+        name: the name YAML and ``build_classifier`` select it by.
+        overwrite: replace an existing classifier of that name instead of raising.
+    """
     return CLASSIFIERS.register(name, overwrite=overwrite)
 
 
 def build_head(name: str, strides: Sequence[int], branch_channels: Mapping[int, Mapping[int, int]],
                width: Mapping[int, int]) -> nn.Module:
+    """The aggregation head registered as ``name``.
+
+    Args:
+        name: a name in ``HEADS`` (``progressive``, ``plain`` or a plugin's).
+        strides: final strides of the branches.
+        branch_channels: ``branch_channels[end][s]``, channels of branch ``end``'s last feature at stride ``s``.
+        width: the head's own channels per stride (:func:`head_widths`).
+    """
     return HEADS.get(name)(tuple(strides), branch_channels, width)
 
 
 def build_classifier(name: str, in_channels: int, num_classes: int, output_stride: int = 8) -> nn.Module:
+    """The classifier registered as ``name``.
+
+    Args:
+        name: a name in ``CLASSIFIERS`` (``linear``, ``attention`` or a plugin's).
+        in_channels: channels of the head's map.
+        num_classes: output classes.
+        output_stride: stride of the map it classifies (8 or 4).
+    """
     return CLASSIFIERS.get(name)(in_channels, num_classes, output_stride)
 
 
@@ -55,7 +81,13 @@ def build_classifier(name: str, in_channels: int, num_classes: int, output_strid
 @register_head("plain")
 class PlainHead(nn.Module):
     """Per final branch a slimmable 1x1 conv to ``width[8]`` channels, bilinear up to stride 8, concat, 3x3 conv:
-    one jump per branch, no skip features."""
+    one jump per branch, no skip features.
+
+    Args:
+        strides: final strides of the network's branches (one output combination, e.g. ``(8, 32)``).
+        channels: ``channels[end][s]``, channels of branch ``end``'s last feature at stride ``s``.
+        width: the head's own channels at stride 8, 16 and 32 (:func:`head_widths`).
+    """
 
     def __init__(self, strides: Sequence[int], channels: Mapping[int, Mapping[int, int]],
                  width: Mapping[int, int]) -> None:
@@ -78,7 +110,13 @@ class Refinement(nn.Module):
     8 only gets its 1x1 conv-BN-ReLU to the head width.
 
     Every input is read by its leading channels: the projected map comes first in each concat with a fixed
-    width, so a narrower skip feature is just a shorter prefix of the 3x3 conv's input channels."""
+    width, so a narrower skip feature is just a shorter prefix of the 3x3 conv's input channels.
+
+    Args:
+        end: the branch's final stride (8, 16 or 32).
+        channels: channels of the branch's last feature at every stride from 8 to ``end``.
+        width: the head's own channels at stride 8, 16 and 32.
+    """
 
     def __init__(self, end: int, channels: Mapping[int, int], width: Mapping[int, int]) -> None:
         super().__init__()
@@ -106,7 +144,11 @@ class Refinement(nn.Module):
 class FeatureFusion(nn.Module):
     """The branches' stride-8 maps, concatenated, through a 1x1 conv-BN-ReLU and re-weighted per channel by
     squeeze-excitation, ``x * (1 + se(x))`` (the release's feature fusion, reduction 1). The excitation convs
-    carry biases instead of BatchNorm, so the head also trains on batches of one image."""
+    carry biases instead of BatchNorm, so the head also trains on batches of one image.
+
+    Args:
+        c: channels in and out (all branches' stride-8 maps together).
+    """
 
     def __init__(self, c: int) -> None:
         super().__init__()
@@ -122,7 +164,13 @@ class FeatureFusion(nn.Module):
 class ProgressiveHead(nn.Module):
     """Feature aggregation head of the paper (section 3.2) as the release builds it: every final branch is
     refined progressively back to stride 8 with its own skip features (:class:`Refinement`), and the branches'
-    stride-8 maps are fused by :class:`FeatureFusion` into ``len(strides) * width[8]`` channels."""
+    stride-8 maps are fused by :class:`FeatureFusion` into ``len(strides) * width[8]`` channels.
+
+    Args:
+        strides: final strides of the network's branches (one output combination, e.g. ``(8, 32)``).
+        channels: ``channels[end][s]``, channels of branch ``end``'s last feature at stride ``s``.
+        width: the head's own channels at stride 8, 16 and 32 (:func:`head_widths`).
+    """
 
     def __init__(self, strides: Sequence[int], channels: Mapping[int, Mapping[int, int]],
                  width: Mapping[int, int]) -> None:
@@ -139,7 +187,13 @@ class ProgressiveHead(nn.Module):
 # ---------------------------------------------------------------------------------------------------- classifiers
 @register_classifier("linear")
 class LinearClassifier(nn.Conv2d):
-    """A 1x1 convolution to the classes."""
+    """A 1x1 convolution to the classes.
+
+    Args:
+        in_channels: channels of the head's map.
+        num_classes: output classes.
+        output_stride: stride of the input map; unused here (part of the classifier contract).
+    """
 
     def __init__(self, in_channels: int, num_classes: int, output_stride: int = 8) -> None:
         super().__init__(in_channels, num_classes, 1)
@@ -150,7 +204,13 @@ class PooledAttention(nn.Module):
     conv-BN-ReLU, bilinear down, single-head dot-product attention with query/key width C/8 (release; rounded up
     to a multiple of 8, so the GPU's fused attention kernels also take it in half precision) and value width C
     added to its input (``F.scaled_dot_product_attention``), bilinear back up, 1x1 conv-BN starting at zero
-    scale, plus the input, ReLU. A fresh block is the identity on its (non-negative) input."""
+    scale, plus the input, ReLU. A fresh block is the identity on its (non-negative) input.
+
+    Args:
+        c: channels in and out.
+        pool: downsampling factor before attention; larger is cheaper (attention cost grows with the square of
+            the pooled pixel count) but coarser.
+    """
 
     def __init__(self, c: int, pool: int) -> None:
         super().__init__()
@@ -176,7 +236,13 @@ class PooledAttention(nn.Module):
 class AttentionClassifier(nn.Module):
     """The release's semantic head: attention at stride 16 (:class:`PooledAttention`; it pools by
     ``16 / output_stride``), a ``light_conv_2x`` cell, a 3x3 conv-BN-ReLU and a 1x1 conv to the classes. Its
-    middle width is the input width up to 256 channels and half of it beyond (release)."""
+    middle width is the input width up to 256 channels and half of it beyond (release).
+
+    Args:
+        in_channels: channels of the head's map.
+        num_classes: output classes.
+        output_stride: stride of the input map (8 or 4), so attention always runs at stride 16.
+    """
 
     def __init__(self, in_channels: int, num_classes: int, output_stride: int = 8) -> None:
         super().__init__()
@@ -192,5 +258,10 @@ class AttentionClassifier(nn.Module):
 
 
 def head_widths(fch: int, width: float = 1.0) -> Dict[int, int]:
-    """A head's own channels at stride 8, 16 and 32: the channel rule at the stem/head width ``width``."""
+    """A head's own channels at stride 8, 16 and 32: the channel rule at the stem/head width ``width``.
+
+    Args:
+        fch: filter multiplier of the network.
+        width: factor on the channel rule (the space's ``stem_head_width``).
+    """
     return {s: channels(s, fch, width) for s in SCALES}

@@ -20,7 +20,29 @@ from .heads import build_classifier, build_head, head_widths
 
 
 def cell_key(layer: int, scale: int, down: bool) -> str:
+    """Name of the supernet cell at ``layer``, scale index ``scale`` (0: stride 8) and ``down`` (stride 2 out).
+
+    Args:
+        layer: layer index.
+        scale: scale index the cell reads from (0, 1, 2 for stride 8, 16, 32).
+        down: whether the cell halves the resolution.
+    """
     return f"L{layer}_S{scale}_D{int(down)}"
+
+
+def share_branch_refinements(heads) -> None:
+    """Tie the per-branch modules of heads that expose them (``head.branches``, keyed by final stride, built
+    from that stride alone): every head then uses the first head's module for a branch ending at that stride.
+
+    Args:
+        heads: aggregation heads of the output combinations; heads without ``branches`` are left alone.
+    """
+    shared: dict[str, nn.Module] = {}
+    for head in heads:
+        branches = getattr(head, "branches", None)
+        if isinstance(branches, nn.ModuleDict):
+            for stride in list(branches.keys()):
+                branches[stride] = shared.setdefault(stride, branches[stride])
 
 
 class SuperNet(nn.Module):
@@ -31,6 +53,12 @@ class SuperNet(nn.Module):
     ``forward(images, arch)`` runs the sub-network ``arch`` (sliced to its widths) and returns logits at the
     input resolution. BatchNorm statistics are shared across widths; recalibrate them per sub-network before
     evaluating it (see the search stage).
+
+    Args:
+        space: the search space whose every member the supernet can run (its ``fch``, ops, ``stem_head_width``,
+            ``head`` and ``classifier`` decide the modules built).
+        num_classes: output classes of every classifier.
+        in_chans: channels of the input images.
     """
 
     def __init__(self, space: SearchSpace, num_classes: int, in_chans: int = 3) -> None:
@@ -59,6 +87,8 @@ class SuperNet(nn.Module):
         self.heads = nn.ModuleDict({
             combo_key(c): build_head(space.head, c, {e: {s: slots[s] for s in SCALES if s <= e} for e in c}, width)
             for c in OUTPUT_COMBINATIONS})
+        if space.head_sharing == "branch":
+            share_branch_refinements(self.heads.values())
         self.classifiers = nn.ModuleDict({key: build_classifier(space.classifier, head.out_channels, num_classes)
                                           for key, head in self.heads.items()})
         self._checked: set[str] = set()

@@ -26,6 +26,11 @@ class MemoryEfficientSelfAttention(nn.Module):
     the GPU). The expand BN starts at zero scale, so a fresh cell begins as its bypass. Inner dimensions
     follow the requested output width, so the cell stays slimmable. Down-sampling is 2x2 average pooling.
     The attention path carries a ``DropPath`` for scheduled drop path in retraining (identity in eval mode).
+
+    Args:
+        c_in: input channels at full width (narrower inputs use the leading ones).
+        c_out: output channels at full width; ``forward(x, out_channels)`` may ask for fewer.
+        stride: 1, or 2 to halve the resolution.
     """
 
     activation_factor = 6.0

@@ -14,7 +14,13 @@ from .registry import register_op
 
 
 class ConvBlock(nn.Module):
-    """``depth`` stacked 3x3 conv-BN-ReLU; the first carries the stride."""
+    """``depth`` stacked 3x3 conv-BN-ReLU; the first carries the stride.
+
+    Args:
+        c_in: input channels at full width (narrower inputs use the leading ones).
+        c_out: output channels at full width; ``forward(x, out_channels)`` may ask for fewer.
+        stride: 1, or 2 to halve the resolution.
+    """
 
     activation_factor = 3.0
     depth = 1
@@ -49,7 +55,13 @@ class ZoomedConv(nn.Module):
     two are summed and ReLU'd. Down-sampling cells stop at half resolution and need no bypass.
 
     With a bypass the cell is residual, so its zoomed path carries a ``DropPath`` (probability 0 until a
-    retraining schedule raises it; identity in eval mode, so supernet and child still agree)."""
+    retraining schedule raises it; identity in eval mode, so supernet and child still agree).
+
+    Args:
+        c_in: input channels at full width (narrower inputs use the leading ones).
+        c_out: output channels at full width; ``forward(x, out_channels)`` may ask for fewer.
+        stride: 1, or 2 to halve the resolution.
+    """
 
     activation_factor = 3.0
     depth = 1

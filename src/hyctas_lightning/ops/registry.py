@@ -19,6 +19,10 @@ def register_op(name: str, *, overwrite: bool = False) -> Callable[[Type[nn.Modu
     An optional class attribute ``activation_factor`` (feature maps kept per output map) feeds the
     training-memory estimate of constraint 4. A residual op may wrap its non-identity path in
     ``timm.layers.DropPath()``: retraining raises every such module's ``drop_prob`` on a schedule.
+
+    Args:
+        name: the name search spaces and architectures list the op by.
+        overwrite: replace an existing op of that name instead of raising.
     """
 
     def decorator(cls: Type[nn.Module]) -> Type[nn.Module]:
@@ -29,4 +33,12 @@ def register_op(name: str, *, overwrite: bool = False) -> Callable[[Type[nn.Modu
 
 
 def build_op(name: str, c_in: int, c_out: int, stride: int = 1) -> nn.Module:
+    """The op registered as ``name``, built at full width.
+
+    Args:
+        name: a name in ``OPS`` (``conv``, ``conv_2x``, ``light_conv``, ``light_conv_2x``, ``mesa`` or a plugin's).
+        c_in: input channels.
+        c_out: output channels.
+        stride: 1, or 2 to halve the resolution.
+    """
     return OPS.get(name)(c_in, c_out, stride)

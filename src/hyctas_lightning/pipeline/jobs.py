@@ -40,6 +40,16 @@ class Job:
 
 @dataclass
 class JobResult:
+    """How one job ended.
+
+    Args:
+        key: the job's key.
+        returncode: its exit status (0: success).
+        seconds: wall-clock seconds it ran.
+        gpu: the GPU it ran on (``CUDA_VISIBLE_DEVICES`` value), None on the CPU.
+        tail: the last lines of its log when it failed, empty otherwise.
+    """
+
     key: str
     returncode: int
     seconds: float

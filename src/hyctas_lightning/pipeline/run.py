@@ -32,7 +32,17 @@ OUT_OF_MEMORY = "out of memory"
 
 @dataclass
 class Network:
-    """A network the run retrains: its report name, kind, folder key, model arguments and seeds."""
+    """A network the run retrains: its report name, kind, folder key, model arguments and seeds.
+
+    Args:
+        name: its name in the report.
+        kind: ``searched``, ``baseline`` or ``rank`` (one of the rank-correlation study's picks).
+        key: its folder under ``train/RECIPE/`` (the architecture hash, or the baseline's label).
+        model_args: command-line arguments that select it (``--model.init_args.arch PATH``).
+        seeds: training seeds; one run each.
+        args: extra command-line arguments of its own (a baseline's ``args``).
+        estimate: the search's measurements of it (``miou``, ``latency_ms``, ...); None for baselines.
+    """
 
     name: str
     kind: str  # "searched", "baseline" or "rank"
@@ -44,6 +54,11 @@ class Network:
 
 
 def size_key(size: Sequence[int]) -> str:
+    """``HxW`` text of an image size, as folder names and report keys use it.
+
+    Args:
+        size: (height, width).
+    """
     return f"{int(size[0])}x{int(size[1])}"
 
 

@@ -36,7 +36,12 @@ class NothingFeasible(RuntimeError):
 
 @dataclass
 class Measurement:
-    """What an evaluator returns: objective inputs (e.g. miou, latency_ms) and seconds per part."""
+    """What an evaluator returns: objective inputs (e.g. miou, latency_ms) and seconds per part.
+
+    Args:
+        values: measured values by name; None for a value that could not be measured.
+        timing: seconds spent per part of the evaluation.
+    """
 
     values: Dict[str, Optional[float]]
     timing: Dict[str, float] = field(default_factory=dict)
@@ -46,7 +51,13 @@ def evaluate_batch(evaluate: Callable[[Architecture], Measurement], archs: Seque
                    on_result: Callable[[int, Measurement], None]) -> None:
     """Measure ``archs``, calling ``on_result(index, measurement)`` as each completes: through the evaluator's own
     ``evaluate_batch`` when it has one (``SpreadEvaluator``: over several processes, in any order), else one after
-    another."""
+    another.
+
+    Args:
+        evaluate: the evaluator.
+        archs: the architectures to measure.
+        on_result: called with each architecture's index in ``archs`` and its measurement.
+    """
     if archs and hasattr(evaluate, "evaluate_batch"):
         evaluate.evaluate_batch(archs, on_result)
         return

@@ -17,7 +17,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Candidate:
-    """One evaluated architecture: all measurements, whether it met the limits, and where the time went."""
+    """One evaluated architecture: all measurements, whether it met the limits, and where the time went.
+
+    Args:
+        arch: the architecture.
+        measurements: every measured value by name (e.g. ``miou``, ``latency_ms``); None where it failed.
+        feasible: whether the measurements meet the search's limits.
+        generation: the NSGA-II generation that first evaluated it (0: the initial population).
+        genes: its encoding in the search space (empty when it has another layer count).
+        timing: seconds spent per part of its evaluation (e.g. calibration, validation, latency).
+    """
 
     arch: Architecture
     measurements: Dict[str, Optional[float]]
@@ -45,12 +54,21 @@ INPUTS_FILE = "inputs.json"
 
 
 def inputs_digest(inputs: Dict[str, Any]) -> str:
-    """A 16-hex-digit identity of a description of the measurement inputs."""
+    """A 16-hex-digit identity of a description of the measurement inputs.
+
+    Args:
+        inputs: the description (JSON-serialisable; other values by ``str``).
+    """
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def changed_inputs(before: Dict[str, Any], now: Dict[str, Any]) -> List[str]:
-    """``key: before -> now`` for each input that differs (long values abbreviated)."""
+    """``key: before -> now`` for each input that differs (long values abbreviated).
+
+    Args:
+        before: the inputs a journal was measured with.
+        now: the inputs of this run.
+    """
     def short(value: Any) -> str:
         text = json.dumps(value, sort_keys=True, default=str)
         return text if len(text) <= 40 else text[:37] + "..."
@@ -66,6 +84,11 @@ class Journal:
     validation images, the latency settings, the device). It is written to ``inputs.json`` beside the journal and its
     digest into every record, and a journal measured with other inputs is never mixed in: it is moved to
     ``stale/<digest>/`` and the search starts afresh, re-evaluating every candidate.
+
+    Args:
+        path: the JSON-lines file (created with its folder if missing).
+        inputs: description of the measurement inputs (``runner.measurement_inputs``); None reads the journal as
+            it is, without checking that it is current.
     """
 
     def __init__(self, path: Path, inputs: Optional[Dict[str, Any]] = None) -> None:

@@ -12,7 +12,17 @@ from hyctas_lightning.search_space import Architecture
 @dataclass(frozen=True)
 class Objective:
     """One axis of the search: ``direction`` +1 is maximised, -1 minimised. The value is read from the
-    evaluator's measurements under ``key``, or computed by ``compute(arch, measurements)``."""
+    evaluator's measurements under ``key``, or computed by ``compute(arch, measurements)``.
+
+    Args:
+        name: the name configs list it by (``objectives: [miou, latency_ms]``).
+        direction: +1 to maximise, -1 to minimise.
+        label: axis label of plots and tables, with units (``latency (ms)``).
+        key: measurement to read (None: ``name``).
+        compute: function of the architecture and the measurements, for values no evaluator measures directly
+            (None: read ``key``).
+        worst: natural reference point of the hypervolume (e.g. mIoU 0); None takes it from the data.
+    """
 
     name: str
     direction: int
@@ -31,6 +41,12 @@ OBJECTIVES: Registry[Objective] = Registry("search objective")
 
 
 def register_objective(objective: Objective, *, overwrite: bool = False) -> Objective:
+    """Make ``objective`` selectable by its name in a search config.
+
+    Args:
+        objective: the objective to register.
+        overwrite: replace an existing objective of that name instead of raising.
+    """
     return OBJECTIVES.register(objective.name, overwrite=overwrite)(objective)
 
 

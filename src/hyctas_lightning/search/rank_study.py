@@ -57,6 +57,7 @@ class RankStudy:
     Args:
         pairs: one per architecture and supernet.
         source: the file or folder they were read from.
+        groups: the supernets in report order; empty takes them from ``pairs`` in order of appearance.
     """
 
     pairs: List[RankPair]

@@ -38,6 +38,16 @@ SPREAD_WARNING = 0.1  # a latency spread between the GPUs beyond this is worth a
 
 @dataclass
 class SearchResult:
+    """What ``run_search`` produced.
+
+    Args:
+        out_dir: folder with the journal, the front, ``best.json`` and ``topk/``.
+        front: the feasible Pareto front, sorted.
+        history: per generation, a summary row (front size, hypervolume, seconds, ...).
+        new_evaluations: architectures this run measured (the rest came from the journal).
+        table: the front as a printable table.
+    """
+
     out_dir: Path
     front: List[Individual]
     history: List[dict]
@@ -55,7 +65,19 @@ def run_search(supernet: SuperNet, datamodule: L.LightningDataModule, config: Se
     devices), each with its own ``device``, the evaluations are spread over them (``search.distributed``): process 0
     runs the strategy, writes the journal and the outputs and returns the result, the others return None. Their
     devices must be of one model; before the search, each times the same ``spread_check`` architectures and
-    ``gpu_spread.json`` records how far their latencies differ."""
+    ``gpu_spread.json`` records how far their latencies differ.
+
+    Args:
+        supernet: the trained supernet.
+        datamodule: data of the calibration (train split) and validation (val split) images.
+        config: the search settings (strategy, objectives, limits, image counts, seed).
+        out_dir: folder of the journal and the outputs; rerun with the same folder to resume.
+        device: where evaluations and latency run (None: ``cuda`` if available, else ``cpu``).
+        logger: a Lightning logger or a list of them; a ``WandbLogger`` among them gets every generation.
+        show_progress: show progress bars.
+        ignore_index: label of pixels that count in no metric.
+        spread_check: architectures each process times before a distributed search, to compare the devices.
+    """
     out_dir = Path(out_dir)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     check_device(device)
@@ -91,7 +113,16 @@ def check_spread(evaluator: SupernetEvaluator, config: SearchConfig, device: str
                  out_dir: Optional[Path], count: int) -> None:
     """Refuse devices of different models, then time ``count`` architectures on every device at once (the
     smallest, the largest and random ones of the search's seed) and, on process 0, write their latencies and
-    spread to ``out_dir/gpu_spread.json`` and log it."""
+    spread to ``out_dir/gpu_spread.json`` and log it.
+
+    Args:
+        evaluator: this process's evaluator.
+        config: the search settings (its seed and branch count pick the random architectures).
+        device: this process's device.
+        group: the processes of the search.
+        out_dir: where process 0 writes ``gpu_spread.json``; None on the other processes.
+        count: architectures timed.
+    """
     name = device_name(device)
     if not all_agree(name):
         raise ValueError(f"the search's processes run on different devices (this one: {name}): latencies measured "
@@ -113,7 +144,11 @@ def check_spread(evaluator: SupernetEvaluator, config: SearchConfig, device: str
 
 
 def device_name(device: str) -> str:
-    """The model of ``device``: the GPU's name, or the CPU's architecture."""
+    """The model of ``device``: the GPU's name, or the CPU's architecture.
+
+    Args:
+        device: a torch device string (``cuda:0``, ``cpu``).
+    """
     target = torch.device(device)
     return torch.cuda.get_device_name(target) if target.type == "cuda" else f"{target.type} ({platform.machine()})"
 
@@ -121,7 +156,15 @@ def device_name(device: str) -> str:
 def measurement_inputs(supernet: SuperNet, datamodule: L.LightningDataModule, config: SearchConfig,
                        ignore_index: int, device: str) -> Dict[str, Any]:
     """Everything a candidate's measurements depend on: the supernet's weights (digest), the data module and its
-    arguments, the ignore label, the device the latency is measured on and the measurement settings."""
+    arguments, the ignore label, the device the latency is measured on and the measurement settings.
+
+    Args:
+        supernet: the supernet (its weights are digested).
+        datamodule: the data module (its class and arguments are recorded).
+        config: the search settings (their measurement part is recorded).
+        ignore_index: the ignore label.
+        device: the device latency is measured on.
+    """
     cls = type(datamodule)
     data_args = {k: v for k, v in getattr(datamodule, "hparams", {}).items()
                  if not k.startswith("_") and k not in ("pin_memory", "persistent_workers")}
@@ -131,7 +174,12 @@ def measurement_inputs(supernet: SuperNet, datamodule: L.LightningDataModule, co
 
 
 def check_space(trained: SearchSpace, requested: Optional[dict]) -> None:
-    """A config may restate the space, but only as the supernet was trained on it."""
+    """A config may restate the space, but only as the supernet was trained on it.
+
+    Args:
+        trained: the space stored in the supernet's checkpoint.
+        requested: the config's ``space:`` fields, or None/empty when it restates nothing.
+    """
     if not requested:
         return
     wanted = SearchSpace.from_dict({**trained.to_dict(), **requested}).to_dict()
@@ -145,7 +193,17 @@ def check_space(trained: SearchSpace, requested: Optional[dict]) -> None:
 def search_with(evaluate, space: SearchSpace, config: SearchConfig, journal: Journal, out_dir: Path, logger=None,
                 show_progress: bool = True) -> SearchResult:
     """Run the configured strategy with any evaluator and write the outputs, also when nothing was feasible. With a
-    ``WandbLogger`` among ``logger`` (one logger or a list), every generation is logged as it completes."""
+    ``WandbLogger`` among ``logger`` (one logger or a list), every generation is logged as it completes.
+
+    Args:
+        evaluate: the evaluator, called with one architecture (or its ``evaluate_batch`` with several).
+        space: the search space the strategy samples.
+        config: the search settings.
+        journal: the append-only journal measurements are recorded in and resumed from.
+        out_dir: folder of the outputs.
+        logger: a Lightning logger or a list of them.
+        show_progress: show progress bars.
+    """
     objectives = [OBJECTIVES.get(n) for n in config.objectives]
     dashboard = search_dashboard(logger, objectives)
     run: Optional[SearchRun] = None

@@ -27,7 +27,13 @@ class ArchitectureError(ValueError):
 
 
 def channels(stride: int, fch: int, width: float = 1.0) -> int:
-    """Channels of a feature map at ``stride`` (8/16/32): ``round(stride * Fch * width)``, at least 1."""
+    """Channels of a feature map at ``stride`` (8/16/32): ``round(stride * Fch * width)``, at least 1.
+
+    Args:
+        stride: the map's stride.
+        fch: filter multiplier.
+        width: channel multiplier of the cell.
+    """
     return max(1, int(round(stride * fch * width)))
 
 
@@ -39,7 +45,15 @@ def _as_tuple(value: Any, field_name: str) -> tuple:
 
 @dataclass(frozen=True)
 class Branch:
-    """Per-layer genes of one branch, stored column-wise (one tuple per gene kind)."""
+    """Per-layer genes of one branch, stored column-wise (one tuple per gene kind).
+
+    Args:
+        ops: registered operator name of each layer's cell (``conv``, ``light_conv``, ``mesa``, ...).
+        widths: channel multiplier of each cell (rounded to 4 decimals), e.g. 0.5 for half the channel rule.
+        downs: whether each cell halves the resolution (0/1 or false/true); at most two per branch.
+        nodes: what each layer does with the cell: ``pass`` its output, ``fuse`` it with the sibling branches,
+            or ``drop`` the cell.
+    """
 
     ops: tuple[str, ...]
     widths: tuple[float, ...]
@@ -103,6 +117,14 @@ class Architecture:
     aggregation head that brings the branches to one stride-8 map, a name in ``models.HEADS``) and ``classifier``
     (what turns that map into logits, a name in ``models.CLASSIFIERS``) are the build settings a retrained
     network needs; the supernet runs every architecture at output stride 8 with its own head and classifier.
+
+    Args:
+        branches: 1 to 3 branches, each with one gene per layer.
+        fch: filter multiplier: channels at stride ``s`` are ``round(s * fch * width)`` (12 by default; the
+            paper's S/M/L networks differ mainly in it).
+        output_stride: 8, or 4 to merge the stem's stride-4 feature before the classifier.
+        head: aggregation head, a name in ``models.HEADS`` (``progressive``, ``plain``).
+        classifier: classifier, a name in ``models.CLASSIFIERS`` (``linear``, ``attention``).
     """
 
     branches: tuple[Branch, ...]
@@ -151,7 +173,14 @@ class Architecture:
     # ------------------------------------------------------------------ validation
     def validate(self, memory_limit_gb: Optional[float] = None, batch_size: int = 16,
                  crop: Sequence[int] = (256, 512), known_ops: Optional[Iterable[str]] = None) -> Architecture:
-        """Check structure and the four constraints of the paper (section 3.4); return self or raise."""
+        """Check structure and the four constraints of the paper (section 3.4); return self or raise.
+
+        Args:
+            memory_limit_gb: constraint 4: the most estimated training memory in GiB (None skips the check).
+            batch_size: training batch size the memory is estimated at.
+            crop: training crop (height, width) the memory is estimated at.
+            known_ops: op names allowed (None: every registered op).
+        """
         if known_ops is None:
             from hyctas_lightning.ops import OPS
 
@@ -309,6 +338,12 @@ def estimate_training_memory_gb(arch: Architecture, batch_size: int = 16, crop: 
 
     Counts every distinct computation once (shared prefixes are shared), ``activation_factor`` maps per op
     (from the op registry) plus fusion and head maps. An estimate for constraint 4, not a measurement.
+
+    Args:
+        arch: the architecture.
+        batch_size: training batch size.
+        crop: training crop (height, width) in pixels.
+        bytes_per_value: bytes of one activation (4 for fp32, 2 for mixed precision).
     """
     from hyctas_lightning.ops import OPS
 

@@ -11,6 +11,7 @@ from .architecture import MAX_BRANCHES, NODES, OUTPUT_COMBINATIONS, SCALES, Arch
 
 DEFAULT_OPS = ("light_conv", "light_conv_2x", "conv", "conv_2x", "mesa")
 DEFAULT_WIDTHS = (4 / 12, 6 / 12, 8 / 12, 10 / 12, 1.0)
+HEAD_SHARING = ("combination", "branch")
 GENES_PER_LAYER = 4  # down, op, width, node
 
 
@@ -23,7 +24,10 @@ class SearchSpace:
     combination); every architecture of the space carries them, so a searched network retrains with the head it
     was searched with. ``stem_head_width`` scales the supernet's stem and head channels (``round(s * fch * w)``
     at stride ``s``): 1 is the plain channel rule; the paper's supernet starts with 64 channels at stride 8,
-    i.e. Fch 12 with width 8/12 (release).
+    i.e. Fch 12 with width 8/12 (release). ``head_sharing`` decides what the supernet's heads share: ``combination``
+    (the paper) builds every output combination's head apart; ``branch`` builds each final branch's refinement
+    once per final stride and shares it between the combinations that end a branch there (a single-branch
+    sub-network's head then trains with every sub-network that has a branch ending at its stride).
     ``largest()``/``smallest()`` are the two ends of sandwich sampling: the largest uses ``largest_op`` at full
     width with three branches and ``largest_node`` at every layer; the smallest one branch of ``smallest_op`` at
     the least width.
@@ -45,6 +49,7 @@ class SearchSpace:
     stem_head_width: float = 1.0
     head: str = "progressive"
     classifier: str = "linear"
+    head_sharing: str = "combination"
 
     def __post_init__(self) -> None:
         from hyctas_lightning.ops import OPS
@@ -69,6 +74,8 @@ class SearchSpace:
             raise ValueError(f"nodes: choose from {NODES} and include 'pass', got {self.nodes}")
         if not self.width_choices or not all(0 < w <= 1 for w in self.width_choices):
             raise ValueError(f"width_choices: every width must be in (0, 1], got {self.width_choices}")
+        if self.head_sharing not in HEAD_SHARING:
+            raise ValueError(f"head_sharing: one of {list(HEAD_SHARING)}, got {self.head_sharing!r}")
         if not self.stem_head_width > 0:
             raise ValueError(f"stem_head_width: must be positive (1: the plain channel rule), got "
                              f"{self.stem_head_width}")

@@ -14,7 +14,15 @@ class PolyWarmup:
     """Learning-rate factor at step ``t``: ``(1 - t / max_iters) ** power``, times a linear ramp from
     ``warmup_factor`` to 1 over the first ``warmup_iters`` steps (detectron2's ``WarmupPolyLR``; the release's
     own scheduler instead warms up geometrically from 5e-6 and starts the poly decay after the warm-up). A plain
-    object rather than a lambda, so the scheduler's state pickles."""
+    object rather than a lambda, so the scheduler's state pickles.
+
+    Args:
+        max_iters: total optimiser steps of the run; the factor reaches 0 here.
+        warmup_iters: steps of linear warm-up (0 disables it; must be below ``max_iters``). Longer warm-ups
+            steady training at high learning rates or large batches.
+        power: exponent of the poly decay (0.9, the usual segmentation value; 1 is linear).
+        warmup_factor: factor at step 0, the start of the warm-up ramp.
+    """
 
     max_iters: int
     warmup_iters: int = 0
@@ -39,6 +47,14 @@ class PolyWarmupLR(LambdaLR):
     """Poly decay with linear warm-up; step it every optimiser step (``interval: step``).
 
     Usable from YAML as ``lr_scheduler: {class_path: hyctas_lightning.training.PolyWarmupLR, init_args: ...}``.
+
+    Args:
+        optimizer: the optimiser whose learning rates are scaled (each group's initial ``lr`` is the peak).
+        max_iters: total optimiser steps of the run (e.g. epochs x batches per epoch); the rate reaches 0 here.
+        warmup_iters: steps of linear warm-up before the decay takes over (0 disables it).
+        power: exponent of the poly decay.
+        warmup_factor: learning-rate factor at the first warm-up step.
+        last_epoch: index of the last step taken, -1 for a fresh start (PyTorch's resume convention).
     """
 
     def __init__(self, optimizer: Optimizer, max_iters: int, warmup_iters: int = 0, power: float = 0.9,
@@ -47,11 +63,21 @@ class PolyWarmupLR(LambdaLR):
 
 
 def drop_path_modules(model: nn.Module) -> list[DropPath]:
-    """Every drop-path site of a network (residual paths of light_conv and mesa cells, or a plugin's)."""
+    """Every drop-path site of a network (residual paths of light_conv and mesa cells, or a plugin's).
+
+    Args:
+        model: the network to search.
+    """
     return [m for m in model.modules() if isinstance(m, DropPath)]
 
 
 def scheduled_drop_path(final_rate: float, step: int, total_steps: int) -> float:
     """Scheduled drop path (Auto-DeepLab, paper table 8): the probability rises linearly from 0 to
-    ``final_rate`` over training, so early training sees the whole network."""
+    ``final_rate`` over training, so early training sees the whole network.
+
+    Args:
+        final_rate: drop-path probability reached at the end of training.
+        step: current optimiser step.
+        total_steps: steps of the whole run.
+    """
     return final_rate * min(1.0, step / max(1, total_steps))
