@@ -85,7 +85,9 @@ def test_two_process_supernet_fit_as_typed_then_resumed_on_one(tmp_path):
     assert first["val"] == second["val"] and len(first["val"]) == 2
 
     # the same weights and calibration images in one process, the whole val split: the numbers logged above
-    module = SupernetModule.load_from_checkpoint(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)
+    # (the panel and calibration settings are chosen at evaluation, not stored: those of the fit above)
+    module = SupernetModule.load_from_checkpoint(tmp_path / "run/checkpoints/last.ckpt", weights_only=True,
+                                                 val_random=1, calibration_images=64)
     module._calibration = torch.load(tmp_path / "probe/calibration.pt")
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False)

@@ -17,6 +17,7 @@ TOOLS = {
     "show": "an architecture as a table and a figure",
     "data": "'hyctas data check': scan a dataset for problems",
     "search": "NSGA-II search of a trained supernet",
+    "rank": "does a supernet rank? its estimates against sub-networks trained alone (Kendall tau)",
     "bench": "batch-1 latency, plain and optimised, against peers",
     "export": "ONNX / TorchScript / torch.export with BatchNorm folded",
     "pipeline": "the whole method as one resumable run: supernet, search, rank study, retraining, report",

@@ -14,7 +14,7 @@ from .cityscapes import (
 from .coco import CocoPanopticDataModule, CocoPanopticDataset, rgb_to_id
 from .files import DatasetError, MissingSplitError
 from .labels import IGNORE_INDEX, LabelMap
-from .registry import DATASETS, build_datamodule, class_path, register_datamodule
+from .registry import DATASETS, build_datamodule, class_path, datamodule_spec, register_datamodule
 from .synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SyntheticStreetDataModule, SyntheticStreets, render_scene
 from .transforms import SegmentationTransform, TransformConfig
 
@@ -24,5 +24,5 @@ __all__ = ["ADE20K_CLASSES", "ADE20K_PALETTE", "ADE20KDataModule", "ADE20KDatase
            "DataReport", "DatasetError", "FileDataModule", "IGNORE_INDEX", "LabelMap", "MissingSplitError",
            "PairedFilesDataset", "SYNTHETIC_CLASSES", "SYNTHETIC_PALETTE", "Sample", "SegmentationDataModule",
            "SegmentationDataset", "SegmentationTransform", "SplitReport", "SyntheticStreetDataModule",
-           "SyntheticStreets", "TransformConfig", "build_datamodule", "check_data", "class_path",
+           "SyntheticStreets", "TransformConfig", "build_datamodule", "check_data", "class_path", "datamodule_spec",
            "register_datamodule", "render_scene", "rgb_to_id"]

@@ -60,7 +60,8 @@ def _interval(values: np.ndarray, confidence: float) -> Tuple[float, float]:
 def rank_correlation(estimates: Sequence[float], outcomes: Sequence[float], bootstrap: int = 1000, seed: int = 0,
                      confidence: float = 0.95) -> RankCorrelation:
     """Kendall tau and Spearman rho between ``estimates`` and ``outcomes`` (paired, same order), each with a
-    percentile bootstrap interval from ``bootstrap`` resamples of the pairs.
+    percentile bootstrap interval from ``bootstrap`` resamples of the pairs. A constant side has no ranking: every
+    coefficient and interval is then NaN.
 
     Args:
         estimates: the predicted scores, e.g. a supernet's mIoU of each architecture.
@@ -79,6 +80,9 @@ def rank_correlation(estimates: Sequence[float], outcomes: Sequence[float], boot
         raise ValueError("rank_correlation: estimates and outcomes must not hold NaN (an unmeasured item?)")
     if not 0 < confidence < 1:
         raise ValueError(f"rank_correlation: confidence must be in (0, 1), got {confidence}")
+    if np.ptp(x) == 0 or np.ptp(y) == 0:  # a constant side (e.g. one prediction for every input) ranks nothing
+        nan2 = (math.nan, math.nan)
+        return RankCorrelation(int(x.size), math.nan, math.nan, nan2, math.nan, math.nan, nan2, confidence, 0)
     tau, tau_p = kendalltau(x, y)
     rho, rho_p = spearmanr(x, y)
     rng = np.random.default_rng(seed)

@@ -8,10 +8,17 @@ import torch
 from torchmetrics.classification import MulticlassJaccardIndex
 
 
-def per_class_iou(num_classes: int, ignore_index: int = 255) -> MulticlassJaccardIndex:
+def per_class_iou(num_classes: int, ignore_index: int = 255, sync_on_compute: bool = True) -> MulticlassJaccardIndex:
     """A metric giving each class's IoU over everything it has seen; a class absent from both predictions and
-    labels is NaN (not 0), so it neither shows as a failure nor drags the mean down."""
-    return MulticlassJaccardIndex(num_classes, ignore_index=ignore_index, average="none", zero_division=math.nan)
+    labels is NaN (not 0), so it neither shows as a failure nor drags the mean down.
+
+    Args:
+        num_classes: classes of the predictions.
+        ignore_index: label that counts nowhere.
+        sync_on_compute: sum the counts of every process of a distributed run (False: this process's own).
+    """
+    return MulticlassJaccardIndex(num_classes, ignore_index=ignore_index, average="none", zero_division=math.nan,
+                                  sync_on_compute=sync_on_compute)
 
 
 def mean_iou(ious: torch.Tensor) -> torch.Tensor:

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, Sequence, Tuple
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader
-from torchmetrics.classification import MulticlassJaccardIndex
 
-from hyctas_lightning.data.base import reseed_worker
 from hyctas_lightning.evaluation import profile_architecture
-from hyctas_lightning.evaluation.batchnorm import recalibrate_bn
 from hyctas_lightning.evaluation.bench import Variant, optimise
 from hyctas_lightning.evaluation.latency import measure_latency
+from hyctas_lightning.evaluation.weight_sharing import SubnetScorer, collect_images
 from hyctas_lightning.models import ChildNet, SuperNet
 from hyctas_lightning.search_space import Architecture
 
@@ -31,39 +27,6 @@ def _timer(timing: Dict[str, float], part: str) -> Iterator[None]:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     timing[part] = timing.get(part, 0.0) + time.perf_counter() - start
-
-
-def collect_images(datamodule: L.LightningDataModule, split: str, limit: int | None, seed: int,
-                   with_masks: bool) -> List:
-    """Batches of a split, up to ``limit`` images, held in memory for every candidate (drawn once, seeded): the
-    same images on every process of a search spread over several (the whole split, augmented from ``seed`` alone)."""
-    datamodule.setup("fit" if split == "train" else "validate")
-    torch.manual_seed(seed)
-    loader = whole_split(datamodule.train_dataloader() if split == "train" else datamodule.val_dataloader(),
-                         shuffle=split == "train", seed=seed)
-    batches, seen = [], 0
-    for batch in loader:
-        take = batch["image"].shape[0] if limit is None else min(batch["image"].shape[0], limit - seen)
-        images = batch["image"][:take]
-        batches.append((images, batch["mask"][:take]) if with_masks else images)
-        seen += take
-        if limit is not None and seen >= limit:
-            break
-    if not batches:
-        raise ValueError(f"the {split} split gave no images for the search")
-    return batches
-
-
-def whole_split(loader: DataLoader, shuffle: bool, seed: int) -> DataLoader:
-    """A loader like ``loader`` over its whole dataset, augmenting from ``seed`` (its workers from torch's stream), on
-    any process: a data module attached to a Trainer of several processes hands out one share of its evaluation
-    splits, and augments differently on every process."""
-    dataset = loader.dataset
-    if hasattr(dataset, "reseed"):
-        dataset.reseed(seed)
-    return DataLoader(dataset, batch_size=loader.batch_size, shuffle=shuffle, num_workers=loader.num_workers,
-                      collate_fn=loader.collate_fn, drop_last=loader.drop_last,
-                      worker_init_fn=reseed_worker if loader.num_workers else None)
 
 
 class SupernetEvaluator:
@@ -89,8 +52,7 @@ class SupernetEvaluator:
         self.validation = [(x.to(self.device), y.to(self.device)) for x, y in validation]
         self.config = config
         # one candidate's own score: never summed with what other processes of a spread search are scoring
-        self.metric = MulticlassJaccardIndex(supernet.num_classes, ignore_index=ignore_index,
-                                             sync_on_compute=False).to(self.device)
+        self.scorer = SubnetScorer(self.supernet, self.calibration, supernet.num_classes, ignore_index)
         self.variant = Variant.parse(config.latency_variant)
         self._warm_up()
 
@@ -125,15 +87,14 @@ class SupernetEvaluator:
         if c.latency_cap_ms is not None and values["latency_ms"] > c.latency_cap_ms:
             return Measurement(values, timing)
         with _timer(timing, "recalibration"):
-            recalibrate_bn(self.supernet, lambda x: self.supernet(x, arch), self.calibration)
+            self.scorer.calibrate(arch)
         with _timer(timing, "validation"):
             values["miou"] = self.miou(arch)
         return Measurement(values, timing)
 
-    @torch.no_grad()
     def miou(self, arch: Architecture) -> float:
-        self.supernet.eval()
-        self.metric.reset()
-        for images, masks in self.validation:
-            self.metric.update(self.supernet(images, arch).argmax(1), masks)
-        return float(self.metric.compute())
+        """mIoU with the BN statistics in place (the search recalibrates first)."""
+        return self.scorer.miou(arch, self.validation)
+
+
+__all__ = ["SupernetEvaluator", "collect_images"]

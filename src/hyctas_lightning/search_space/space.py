@@ -29,7 +29,8 @@ class SearchSpace:
     once per final stride and shares it between the combinations that end a branch there (a single-branch
     sub-network's head then trains with every sub-network that has a branch ending at its stride).
     ``largest()``/``smallest()`` are the two ends of sandwich sampling: the largest uses ``largest_op`` at full
-    width with three branches fusing everywhere; the smallest one branch of ``smallest_op`` at the least width.
+    width with three branches and ``largest_node`` at every layer; the smallest one branch of ``smallest_op`` at
+    the least width.
     """
 
     layers: int = 16
@@ -39,6 +40,7 @@ class SearchSpace:
     branch_prior: tuple[float, ...] = (0.2, 0.3, 0.5)
     nodes: tuple[str, ...] = NODES
     largest_op: str = "conv_2x"
+    largest_node: str = "fuse"
     smallest_op: str = "light_conv"
     memory_limit_gb: Optional[float] = None
     memory_batch_size: int = 16
@@ -63,6 +65,8 @@ class SearchSpace:
         for name in ("largest_op", "smallest_op"):
             if getattr(self, name) not in self.ops:
                 raise ValueError(f"{name}: '{getattr(self, name)}' is not in ops {list(self.ops)}")
+        if self.largest_node not in ("pass", "fuse"):
+            raise ValueError(f"largest_node: 'fuse' or 'pass', got '{self.largest_node}'")
         prior = self.branch_prior
         if len(prior) != MAX_BRANCHES or abs(sum(prior) - 1) > 1e-6 or min(prior) < 0:
             raise ValueError(f"branch_prior: need {MAX_BRANCHES} probabilities summing to 1, got {self.branch_prior}")
@@ -153,8 +157,9 @@ class SearchSpace:
         return Architecture(tuple(_branch(g) for g in built), **self._settings())
 
     def largest(self) -> Architecture:
-        """Three branches, full width, ``largest_op`` everywhere, fusing at every layer."""
-        node = "fuse" if "fuse" in self.nodes else "pass"
+        """Three branches, full width, ``largest_op`` everywhere, ``largest_node`` at every layer (``fuse``
+        falls back to ``pass`` where the space has no fusion)."""
+        node = self.largest_node if self.largest_node in self.nodes else "pass"
 
         def branch(downs: Sequence[int]) -> Branch:
             return _branch([(self.largest_op, max(self.width_choices), layer in downs, node)
@@ -162,11 +167,15 @@ class SearchSpace:
 
         return self.validate(Architecture((branch(()), branch((0,)), branch((0, 1))), **self._settings()))
 
-    def smallest(self) -> Architecture:
-        """One branch that reaches stride 32 at once, least width, every other cell dropped where allowed."""
+    def smallest(self, end_scale: int = 32) -> Architecture:
+        """One branch that goes down to ``end_scale`` (8, 16 or 32) at once, least width, every other cell
+        dropped where allowed (the last always runs). The default, stride 32, is the cheapest network."""
+        if end_scale not in SCALES:
+            raise ValueError(f"end_scale: one of {SCALES}, got {end_scale}")
+        downs = range(SCALES.index(end_scale))
         node = "drop" if "drop" in self.nodes else "pass"
-        genes = [(self.smallest_op, min(self.width_choices), layer in (0, 1),
-                  "pass" if layer in (0, 1) or layer == self.layers - 1 else node) for layer in range(self.layers)]
+        genes = [(self.smallest_op, min(self.width_choices), layer in downs,
+                  "pass" if layer in downs or layer == self.layers - 1 else node) for layer in range(self.layers)]
         return self.validate(Architecture((_branch(genes),), **self._settings()))
 
     # ------------------------------------------------------------------ genes

@@ -1,15 +1,27 @@
 """LightningModules: training the supernet, retraining a fixed architecture or a registered network, and
 panoptic segmentation on a searched network."""
 from .checkpointing import AtomicCheckpointIO, LastCheckpoint, RandomStateCheckpoint
+from .deadline import Deadline
 from .divergence import DivergenceGuard
 from .losses import distillation_loss, segmentation_loss
 from .panoptic import PanopticModule
 from .prediction import PanopticWriter, SegmentationWriter
-from .sampling import SandwichSampler
+from .ranking import (
+    RankingCallback,
+    RankingReport,
+    ReferenceCache,
+    StandaloneRecipe,
+    estimate_panel,
+    ranking_panel,
+    train_standalone,
+)
+from .sampling import SAMPLERS, SandwichSampler, build_sampler, register_sampler
 from .schedules import PolyWarmup, PolyWarmupLR
 from .segmentation import SegmentationModule
 from .supernet import SupernetModule
 
-__all__ = ["AtomicCheckpointIO", "DivergenceGuard", "LastCheckpoint", "PanopticModule", "PanopticWriter", "PolyWarmup",
-           "PolyWarmupLR", "RandomStateCheckpoint", "SandwichSampler", "SegmentationModule", "SegmentationWriter",
-           "SupernetModule", "distillation_loss", "segmentation_loss"]
+__all__ = ["AtomicCheckpointIO", "Deadline", "DivergenceGuard", "LastCheckpoint", "PanopticModule", "PanopticWriter",
+           "PolyWarmup", "PolyWarmupLR", "RandomStateCheckpoint", "RankingCallback", "RankingReport", "ReferenceCache",
+           "SAMPLERS", "SandwichSampler", "SegmentationModule", "SegmentationWriter", "StandaloneRecipe",
+           "SupernetModule", "build_sampler", "distillation_loss", "estimate_panel", "ranking_panel",
+           "register_sampler", "segmentation_loss", "train_standalone"]

@@ -20,7 +20,6 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import lightning as L
 import torch
 import torch.distributed as dist
-from lightning.fabric.utilities.distributed import _gather_all_tensors
 from torch.nn.parallel import DistributedDataParallel
 
 from hyctas_lightning.distributed import all_agree
@@ -81,15 +80,6 @@ def require_same_architectures(step: int, draws: Sequence[Tuple[str, Architectur
     if not all_agree(described):
         raise RuntimeError(f"the training processes drew different sub-networks at step {step} (this process: "
                            f"{described}); every process must draw from the same sampler seed and step")
-
-
-def gather_batches(module: L.LightningModule, batches: Sequence[torch.Tensor]) -> List[torch.Tensor]:
-    """Every process's ``batches`` on every process, batch by batch in rank order, so that work done on them
-    (BatchNorm recalibration) gives the same result everywhere. Batches may differ in size between processes."""
-    trainer = module._trainer
-    if trainer is None or trainer.world_size == 1:
-        return list(batches)
-    return [part for images in batches for part in _gather_all_tensors(images.contiguous())]
 
 
 def log_global(module: L.LightningModule, values: Dict[str, torch.Tensor], **kwargs) -> None:

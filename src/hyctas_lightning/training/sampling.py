@@ -1,36 +1,265 @@
-"""Sandwich sampling under the branch-count prior (paper section 3.4, eq. 1-2)."""
+"""Which sub-networks a supernet training step trains (paper section 3.4, eq. 1-2), selectable by name.
+
+Every sampler draws step ``t``'s sub-networks from ``(seed, t)`` alone, so a run resumed from a checkpoint
+samples exactly the architectures an uninterrupted run would have. ``sample(step)`` returns ``(name, arch)``
+pairs; the name says the role (``largest``, ``smallest``, ``random{i}``), which distillation and logging read.
+"""
 from __future__ import annotations
 
+import dataclasses
 import random
-from dataclasses import dataclass
-from typing import List, Tuple
+from collections import Counter
+from typing import Callable, Dict, List, Sequence, Tuple
 
-from hyctas_lightning.search_space import Architecture, SearchSpace
+from hyctas_lightning.registry import Registry
+from hyctas_lightning.search_space import SCALES, Architecture, Branch, SearchSpace
+
+Draw = List[Tuple[str, Architecture]]
+SAMPLERS: Registry[type] = Registry("supernet sampler")
 
 
-@dataclass
-class SandwichSampler:
-    """Per step: the largest sub-network, the smallest, and ``num_random`` random ones whose branch count is
-    drawn from the space's prior and every other gene uniformly.
+class SubnetSampler:
+    """Base of the samplers: seeded per step, resumable, with the total length of training known.
 
-    The draw of step ``t`` depends only on ``(seed, t)``, so a run resumed from a checkpoint samples exactly
-    the architectures an uninterrupted run would have sampled.
+    Args:
+        space: the supernet's search space.
+        seed: seed of the per-step draws.
+        total_steps: optimiser steps of the whole run (set when training starts; schedules use it).
     """
 
-    space: SearchSpace
-    num_random: int = 2
-    seed: int = 0
+    leads_with_largest = False  # every step's first sub-network is the largest (in-place distillation's teacher)
+
+    def __init__(self, space: SearchSpace, seed: int = 0, total_steps: int = 0) -> None:
+        self.space = space
+        self.seed = seed
+        self.total_steps = total_steps
 
     def rng(self, step: int) -> random.Random:
         return random.Random(f"{self.seed}:{step}")
 
-    def sample(self, step: int) -> List[Tuple[str, Architecture]]:
-        rng = self.rng(step)
-        drawn = [(f"random{i}", self.space.sample(rng)) for i in range(self.num_random)]
-        return [("largest", self.space.largest()), ("smallest", self.space.smallest())] + drawn
+    def sample(self, step: int) -> Draw:
+        raise NotImplementedError
+
+    def options(self) -> dict:
+        """The constructor arguments besides ``space`` (what a checkpoint stores)."""
+        return {"seed": self.seed, "total_steps": self.total_steps}
 
     def state_dict(self) -> dict:
-        return {"num_random": self.num_random, "seed": self.seed}
+        return {"name": type(self).registered_name, **self.options()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.num_random, self.seed = state["num_random"], state["seed"]
+        for key, value in state.items():
+            if key != "name":
+                setattr(self, key, tuple(value) if isinstance(value, list) else value)
+
+
+def register_sampler(name: str) -> Callable[[type], type]:
+    """Register a sampler class under ``name`` (``SupernetModule(sampling=name)``)."""
+
+    def decorator(cls: type) -> type:
+        cls.registered_name = name
+        return SAMPLERS.register(name)(cls)
+
+    return decorator
+
+
+def build_sampler(name: str, space: SearchSpace, seed: int = 0, **options) -> SubnetSampler:
+    """The sampler registered as ``name``; ``options`` go to its constructor (a clear error for wrong ones)."""
+    cls = SAMPLERS.get(name)
+    try:
+        return cls(space, seed=seed, **options)
+    except TypeError as e:
+        raise ValueError(f"sampler_args for sampling '{name}': {e}") from None
+
+
+def smallest_ending_at(space: SearchSpace, step: int, rotate: bool) -> Architecture:
+    """The smallest sub-network; with ``rotate`` its final stride cycles 8, 16, 32 over the steps, so the
+    one-branch heads of every output stride are trained as often as that of stride 32."""
+    return space.smallest(SCALES[step % len(SCALES)] if rotate else SCALES[-1])
+
+
+@register_sampler("sandwich")
+class SandwichSampler(SubnetSampler):
+    """The sandwich rule (Yu et al., 'BigNAS: Scaling Up Neural Architecture Search with Big Single-Stage
+    Models', ECCV 2020; 'Universally Slimmable Networks', ICCV 2019): per step the largest sub-network, the
+    smallest and ``num_random`` random ones drawn under the branch prior.
+
+    Effective branch-count frequencies over all trained sub-networks (largest: 3 branches, smallest: 1):
+    ``((1 + n rho_1) / (n + 2), n rho_2 / (n + 2), (1 + n rho_3) / (n + 2))``; with the paper's prior and
+    ``n = 2``: 0.35 / 0.15 / 0.50.
+
+    Args:
+        space: the supernet's search space.
+        num_random: random sub-networks per step.
+        seed: seed of the per-step draws.
+        rotate_smallest: cycle the smallest one's final stride 8, 16, 32 over the steps (else always 32).
+        total_steps: length of the run (unused).
+    """
+
+    def __init__(self, space: SearchSpace, num_random: int = 2, seed: int = 0, rotate_smallest: bool = False,
+                 total_steps: int = 0) -> None:
+        super().__init__(space, seed, total_steps)
+        self.num_random = num_random
+        self.rotate_smallest = rotate_smallest
+
+    leads_with_largest = True
+
+    def options(self) -> dict:
+        return {**super().options(), "num_random": self.num_random, "rotate_smallest": self.rotate_smallest}
+
+    def sample(self, step: int) -> Draw:
+        rng = self.rng(step)
+        drawn = [(f"random{i}", self.space.sample(rng)) for i in range(self.num_random)]
+        return [("largest", self.space.largest()),
+                ("smallest", smallest_ending_at(self.space, step, self.rotate_smallest))] + drawn
+
+
+@register_sampler("single")
+class SinglePathSampler(SubnetSampler):
+    """The paper's rule (section 3.4): one sub-network per step, its branch count drawn with the prior rho and
+    every other gene uniformly (single-path one-shot training, Guo et al., 'Single Path One-Shot Neural
+    Architecture Search with Uniform Sampling', ECCV 2020). Branch-count frequencies are rho itself.
+
+    Args:
+        space: the supernet's search space.
+        seed: seed of the per-step draws.
+        total_steps: length of the run (unused).
+    """
+
+    def sample(self, step: int) -> Draw:
+        return [("random0", self.space.sample(self.rng(step)))]
+
+
+@register_sampler("fair")
+class FairSampler(SubnetSampler):
+    """Strict fairness (Chu et al., 'FairNAS: Rethinking Evaluation Fairness of Weight Sharing Neural
+    Architecture Search', ICCV 2021): per step ``len(ops)`` sub-networks share one topology drawn under the
+    prior (branches, downs, widths, nodes) and differ only in their ops: at every cell the sub-networks take a
+    random permutation of all ops, so each op of each visited cell is trained exactly once per step.
+    Branch-count frequencies are rho. With ``with_largest`` the largest sub-network runs first each step, the
+    teacher of in-place distillation (``distill: inplace``, BigNAS) for the fair sub-networks.
+
+    Args:
+        space: the supernet's search space.
+        seed: seed of the per-step draws.
+        with_largest: also train the largest sub-network, first, every step.
+        total_steps: length of the run (unused).
+    """
+
+    def __init__(self, space: SearchSpace, seed: int = 0, with_largest: bool = False, total_steps: int = 0) -> None:
+        super().__init__(space, seed, total_steps)
+        self.with_largest = with_largest
+
+    @property
+    def leads_with_largest(self) -> bool:
+        return self.with_largest
+
+    def options(self) -> dict:
+        return {**super().options(), "with_largest": self.with_largest}
+
+    def sample(self, step: int) -> Draw:
+        rng = self.rng(step)
+        base = self.space.sample(rng)
+        m = len(self.space.ops)
+        perms = {(layer, group[0]): rng.sample(self.space.ops, m)
+                 for layer in range(base.num_layers) for group in base.groups(layer)}
+        drawn = []
+        for j in range(m):
+            arch = regene(base, lambda layer, lead, gene, j=j: (perms[layer, lead][j], gene[1]))
+            drawn.append((f"random{j}", self.space.validate(arch)))
+        return [("largest", self.space.largest())] * self.with_largest + drawn
+
+
+@register_sampler("progressive")
+class ProgressiveSampler(SubnetSampler):
+    """Progressive shrinking (Cai et al., 'Once-for-All: Train One Network and Specialize it for Efficient
+    Deployment', ICLR 2020): train the largest sub-network alone first, then let more of the space in by
+    phases, each step training the largest plus ``num_random`` sub-networks of the current phase:
+
+    1. ``largest``: the largest alone (until ``phases[0]`` of the run);
+    2. ``widths``: three branches of ``largest_op``, random widths, downs and pass/fuse nodes;
+    3. ``ops``: three branches, every op, random widths and pass/fuse nodes;
+    4. ``full``: the whole space under the branch prior (from ``phases[2]`` of the run on).
+
+    In the last phase the branch-count frequencies equal the sandwich's with no smallest:
+    ``(n rho_1, n rho_2, 1 + n rho_3) / (n + 1)``.
+
+    Args:
+        space: the supernet's search space.
+        num_random: sub-networks of the current phase per step (besides the largest).
+        phases: fractions of the run where phases 2, 3 and 4 begin.
+        seed: seed of the per-step draws.
+        total_steps: length of the run; set by ``SupernetModule`` when training starts.
+    """
+
+    PHASES = ("largest", "widths", "ops", "full")
+    leads_with_largest = True
+
+    def __init__(self, space: SearchSpace, num_random: int = 2, phases: Sequence[float] = (0.1, 0.25, 0.45),
+                 seed: int = 0, total_steps: int = 0) -> None:
+        super().__init__(space, seed, total_steps)
+        phases = tuple(float(p) for p in phases)
+        if len(phases) != 3 or list(phases) != sorted(phases) or not 0 <= phases[0] <= phases[-1] <= 1:
+            raise ValueError(f"phases: three increasing fractions of the run in [0, 1], got {list(phases)}")
+        self.num_random = num_random
+        self.phases = phases
+        largest = space.largest_op
+        nodes = tuple(n for n in space.nodes if n != "drop")
+        three = (0.0, 0.0, 1.0)
+        self.spaces = {"widths": dataclasses.replace(space, ops=(largest,), smallest_op=largest, nodes=nodes,
+                                                     branch_prior=three),
+                       "ops": dataclasses.replace(space, nodes=nodes, branch_prior=three),
+                       "full": space}
+
+    def options(self) -> dict:
+        return {**super().options(), "num_random": self.num_random, "phases": list(self.phases)}
+
+    def phase(self, step: int) -> str:
+        if self.total_steps <= 0:
+            raise ValueError("progressive sampling needs the run's length: set total_steps (SupernetModule does "
+                             "so when training starts; give trainer.max_steps or max_epochs)")
+        fraction = step / self.total_steps
+        return self.PHASES[sum(fraction >= p for p in self.phases)]
+
+    def sample(self, step: int) -> Draw:
+        phase = self.phase(step)
+        drawn = [("largest", self.space.largest())]
+        if phase != "largest":
+            rng = self.rng(step)
+            drawn += [(f"random{i}", self.space.validate(self.spaces[phase].sample(rng)))
+                      for i in range(self.num_random)]
+        return drawn
+
+
+def regene(arch: Architecture, new: Callable[[int, int, tuple], Tuple[str, float]]) -> Architecture:
+    """``arch`` with the op and width of every computation replaced by ``new(layer, lead branch, gene)``.
+
+    Branches that are one computation at a layer get the same new genes, so shared prefixes stay shared and the
+    down-sampling constraint (separate paths never down-sample at the same layer) still holds.
+    """
+    genes = [list(zip(*(list(b.ops), list(b.widths)))) for b in arch.branches]
+    for layer in range(arch.num_layers):
+        for group in arch.groups(layer):
+            op, width = new(layer, group[0], arch.branches[group[0]].gene(layer))
+            for i in group:
+                genes[i][layer] = (op, width)
+    branches = tuple(Branch(ops=[g[0] for g in genes[i]], widths=[g[1] for g in genes[i]], downs=b.downs,
+                            nodes=b.nodes) for i, b in enumerate(arch.branches))
+    return Architecture(branches, fch=arch.fch, output_stride=arch.output_stride)
+
+
+def branch_frequencies(sampler: SubnetSampler, steps: int, start: int = 0) -> Dict[int, float]:
+    """Fraction of trained sub-networks with 1, 2 and 3 branches over ``steps`` steps (documentation, tests)."""
+    counts = Counter(arch.num_branches for step in range(start, start + steps) for _, arch in sampler.sample(step))
+    total = sum(counts.values())
+    return {n: counts[n] / total for n in (1, 2, 3)}
+
+
+def head_updates(sampler: SubnetSampler, steps: int, start: int = 0) -> Dict[Tuple[int, ...], float]:
+    """Mean number of training passes per step through each output combination's head."""
+    counts = Counter(arch.end_scales for step in range(start, start + steps) for _, arch in sampler.sample(step))
+    return {combo: counts[combo] / steps for combo in sorted(counts, key=lambda c: (len(c), c))}
+
+
+__all__ = ["SAMPLERS", "FairSampler", "ProgressiveSampler", "SandwichSampler", "SinglePathSampler", "SubnetSampler",
+           "branch_frequencies", "build_sampler", "head_updates", "register_sampler", "regene"]

@@ -1,104 +1,164 @@
-"""Supernet training (paper section 3.4 eq. 1, section 4.2): weight sharing with sandwich sampling."""
+"""Supernet training (paper section 3.4 eq. 1, section 4.2): weight sharing, sub-networks drawn per step by a
+registered sampler, optional distillation."""
 from __future__ import annotations
 
-import math
-import random
+import inspect
 from typing import Any, Dict, List, Optional
 
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics.classification import MulticlassJaccardIndex
 
 from hyctas_lightning.checkpoints import SUPERNET_KIND, require_kind, supernet_metadata
-from hyctas_lightning.data.registry import class_path
-from hyctas_lightning.evaluation.batchnorm import bn_state, load_bn_state, recalibrate_bn
-from hyctas_lightning.models import SuperNet
+from hyctas_lightning.data.registry import datamodule_spec
+from hyctas_lightning.evaluation.batchnorm import bn_state, load_bn_state
+from hyctas_lightning.evaluation.metrics import mean_iou, per_class_iou
+from hyctas_lightning.evaluation.weight_sharing import SubnetScorer, collect_images
+from hyctas_lightning.models import SuperNet, load_network
 from hyctas_lightning.search_space import Architecture, SearchSpace
 
-from .ddp import gather_batches, log_global, one_gradient_sync, require_same_architectures
+from .ddp import log_global, one_gradient_sync, require_same_architectures
 from .losses import distillation_loss, segmentation_loss
-from .sampling import SandwichSampler
+from .ranking import ranking_panel
+from .sampling import SAMPLERS, SandwichSampler, build_sampler
+
+DISTILL_MODES = (None, "inplace", "teacher")
 
 
 class SupernetModule(L.LightningModule):
-    """Owns the SuperNet, its SearchSpace and the sandwich sampler.
+    """Owns the SuperNet, its SearchSpace and the sampler of the sub-networks each step trains.
 
-    Each training step runs the largest sub-network, the smallest and ``num_random`` random ones, back-
-    propagating each loss in turn so that their gradients accumulate into one optimiser step (memory stays
-    that of one sub-network). With ``distill`` the smaller ones learn the largest one's soft predictions.
+    Each training step runs the sub-networks of ``sampling`` (``sandwich``: largest + smallest + ``num_random``
+    random; ``single``: one random, the paper's rule; ``fair``: one per op with the ops permuted per cell;
+    ``progressive``: largest first, then widths, ops, everything), back-propagating each loss in turn so their
+    gradients accumulate into one optimiser step (memory stays that of one sub-network).
 
-    BatchNorm statistics are shared across widths and sub-networks, so validation recalibrates them per
-    evaluated sub-network on the last ``bn_calibration_batches`` training batches (the same procedure the
-    search uses) and restores them afterwards. Validation reports mIoU of the largest, the smallest and
-    ``val_random`` fixed random sub-networks (1, 2, 3 branches in turn, drawn once from ``val_seed``).
-
-    Optimiser and schedule come from the CLI (``optimizer:``/``lr_scheduler:`` in YAML); the schedule is
-    stepped once per epoch.
+    Validation estimates a fixed panel (largest, smallest, ``val_random`` random sub-networks over 1, 2, 3
+    branches; see ``ranking_panel``) the way the search does: BN recalibrated per sub-network on
+    ``calibration_images`` training images drawn once from ``val_seed``, mIoU on the validation split. It logs
+    ``val/mIoU_<member>``, ``val/mIoU_random`` (the random members' mean, also ``val/mIoU``) and leaves the
+    supernet's own statistics as they were. ``hyctas validate --ckpt_path`` on a supernet does the same.
 
     On several devices (``--trainer.devices N``, strategy ``ddp`` or ``auto``) every process draws the same
     sub-networks (checked each step), their gradients are averaged in one all-reduce per optimiser step
-    (``training.ddp``), the recalibration batches are those of all processes, and the validation metrics are summed
-    over the processes' shares of the validation split: every process logs the numbers one process would.
+    (``training.ddp``), every process recalibrates on the same images (``collect_images`` reads the whole split
+    from ``val_seed``), and the validation metrics are summed over the processes' shares of the validation split:
+    every process logs the numbers one process would.
 
     Args:
-        space: the search space (layers, Fch, ops, widths, branch prior, ...); a dict in YAML.
-        num_classes: output classes; the CLI links it to the data's class count.
-        num_random: random sub-networks per step besides the largest and the smallest.
-        distill: in-place distillation: the smaller sub-networks learn the largest one's soft predictions.
-        distill_temperature: softmax temperature of the distillation loss.
-        bootstrap_ratio: bootstrapped cross-entropy on the hardest fraction of pixels (None: plain cross-entropy).
-        ignore_index: label of pixels that count in neither loss nor metrics.
-        val_random: fixed random sub-networks evaluated at validation (1, 2, 3 branches in turn).
-        val_seed: seed of those validation sub-networks.
-        bn_calibration_batches: training batches (of all processes together) that recalibrate BatchNorm for each
-            evaluated sub-network.
-        gradient_clip: clip the gradient norm of each optimiser step to this value (None: no clipping).
-        seed: seed of the sampler; step ``t`` draws its sub-networks from ``(seed, t)`` alone.
+        space: the search space (a ``SearchSpace`` or its dict form, as in YAML).
+        num_classes: classes of the data.
+        sampling: registered sampler name: ``sandwich``, ``single``, ``fair`` or ``progressive``.
+        num_random: random sub-networks per step, for the samplers that take it (sandwich, progressive).
+        sampler_args: further sampler options, e.g. ``{rotate_smallest: true}`` or ``{phases: [0.1, 0.25, 0.45]}``.
+        distill: None; ``inplace`` (in-place distillation: the other sub-networks learn the largest one's soft
+            predictions, BigNAS); ``teacher`` (every sub-network learns a fixed, separately trained network's).
+        distill_weight: weight of the distillation loss; the cross-entropy gets ``1 - distill_weight``.
+        distill_temperature: softmax temperature of distillation.
+        teacher: retrain checkpoint of the teacher (``distill: teacher``).
+        bootstrap_ratio: bootstrapped cross-entropy on the hardest fraction of pixels (None: plain).
+        ignore_index: label ignored by loss and metric.
+        val_random: random members of the validation panel (not stored in checkpoints, like the next two).
+        val_seed: seed of the panel and of the calibration images.
+        calibration_images: training images BN statistics are recalibrated on before each estimate.
+        gradient_clip: clip the summed gradient of a step to this norm (None: off).
+        scheduler_interval: step the learning-rate schedule every ``epoch`` (the paper's exponential decay) or
+            every ``step`` (e.g. ``PolyWarmupLR`` with a warm-up).
+        seed: seed of the per-step draws.
     """
 
     checkpoint_kind = SUPERNET_KIND
     flops_per_batch = None  # read by ThroughputMonitor (model FLOPs utilisation): the sub-networks change every step
 
-    def __init__(self, space: Optional[SearchSpace] = None, num_classes: int = 19, num_random: int = 2,
-                 distill: bool = False, distill_temperature: float = 1.0, bootstrap_ratio: Optional[float] = None,
-                 ignore_index: int = 255, val_random: int = 3, val_seed: int = 0, bn_calibration_batches: int = 4,
-                 gradient_clip: Optional[float] = None, seed: int = 0) -> None:
+    def __init__(self, space: Optional[SearchSpace] = None, num_classes: int = 19, sampling: str = "sandwich",
+                 num_random: int = 2, sampler_args: Optional[Dict[str, Any]] = None, distill: Optional[str] = None,
+                 distill_weight: float = 1.0, distill_temperature: float = 1.0, teacher: Optional[str] = None,
+                 bootstrap_ratio: Optional[float] = None, ignore_index: int = 255, val_random: int = 12,
+                 val_seed: int = 0, calibration_images: int = 64, gradient_clip: Optional[float] = None,
+                 scheduler_interval: str = "epoch", seed: int = 0) -> None:
         super().__init__()
         space = SearchSpace.from_dict(space) if isinstance(space, dict) else (space or SearchSpace())
-        self.save_hyperparameters(ignore=["space"])
+        # how validation estimates is chosen at evaluation, not stored: a checkpoint's hyper-parameters override
+        # the command line when LightningCLI loads it
+        self.save_hyperparameters(ignore=["space", "val_random", "val_seed", "calibration_images"])
+        self.val_seed, self.calibration_images = val_seed, calibration_images
         self.hparams["space"] = space.to_dict()  # plain data, so checkpoints load without pickled classes
+        self._check_options()
         self.automatic_optimization = False
         self.space = space
         self.supernet = SuperNet(space, num_classes)
-        self.sampler = SandwichSampler(space, num_random, seed)
-        rng = random.Random(val_seed)
-        self.val_archs: Dict[str, Architecture] = {"largest": space.largest(), "smallest": space.smallest()}
-        self.val_archs.update({f"random{i}": space.sample(rng, branches=1 + i % 3) for i in range(val_random)})
-        self.val_miou = nn.ModuleDict({k: MulticlassJaccardIndex(num_classes, ignore_index=ignore_index)
-                                       for k in self.val_archs})
+        self.sampler = build_sampler(sampling, space, seed, **self._sampler_options(sampling, num_random,
+                                                                                     sampler_args))
+        if distill == "inplace" and not self.sampler.leads_with_largest:
+            raise ValueError(f"distill: 'inplace' learns from the largest sub-network, which sampling '{sampling}' "
+                             f"does not train first; use sandwich or progressive, or fair with sampler_args "
+                             f"{{with_largest: true}}")
+        self.val_archs: Dict[str, Architecture] = ranking_panel(space, val_random, val_seed)
+        self.val_iou = nn.ModuleDict({k: per_class_iou(num_classes, ignore_index) for k in self.val_archs})
+        self.val_scores: Dict[str, float] = {}
         self._calibration: List[torch.Tensor] = []
         self._val_bn: Dict[str, Dict[str, torch.Tensor]] = {}
+        self._teacher: Optional[nn.Module] = None
+
+    def _check_options(self) -> None:
+        hp = self.hparams
+        if hp.sampling not in SAMPLERS:
+            raise ValueError(f"sampling: '{hp.sampling}' is not a registered sampler; choose one of "
+                             f"{SAMPLERS.names()}")
+        if hp.distill not in DISTILL_MODES:
+            raise ValueError(f"distill: one of {list(DISTILL_MODES)}, got {hp.distill!r}")
+        if (hp.distill == "teacher") != (hp.teacher is not None):
+            raise ValueError("distill: 'teacher' needs teacher (a retrain checkpoint), and teacher needs "
+                             "distill: teacher")
+        if not 0 <= hp.distill_weight <= 1:
+            raise ValueError(f"distill_weight: in [0, 1], got {hp.distill_weight}")
+        if hp.scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval: 'epoch' or 'step', got {hp.scheduler_interval!r}")
+
+    @staticmethod
+    def _sampler_options(sampling: str, num_random: int, sampler_args: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        options = dict(sampler_args or {})
+        if "num_random" in inspect.signature(SAMPLERS.get(sampling)).parameters:
+            options.setdefault("num_random", num_random)
+        return options
 
     def forward(self, images: torch.Tensor, arch: Architecture) -> torch.Tensor:
         return self.supernet(images, arch)
 
     # ------------------------------------------------------------------ training
+    def on_fit_start(self) -> None:
+        steps = self.trainer.estimated_stepping_batches
+        if steps != float("inf"):
+            self.sampler.total_steps = int(steps)
+        if self.hparams.distill == "teacher" and self._teacher is None:
+            teacher = load_network(self.hparams.teacher)[0].to(self.device).eval().requires_grad_(False)
+            # not a submodule: the fixed teacher is neither trained nor written into the supernet's checkpoints
+            object.__setattr__(self, "_teacher", teacher)
+
+    def _loss(self, name: str, logits: torch.Tensor, target: torch.Tensor,
+              teacher: Optional[torch.Tensor]) -> torch.Tensor:
+        loss = segmentation_loss(logits, target, self.hparams.ignore_index, self.hparams.bootstrap_ratio)
+        if teacher is None:
+            return loss
+        w = self.hparams.distill_weight
+        return (1 - w) * loss + w * distillation_loss(logits, teacher, self.hparams.distill_temperature)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         images, target = batch["image"], batch["mask"]
         optimizer = self.optimizers()
         optimizer.zero_grad()
         draws = self.sampler.sample(self.global_step)
         require_same_architectures(self.global_step, draws)
-        teacher, total, logs = None, 0.0, {}
+        teacher = None
+        if self._teacher is not None:
+            with torch.no_grad():
+                teacher = self._teacher(images)
+        total, logs = 0.0, {}
         with one_gradient_sync(self):  # several processes: one all-reduce of the summed gradients, after the loop
             for name, arch in draws:
                 logits = self(images, arch)
-                if self.hparams.distill and teacher is not None:
-                    loss = distillation_loss(logits, teacher, self.hparams.distill_temperature)
-                else:
-                    loss = segmentation_loss(logits, target, self.hparams.ignore_index, self.hparams.bootstrap_ratio)
-                if name == "largest":
+                loss = self._loss(name, logits, target, teacher)
+                if self.hparams.distill == "inplace" and name == "largest":
                     teacher = logits.detach()
                 self.manual_backward(loss)
                 total += loss.detach()
@@ -108,56 +168,66 @@ class SupernetModule(L.LightningModule):
         if self.hparams.gradient_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip, gradient_clip_algorithm="norm")
         optimizer.step()
+        if self.hparams.scheduler_interval == "step":
+            self._step_scheduler()
         size = images.shape[0]
         self.log_dict(logs, batch_size=size)
         self.log("loss", total, prog_bar=True, batch_size=size)
+        self.log("train/lr", optimizer.param_groups[0]["lr"], batch_size=size)
         # also per epoch, averaged over the processes: every epoch has a record even when it has fewer batches than
         # log_every_n_steps (a small data set on several GPUs)
         self.log("train/loss_epoch", total, on_step=False, on_epoch=True, sync_dist=True, batch_size=size)
         self.log_dict({f"b{k[-1]}": v for k, v in logs.items() if "branches" in k}, prog_bar=True, logger=False)
-        self._remember_for_calibration(images)
         return total
 
-    def _remember_for_calibration(self, images: torch.Tensor) -> None:
-        """Keep this process's share of the last ``bn_calibration_batches`` batches of the whole run (all
-        processes together); validation gathers the shares."""
-        self._calibration.append(images.detach())
-        del self._calibration[: -math.ceil(self.hparams.bn_calibration_batches / self.trainer.world_size)]
-
-    def on_train_epoch_end(self) -> None:
+    def _step_scheduler(self) -> None:
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()
 
+    def on_train_epoch_end(self) -> None:
+        if self.hparams.scheduler_interval == "epoch":
+            self._step_scheduler()
+
     # ------------------------------------------------------------------ validation
-    def on_validation_epoch_start(self) -> None:
-        """Recalibrate BN for every evaluated sub-network once, keep the statistics, restore training's."""
+    def calibration_batches(self) -> List[torch.Tensor]:
+        """Training images for BN recalibration, drawn once from the trainer's DataModule with ``val_seed``."""
         if not self._calibration:
-            self._val_bn = {}
-            return
-        training_state = bn_state(self.supernet)
-        calibration = gather_batches(self, self._calibration)  # the same images, so the same statistics, everywhere
-        for name, arch in self.val_archs.items():
-            recalibrate_bn(self.supernet, lambda x, a=arch: self.supernet(x, a), calibration)
-            self._val_bn[name] = bn_state(self.supernet)
-        load_bn_state(self.supernet, training_state)
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if datamodule is None:
+                raise ValueError("supernet validation recalibrates BN on training images: pass a DataModule "
+                                 "(hyctas fit/validate with data:), not bare dataloaders")
+            self._calibration = [x.to(self.device) for x in collect_images(
+                datamodule, "train", self.calibration_images, self.val_seed, with_masks=False)]
+        return self._calibration
+
+    def on_validation_epoch_start(self) -> None:
+        """Recalibrate BN for every panel member once and keep its statistics (training's stay untouched)."""
+        scorer = SubnetScorer(self.supernet, self.calibration_batches(), self.hparams.num_classes,
+                              self.hparams.ignore_index)
+        self._val_bn = {name: scorer.calibrated_state(arch) for name, arch in self.val_archs.items()}
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        training_state = bn_state(self.supernet) if self._val_bn else None
+        training_state = bn_state(self.supernet)
         for name, arch in self.val_archs.items():
-            if self._val_bn:
-                load_bn_state(self.supernet, self._val_bn[name])
-            self.val_miou[name].update(self(batch["image"], arch).argmax(1), batch["mask"])
-        if training_state is not None:
-            load_bn_state(self.supernet, training_state)
+            load_bn_state(self.supernet, self._val_bn[name])
+            self.val_iou[name].update(self(batch["image"], arch).argmax(1), batch["mask"])
+        load_bn_state(self.supernet, training_state)
 
     def on_validation_epoch_end(self) -> None:
-        scores = {f"val/mIoU_{name}": metric.compute() for name, metric in self.val_miou.items()}
-        for metric in self.val_miou.values():
+        scores = {}
+        for name, metric in self.val_iou.items():
+            scores[name] = mean_iou(metric.compute())
             metric.reset()
-        log_global(self, scores)  # compute() summed the confusion matrices of every process
-        log_global(self, {"val/mIoU": scores["val/mIoU_largest"], "val/mIoU_small": scores["val/mIoU_smallest"]},
-                   prog_bar=True)
+        self.val_scores = {name: float(v) for name, v in scores.items()}
+        randoms = [v for name, v in scores.items() if name.startswith("random")]
+        # compute() summed the confusion matrices of every process
+        log_global(self, {f"val/mIoU_{name}": v for name, v in scores.items() if name != "largest"})
+        log_global(self, {"val/mIoU_largest": scores["largest"]}, prog_bar=True)
+        if randoms:
+            mean = torch.stack(randoms).mean()
+            log_global(self, {"val/mIoU_random": mean})
+            log_global(self, {"val/mIoU": mean}, prog_bar=True)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
@@ -165,12 +235,15 @@ class SupernetModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         data = None
         if dm is not None:
-            data = {"class_path": class_path(type(dm)),
-                    "init_args": {k: v for k, v in getattr(dm, "hparams", {}).items() if not k.startswith("_")},
-                    "classes": list(getattr(dm, "classes", [])), "ignore_index": self.hparams.ignore_index}
+            data = {**datamodule_spec(dm), "classes": list(getattr(dm, "classes", [])),
+                    "ignore_index": self.hparams.ignore_index}
         checkpoint["hyctas"] = supernet_metadata(self.space.to_dict(), data, self.hparams.num_classes,
                                                  self.sampler.state_dict())
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         meta = require_kind(checkpoint, SUPERNET_KIND, "this checkpoint")
-        self.sampler.load_state_dict(meta["sampler"])
+        state = dict(meta["sampler"])
+        if state.pop("name", SandwichSampler.registered_name) != self.sampler.registered_name:
+            raise ValueError(f"this checkpoint was trained with another sampler than sampling="
+                             f"'{self.hparams.sampling}'")
+        self.sampler.load_state_dict(state)
