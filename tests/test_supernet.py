@@ -166,7 +166,7 @@ def test_inheritance_is_exact_through_every_head_for_1_2_and_3_branches(head, cl
 
 def test_branch_sharing_ties_each_final_strides_refinement_across_combinations():
     shared = SuperNet(SearchSpace(layers=6, fch=4, head_sharing="branch"), num_classes=5)
-    apart = SuperNet(SearchSpace(layers=6, fch=4), num_classes=5)
+    apart = SuperNet(SearchSpace(layers=6, fch=4, head_sharing="combination"), num_classes=5)
     for stride in ("8", "16", "32"):
         modules = {id(head.branches[stride]) for head in shared.heads.values() if stride in head.branches}
         assert len(modules) == 1  # one refinement per final stride
