@@ -201,33 +201,38 @@ def trained(tmp_path_factory):
     return module, data, root / "last.ckpt"
 
 
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
 def fast_config(**kw):
     return SearchConfig(**{**dict(population=4, generations=1, calibration_images=32, val_images=16,
                                   latency_backend="cpu", latency_size=(64, 128), latency_warmup=1, latency_runs=2,
                                   top_k=2), **kw})
 
 
-def test_bn_recalibration_changes_statistics_and_helps(trained):
+def test_bn_recalibration_gives_each_sub_network_its_own_statistics(trained):
+    # training leaves one set of running statistics shared by every sub-network; recalibrated on one batch, a
+    # sub-network in eval mode must compute what it computes in train mode on that batch (its own batch
+    # statistics), up to the unbiased variance BN stores (stride-32 maps of this size hold few pixels per channel);
+    # with the shared statistics it does not
     module, data, _ = trained
     supernet = module.supernet.eval()
-    config = fast_config()
-    evaluator = SupernetEvaluator(supernet, collect_images(data, "train", 64, 0, False),
-                                  collect_images(data, "val", 16, 0, True), config)
-    trained_state = bn_state(supernet)  # the running statistics training left, shared by every sub-network
+    batch = collect_images(data, "train", 16, 0, False)[0]
+    trained_state = bn_state(supernet)
     rng = random.Random(1)
-    gains = []
-    for arch in [supernet.space.smallest()] + [supernet.space.sample(rng) for _ in range(7)]:
+    for arch in [supernet.space.smallest()] + [supernet.space.sample(rng) for _ in range(5)]:
         load_bn_state(supernet, trained_state)
-        stale = evaluator.miou(arch)
-        recalibrate_bn(supernet, lambda x, arch=arch: supernet(x, arch), evaluator.calibration)
-        fresh_state = bn_state(supernet)
+        with torch.no_grad():
+            stale = supernet(batch, arch)
+            recalibrate_bn(supernet, lambda x, arch=arch: supernet(x, arch), [batch])
+            fresh_state = bn_state(supernet)
+            recalibrated = supernet(batch, arch)
+            own = supernet.train()(batch, arch)
+            supernet.eval()
         assert any(not torch.equal(trained_state[k], fresh_state[k]) for k in trained_state if "running_mean" in k)
-        gains.append(evaluator.miou(arch) - stale)
-    print("mIoU gains of recalibration:", gains)
-    # higher on average (measured: mean +0.003 to +0.021 over these 8, depending on the CPU's kernels and the
-    # head layout; single architectures of this briefly trained supernet move by up to 0.03 either way)
-    assert sum(gains) > 0, gains
-    assert min(gains) > -0.03, gains
+        errors = relative_error(recalibrated, own), relative_error(stale, own)
+        assert errors[0] < 0.05 and errors[1] > 4 * errors[0], (errors, arch)  # measured: 0.004-0.017, 0.23-0.68
 
 
 def test_evaluator_times_candidates_in_the_configured_variant(trained, monkeypatch):
