@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from jsonargparse import ArgumentParser, Namespace
 from torch import nn
@@ -41,3 +41,29 @@ def networks_from_args(args: Namespace) -> Dict[str, nn.Module]:
         nets[f"{meta['name']} ({Path(path).name})"] = net
     nets.update({n: create_network(n, args.num_classes) for n in args.network})
     return nets
+
+
+def add_supernet_arguments(parser: ArgumentParser) -> None:
+    """What the tools that query a trained supernet share: the checkpoint, a data override, plugins, the device."""
+    parser.add_argument("--ckpt", required=True, help="supernet checkpoint (last.ckpt of hyctas fit)")
+    parser.add_argument("--data", type=Optional[dict], default=None,
+                        help="DataModule (class_path, init_args) override, e.g. another root")
+    parser.add_argument("--plugins", type=List[str], default=[],
+                        help="modules registering the checkpoint's own ops, imported first (only if you trust them)")
+    parser.add_argument("--device", type=Optional[str], default=None, help="cuda or cpu (default: cuda if available)")
+
+
+def supernet_from_args(args: Namespace, plugins: Sequence[str] = ()) -> Tuple[Path, nn.Module, Dict[str, Any],
+                                                                                  Dict[str, Any]]:
+    """The checkpoint path, the supernet, its metadata and the data spec (``--data`` or the checkpoint's), after
+    importing ``--plugins`` and ``plugins``."""
+    from hyctas_lightning.models import load_supernet
+    from hyctas_lightning.registry import import_plugins
+
+    import_plugins(list(args.plugins) + list(plugins))
+    ckpt = Path(args.ckpt)
+    supernet, meta = load_supernet(ckpt)
+    data_spec = args.data or meta.get("data")
+    if not data_spec:
+        raise ValueError(f"{ckpt}: the checkpoint names no DataModule; give one with --data or data: in --config")
+    return ckpt, supernet, meta, data_spec

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 from jsonargparse import ArgumentParser, Namespace
+
+from .common import add_supernet_arguments, supernet_from_args
 
 
 def add_arguments(parser: ArgumentParser) -> None:
     from hyctas_lightning.training.ranking import StandaloneRecipe
 
     parser.add_argument("--config", action="config", help="YAML with any of the options below")
-    parser.add_argument("--ckpt", required=True, help="supernet checkpoint (last.ckpt of hyctas fit)")
+    add_supernet_arguments(parser)
     parser.add_argument("--out", type=Optional[str], default=None,
                         help="folder of ranking.json and trained references (default: runs/rank/<run folder>)")
     parser.add_argument("--random_members", type=int, default=12, help="random sub-networks in the panel")
@@ -28,28 +30,16 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--train", type=bool, default=False,
                         help="train the random members that have no reference alone under --recipe (slow)")
     parser.add_dataclass_arguments(StandaloneRecipe, "recipe")
-    parser.add_argument("--data", type=Optional[dict], default=None,
-                        help="DataModule (class_path, init_args) override, e.g. another root")
-    parser.add_argument("--device", type=Optional[str], default=None, help="cuda or cpu (default: cuda if available)")
-    parser.add_argument("--plugins", type=List[str], default=[],
-                        help="modules registering the checkpoint's own ops, imported first (only if you trust them)")
 
 
 def run(args: Namespace) -> int:
     import torch
 
     from hyctas_lightning.errors import check_device
-    from hyctas_lightning.models import load_supernet
-    from hyctas_lightning.registry import import_plugins
     from hyctas_lightning.training.ranking import ReferenceCache, diagnose, ranking_panel
 
     check_device(args.device)
-    import_plugins(args.plugins)
-    ckpt = Path(args.ckpt)
-    supernet, meta = load_supernet(ckpt)
-    data_spec = args.data or meta.get("data")
-    if not data_spec:
-        raise ValueError(f"{ckpt}: the checkpoint names no DataModule; give one with --data")
+    ckpt, supernet, meta, data_spec = supernet_from_args(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(args.out or Path("runs/rank") / ckpt.parent.parent.name)
     cache = ReferenceCache(out, args.recipe, data_spec) if args.train else None

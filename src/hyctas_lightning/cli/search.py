@@ -5,19 +5,20 @@ N`` spreads the evaluations over N processes, one per GPU (latency timed on each
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 from jsonargparse import ArgumentParser, Namespace
+
+from .common import add_supernet_arguments, supernet_from_args
 
 
 def add_arguments(parser: ArgumentParser) -> None:
     from hyctas_lightning.search import SearchConfig
 
     parser.add_argument("--config", action="config", help="YAML with search:, and optionally data: and space:")
-    parser.add_argument("--ckpt", required=True, help="supernet checkpoint (last.ckpt of hyctas fit)")
+    add_supernet_arguments(parser)
     parser.add_argument("--out", type=Optional[str], default=None,
                         help="run folder (default: runs/search/<run folder of the checkpoint>-<digest of its weights>)")
-    parser.add_argument("--device", type=Optional[str], default=None, help="cuda or cpu (default: cuda if available)")
     parser.add_argument("--devices", type=int, default=1,
                         help="processes per host to spread the evaluations over, one per GPU (on a CPU: processes)")
     parser.add_argument("--num_nodes", type=int, default=1,
@@ -27,10 +28,6 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_dataclass_arguments(SearchConfig, "search")
     parser.add_argument("--space", type=Optional[dict], default=None,
                         help="the search space, if restated: must equal the checkpoint's")
-    parser.add_argument("--data", type=Optional[dict], default=None,
-                        help="DataModule (class_path, init_args) override")
-    parser.add_argument("--plugins", type=List[str], default=[],
-                        help="modules registering the checkpoint's own ops, imported first (only if you trust them)")
 
 
 def run(args: Namespace) -> int:
@@ -38,19 +35,12 @@ def run(args: Namespace) -> int:
     from hyctas_lightning.data import build_datamodule
     from hyctas_lightning.distributed import rank
     from hyctas_lightning.errors import ClassCountError
-    from hyctas_lightning.models import load_supernet
-    from hyctas_lightning.registry import import_plugins
     from hyctas_lightning.search import run_search
     from hyctas_lightning.search.runner import check_space
 
     device = launch(args.device, args.devices, args.num_nodes)
-    import_plugins(args.plugins + list((args.space or {}).get("plugins") or []))
-    ckpt = Path(args.ckpt)
-    supernet, meta = load_supernet(ckpt)
+    ckpt, supernet, meta, data_spec = supernet_from_args(args, (args.space or {}).get("plugins") or [])
     check_space(supernet.space, args.space)
-    data_spec = args.data or meta.get("data")
-    if not data_spec:
-        raise ValueError(f"{ckpt}: the checkpoint names no DataModule; give one with --data or data: in --config")
     datamodule = build_datamodule(data_spec)
     classes = getattr(datamodule, "num_classes", supernet.num_classes)
     if classes != supernet.num_classes:

@@ -61,7 +61,43 @@ def denormalise(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]
     return rgb.permute(1, 2, 0).cpu().numpy()
 
 
-class SegmentationWriter(BasePredictionWriter):
+class OverlayWriter(BasePredictionWriter):
+    """What the prediction writers share: the output folder (resolved when prediction starts, so it follows the
+    trainer's ``default_root_dir``), and overlays of colours on the input image at the prediction's own size.
+
+    Args:
+        output_dir: folder of the outputs (None: ``predictions/`` in the trainer's ``default_root_dir``).
+        alpha: weight of the colours in the overlays.
+    """
+
+    def __init__(self, output_dir: Optional[str] = None, alpha: float = 0.5) -> None:
+        super().__init__(write_interval="batch")
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.output_dir = output_dir
+        self.directory = Path(output_dir or "predictions")
+        self.alpha = alpha
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.directory = Path(self.output_dir or Path(trainer.default_root_dir) / "predictions")
+
+    @staticmethod
+    def input_rgb(trainer: L.Trainer, image: torch.Tensor, size: Optional[Sequence[int]], height: int,
+                  width: int) -> np.ndarray:
+        """The input image as (height, width, 3) uint8: back at its own size (no evaluation padding) and
+        un-normalised with the data module's transform mean/std."""
+        transforms = getattr(trainer.datamodule, "transforms", None)
+        if size is not None and transforms is not None:
+            image = to_input_size(image, size, transforms)
+        mean, std = getattr(transforms, "mean", IMAGENET_MEAN), getattr(transforms, "std", IMAGENET_STD)
+        return denormalise(image[:, :height, :width], mean, std)
+
+    def overlay(self, colours: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+        """``colours`` blended over ``rgb`` with weight ``alpha``, as uint8."""
+        return (self.alpha * colours + (1 - self.alpha) * rgb).round().astype(np.uint8)
+
+
+class SegmentationWriter(OverlayWriter):
     """Writes ``NAME_mask.png`` (colourised prediction) and ``NAME_overlay.png`` (the prediction blended over the
     input) for every predicted image, at the image's own size (no evaluation padding).
 
@@ -74,32 +110,21 @@ class SegmentationWriter(BasePredictionWriter):
     """
 
     def __init__(self, output_dir: Optional[str] = None, alpha: float = 0.5) -> None:
-        super().__init__(write_interval="batch")
-        if not 0 <= alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        self.output_dir = output_dir
-        self.directory = Path(output_dir or "predictions")
-        self.alpha = alpha
+        super().__init__(output_dir, alpha)
         self.written = 0
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_predict_start(trainer, pl_module)
         self.written = 0
-        self.directory = Path(self.output_dir or Path(trainer.default_root_dir) / "predictions")
 
     def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: torch.Tensor,
                            batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
                            dataloader_idx: int) -> None:
         palette = getattr(pl_module, "palette", None) or default_palette(pl_module.hparams.num_classes)
-        transforms = getattr(trainer.datamodule, "transforms", None)
-        mean = getattr(transforms, "mean", IMAGENET_MEAN)
-        std = getattr(transforms, "std", IMAGENET_STD)
         sizes = batch.get("image_size") or [None] * len(batch["name"])
         for name, labels, image, size in zip(batch["name"], prediction, batch["image"], sizes):
-            if size is not None and transforms is not None:
-                image = to_input_size(image, size, transforms)  # as the prediction: no padding, the image's size
             mask = colourise(labels.cpu().numpy(), palette)
-            rgb = denormalise(image[:, :labels.shape[-2], :labels.shape[-1]], mean, std)
-            overlay = (self.alpha * mask + (1 - self.alpha) * rgb).round().astype(np.uint8)
+            overlay = self.overlay(mask, self.input_rgb(trainer, image, size, *labels.shape[-2:]))
             stem = self.directory / str(name)
             stem.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(mask).save(f"{stem}_mask.png")
@@ -125,7 +150,7 @@ def colourise_panoptic(panoptic: np.ndarray, palette: Sequence[Colour]) -> np.nd
     return rgb.round().astype(np.uint8)
 
 
-class PanopticWriter(BasePredictionWriter):
+class PanopticWriter(OverlayWriter):
     """Writes the predictions of a ``PanopticModule`` in COCO panoptic format, ready for ``hyctas panoptic-eval``:
     ``panoptic/NAME.png`` (segment ids as colours) and ``panoptic.json`` (``annotations`` with ``segments_info``,
     and the data's ``categories``), plus ``NAME_overlay.png``, the segments coloured (``colourise_panoptic``) and
@@ -137,26 +162,18 @@ class PanopticWriter(BasePredictionWriter):
     """
 
     def __init__(self, output_dir: Optional[str] = None, alpha: float = 0.5) -> None:
-        super().__init__(write_interval="batch")
-        if not 0 <= alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        self.output_dir = output_dir
-        self.directory = Path(output_dir or "predictions")
-        self.alpha = alpha
+        super().__init__(output_dir, alpha)
         self.annotations: List[Dict[str, Any]] = []
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_predict_start(trainer, pl_module)
         self.annotations = []
-        self.directory = Path(self.output_dir or Path(trainer.default_root_dir) / "predictions")
 
     def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: List[torch.Tensor],
                            batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
                            dataloader_idx: int) -> None:
-        dm = trainer.datamodule
-        categories = dm.panoptic_categories
+        categories = trainer.datamodule.panoptic_categories
         palette = [tuple(c["color"]) for c in categories]
-        transforms = getattr(dm, "transforms", None)
-        mean, std = getattr(transforms, "mean", IMAGENET_MEAN), getattr(transforms, "std", IMAGENET_STD)
         (self.directory / "panoptic").mkdir(parents=True, exist_ok=True)
         for name, image_id, panoptic, image, size in zip(batch["name"], batch["image_id"], prediction,
                                                          batch["image"], batch["image_size"]):
@@ -164,11 +181,9 @@ class PanopticWriter(BasePredictionWriter):
             png, segments = to_coco_panoptic(panoptic, [c["id"] for c in categories])
             Image.fromarray(png).save(self.directory / "panoptic" / f"{name}.png")
             self.annotations.append({"image_id": image_id, "file_name": f"{name}.png", "segments_info": segments})
-            if transforms is not None:
-                image = to_input_size(image, size, transforms)  # as the prediction: no padding, the image's size
-            rgb = denormalise(image[:, :panoptic.shape[0], :panoptic.shape[1]], mean, std)
-            overlay = self.alpha * colourise_panoptic(panoptic, palette) + (1 - self.alpha) * rgb
-            Image.fromarray(overlay.round().astype(np.uint8)).save(self.directory / f"{name}_overlay.png")
+            overlay = self.overlay(colourise_panoptic(panoptic, palette),
+                                   self.input_rgb(trainer, image, size, *panoptic.shape))
+            Image.fromarray(overlay).save(self.directory / f"{name}_overlay.png")
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         document = {"annotations": self.annotations, "categories": trainer.datamodule.panoptic_categories}
