@@ -20,32 +20,67 @@ class SlimConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor, out_channels: Optional[int] = None,  # type: ignore[override]
                 in_index: Optional[torch.Tensor] = None) -> torch.Tensor:
-        out_channels = self.out_channels if out_channels is None else out_channels
-        weight = self.weight[:out_channels]
-        weight = weight.index_select(1, in_index) if in_index is not None else weight[:, : x.shape[1]]
-        bias = self.bias[:out_channels] if self.bias is not None else None
+        weight, bias = self.weight, self.bias
+        # a slice of a parameter costs a view forward and a zero-filled full-size gradient plus a copy backward:
+        # at full width (a child's every layer, the largest sub-network) the parameter is used as it is
+        if out_channels is not None and out_channels != self.out_channels:
+            weight = weight[:out_channels]
+            bias = bias[:out_channels] if bias is not None else None
+        if in_index is not None:
+            weight = weight.index_select(1, in_index)
+        elif x.shape[1] != weight.shape[1]:
+            weight = weight[:, : x.shape[1]]
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
 
 
 class SlimBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm over the leading ``x.shape[1]`` channels; running statistics are shared across widths and
-    recalibrated per sub-network before it is evaluated (paper section 4.2)."""
+    recalibrated per sub-network before it is evaluated (paper section 4.2).
+
+    ``num_batches_tracked`` counts the batches of a cumulative average only (``momentum=None``, as BN
+    recalibration sets it): with a momentum the count is unused, and skipping it saves a GPU launch per layer and
+    step. The cumulative average's factor ``1 / count`` comes from a host-side copy of the count, so recalibrating
+    never waits for the GPU.
+
+    Args:
+        num_features: channels at full width.
+        eps: added to the variance for numerical stability.
+        momentum: weight of a new batch in the running statistics (None: cumulative average).
+        affine: learnable scale and shift.
+        track_running_stats: keep running statistics for evaluation.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1, affine: bool = True,
+                 track_running_stats: bool = True) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+        self._count: Optional[int] = 0
+
+    def reset_running_stats(self) -> None:
+        super().reset_running_stats()
+        self._count = 0
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._count = None  # read back from the loaded buffer when a cumulative average next needs it
+
+    def _cumulative_factor(self) -> float:
+        if self._count is None:
+            self._count = int(self.num_batches_tracked)
+        self._count += 1
+        self.num_batches_tracked.add_(1)
+        return 1.0 / self._count
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         c = x.shape[1]
         factor = 0.0
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            factor = self._cumulative_factor() if self.momentum is None else self.momentum
         use_batch_stats = self.training or self.running_mean is None
-        return F.batch_norm(
-            x,
-            self.running_mean[:c] if self.running_mean is not None else None,
-            self.running_var[:c] if self.running_var is not None else None,
-            self.weight[:c] if self.weight is not None else None,
-            self.bias[:c] if self.bias is not None else None,
-            use_batch_stats, factor, self.eps,
-        )
+        mean, var, weight, bias = self.running_mean, self.running_var, self.weight, self.bias
+        if c != self.num_features:  # slices only below full width (see SlimConv2d)
+            mean, var = (t[:c] if t is not None else None for t in (mean, var))
+            weight, bias = (t[:c] if t is not None else None for t in (weight, bias))
+        return F.batch_norm(x, mean, var, weight, bias, use_batch_stats, factor, self.eps)
 
 
 class ConvBNAct(nn.Module):

@@ -1,6 +1,7 @@
 """Fixed-topology parts around the searched cells: stem, fusion nodes, stride-4 decoder."""
 from __future__ import annotations
 
+import functools
 from typing import Mapping, Sequence
 
 import torch
@@ -110,17 +111,27 @@ class FusionNode(nn.Module):
         self.slots = tuple(sorted(sources))
         self.resample = nn.ModuleDict({str(t): Resample(c, out_channels, t, scale) for t, c in sources.items()})
         self.conv = ConvBNAct(out_channels * (1 + len(self.slots)), out_channels, 3)
+        self._index_cache: dict[tuple, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor, siblings: Sequence[tuple[torch.Tensor, int]]) -> torch.Tensor:
-        c, full = x.shape[1], self.conv.out_channels
-        parts, index = [x], [torch.arange(c, device=x.device)]
+        c = x.shape[1]
+        parts, used = [x], []
         for k, t in enumerate(self.slots, start=1):
-            same = [y for y, s in siblings if s == t]
+            same = [self.resample[str(t)](y, c, x.shape[-2:]) for y, s in siblings if s == t]
             if same:
-                parts.append(sum(self.resample[str(t)](y, c, x.shape[-2:]) for y in same))
-                index.append(torch.arange(k * full, k * full + c, device=x.device))
-        in_index = None if c * len(parts) == self.conv.conv.in_channels else torch.cat(index)
+                parts.append(functools.reduce(torch.add, same))
+                used.append(k)
+        in_index = None if c * len(parts) == self.conv.conv.in_channels else self._input_index(c, tuple(used), x.device)
         return self.conv(torch.cat(parts, 1), c, in_index)
+
+    def _input_index(self, c: int, slots: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """The conv's input channels that the cell output (``c`` channels, slot 0) and the used sibling ``slots``
+        occupy; built once per width and slots, so a step launches no index arithmetic."""
+        key = (c, slots, device)
+        if key not in self._index_cache:
+            full = self.conv.out_channels
+            self._index_cache[key] = torch.cat([torch.arange(k * full, k * full + c) for k in (0, *slots)]).to(device)
+        return self._index_cache[key]
 
     @torch.no_grad()
     def inherit_(self, src: FusionNode) -> None:
