@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyctas_lightning.layers import ConvBNAct, copy_prefix_
+from hyctas_lightning.layers import ConvBNAct, copy_prefix_, resize_bilinear
 from hyctas_lightning.search_space import channels
 
 
@@ -19,8 +19,7 @@ def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         x: a ``(..., H, W)`` map.
         size: target (height, width).
     """
-    return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=tuple(size), mode="bilinear",
-                                                                      align_corners=False)
+    return resize_bilinear(x, size)
 
 
 class ResidualBlock(nn.Module):

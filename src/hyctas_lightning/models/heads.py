@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyctas_lightning.layers import ConvBNAct
+from hyctas_lightning.layers import ConvBNAct, attention
 from hyctas_lightning.ops import build_op
 from hyctas_lightning.registry import Registry
 from hyctas_lightning.search_space import SCALES, channels
@@ -228,7 +228,7 @@ class PooledAttention(nn.Module):
         r = resize(self.reduce(x), ((h + self.pool - 1) // self.pool, (w + self.pool - 1) // self.pool))
         b, c, hp, wp = r.shape
         q, k, v = (t(r).flatten(2).transpose(1, 2).unsqueeze(1).contiguous() for t in (self.q, self.k, self.v))
-        a = F.scaled_dot_product_attention(q, k, v).squeeze(1).transpose(1, 2).reshape(b, c, hp, wp)
+        a = attention(q, k, v).squeeze(1).transpose(1, 2).reshape(b, c, hp, wp)
         return F.relu(x + self.expand(resize(r + a, (h, w))))
 
 

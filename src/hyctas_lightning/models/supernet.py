@@ -92,6 +92,17 @@ class SuperNet(nn.Module):
         self.classifiers = nn.ModuleDict({key: build_classifier(space.classifier, head.out_channels, num_classes)
                                           for key, head in self.heads.items()})
         self._checked: set[str] = set()
+        self.memory_format = torch.contiguous_format
+
+    def set_channels_last(self, enabled: bool = True) -> SuperNet:
+        """Hold weights and run inputs in channels-last memory format (faster on GPUs) or back in NCHW; the
+        numbers are the same up to the convolution algorithms' rounding.
+
+        Args:
+            enabled: channels-last (True) or contiguous NCHW (False).
+        """
+        self.memory_format = torch.channels_last if enabled else torch.contiguous_format
+        return self.to(memory_format=self.memory_format)
 
     def check(self, arch: Architecture) -> None:
         """Raise if ``arch`` is not a member of this supernet's space (cached per architecture hash)."""
@@ -113,7 +124,7 @@ class SuperNet(nn.Module):
 
     def forward(self, images: torch.Tensor, arch: Architecture) -> torch.Tensor:
         self.check(arch)
-        _, x8 = self.stem(images)
+        _, x8 = self.stem(images.contiguous(memory_format=self.memory_format))
         feats = walk(arch, x8, lambda *a: self._run_cell(arch, *a), self._run_fuse)
         key = combo_key(arch.end_scales)
         return resize(self.classifiers[key](self.heads[key](feats)), images.shape[-2:])

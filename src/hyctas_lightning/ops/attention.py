@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
-from hyctas_lightning.layers import ConvBNAct, SlimConv2d
+from hyctas_lightning.layers import ConvBNAct, SlimConv2d, attention
 
 from .registry import register_op
 
@@ -22,9 +22,10 @@ class MemoryEfficientSelfAttention(nn.Module):
     """1x1 reduce into a bottleneck of ``C/2`` channels, multi-head dot-product attention with query/key
     dimension ``C/8`` and no FFN, 1x1 expand, plus a 1x1 bypass that keeps the uncompressed residue.
 
-    The attention runs through ``F.scaled_dot_product_attention`` (fused flash / memory-efficient kernels on
-    the GPU). The expand BN starts at zero scale, so a fresh cell begins as its bypass. Inner dimensions
-    follow the requested output width, so the cell stays slimmable. Down-sampling is 2x2 average pooling.
+    The attention runs through ``layers.attention`` (fused flash / memory-efficient kernels on the GPU, also for
+    the narrow heads of slimmed cells). The expand BN starts at zero scale, so a fresh cell begins as its bypass.
+    Inner dimensions follow the requested output width, so the cell stays slimmable. Down-sampling is 2x2 average
+    pooling.
     The attention path carries a ``DropPath`` for scheduled drop path in retraining (identity in eval mode).
 
     Args:
@@ -65,6 +66,6 @@ class MemoryEfficientSelfAttention(nn.Module):
         # the math path that materialises the (h*w)^2 scores
         q, k, v = (t.flatten(2).unflatten(1, (self.heads, -1)).transpose(-1, -2).contiguous()
                    for t in (self.q(r, c_qk), self.k(r, c_qk), self.v(r, c_b)))
-        a = F.scaled_dot_product_attention(q, k, v)  # (b, heads, h*w, c_b / heads)
+        a = attention(q, k, v)  # (b, heads, h*w, c_b / heads)
         a = a.transpose(-1, -2).reshape(b, c_b, h, w)
         return F.relu(self.drop_path(self.expand(a, out_channels)) + self.bypass(x, out_channels))

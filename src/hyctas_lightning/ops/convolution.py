@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
-from hyctas_lightning.layers import ConvBNAct, bilinear_half
+from hyctas_lightning.layers import ConvBNAct, bilinear_half, resize_bilinear
 
 from .registry import register_op
 
@@ -80,7 +80,7 @@ class ZoomedConv(nn.Module):
         for conv in self.convs:
             y = conv(y, out_channels)
         if self.bypass is not None:
-            y = self.drop_path(F.interpolate(y, size=size, mode="bilinear", align_corners=False))
+            y = self.drop_path(resize_bilinear(y, size))
             y = y + self.bypass(x, out_channels)
         return F.relu(y)
 

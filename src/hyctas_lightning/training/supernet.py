@@ -19,6 +19,7 @@ from hyctas_lightning.search_space import Architecture, SearchSpace
 
 from .ddp import log_global, one_gradient_sync, require_same_architectures
 from .losses import distillation_loss, segmentation_loss
+from .optim import prime_momentum
 from .ranking import ranking_panel
 from .sampling import SAMPLERS, SandwichSampler, build_sampler
 
@@ -65,6 +66,9 @@ class SupernetModule(L.LightningModule):
         scheduler_interval: step the learning-rate schedule every ``epoch`` (the paper's exponential decay) or
             every ``step`` (e.g. ``PolyWarmupLR`` with a warm-up).
         seed: seed of the per-step draws.
+        channels_last: run the supernet in channels-last memory format (on the GPU: tensor-core convolutions
+            without layout conversions, and resizing on the channels-last kernel); the weights are the same and a
+            checkpoint loads either way.
     """
 
     checkpoint_kind = SUPERNET_KIND
@@ -75,7 +79,7 @@ class SupernetModule(L.LightningModule):
                  distill_weight: float = 1.0, distill_temperature: float = 1.0, teacher: Optional[str] = None,
                  bootstrap_ratio: Optional[float] = None, ignore_index: int = 255, val_random: int = 12,
                  val_seed: int = 0, calibration_images: int = 64, gradient_clip: Optional[float] = None,
-                 scheduler_interval: str = "epoch", seed: int = 0) -> None:
+                 scheduler_interval: str = "epoch", seed: int = 0, channels_last: bool = False) -> None:
         super().__init__()
         space = SearchSpace.from_dict(space) if isinstance(space, dict) else (space or SearchSpace())
         # how validation estimates is chosen at evaluation, not stored: a checkpoint's hyper-parameters override
@@ -87,6 +91,7 @@ class SupernetModule(L.LightningModule):
         self.automatic_optimization = False
         self.space = space
         self.supernet = SuperNet(space, num_classes)
+        self.supernet.set_channels_last(channels_last)
         self.sampler = build_sampler(sampling, space, seed, **self._sampler_options(sampling, num_random,
                                                                                      sampler_args))
         if distill == "inplace" and not self.sampler.leads_with_largest:
@@ -126,6 +131,12 @@ class SupernetModule(L.LightningModule):
         return self.supernet(images, arch)
 
     # ------------------------------------------------------------------ training
+    def on_train_start(self) -> None:
+        """Momentum buffers for a fused SGD once the checkpoint's, if any, are restored (``prime_momentum``)."""
+        optimizers = self.optimizers(use_pl_optimizer=False)
+        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+            prime_momentum(optimizer)
+
     def on_fit_start(self) -> None:
         steps = self.trainer.estimated_stepping_batches
         if steps != float("inf"):

@@ -1,0 +1,86 @@
+"""The faster paths compute what the plain ones do: padded attention heads, channels-last resizing and supernets,
+slicing only below full width, momentum buffers made up front for a fused SGD, BN recalibration without syncs."""
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hyctas_lightning.layers import SlimBatchNorm2d, SlimConv2d
+from hyctas_lightning.layers.functional import padded_attention
+from hyctas_lightning.models import SuperNet
+from hyctas_lightning.search_space import SearchSpace
+from hyctas_lightning.training.optim import prime_momentum
+
+
+@pytest.mark.parametrize("d_qk,d_v", [(2, 12), (6, 20), (8, 8)])
+def test_padded_attention_heads_give_the_plain_result(d_qk, d_v):
+    q, k = torch.randn(2, 2, 40, d_qk), torch.randn(2, 2, 40, d_qk)
+    v = torch.randn(2, 2, 40, d_v)
+    out = padded_attention(q, k, v)
+    assert out.shape == (2, 2, 40, d_v)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v), rtol=1e-5, atol=1e-6)
+
+
+def test_channels_last_bilinear_resize_gives_the_nchw_numbers():
+    x = torch.randn(3, 24, 11, 15)
+    nchw = F.interpolate(x, size=(22, 30), mode="bilinear", align_corners=False)
+    cl = F.interpolate(x.contiguous(memory_format=torch.channels_last), size=(22, 30), mode="bilinear",
+                       align_corners=False).contiguous()
+    torch.testing.assert_close(cl, nchw, rtol=1e-6, atol=1e-6)
+
+
+def test_channels_last_supernet_matches_nchw():
+    space = SearchSpace(layers=5, fch=4)
+    net = SuperNet(space, 5).eval()
+    cl = copy.deepcopy(net).set_channels_last()
+    x = torch.randn(2, 3, 64, 64)
+    for seed in range(3):
+        arch = space.sample(random.Random(seed))
+        with torch.no_grad():
+            torch.testing.assert_close(cl(x, arch), net(x, arch), rtol=1e-4, atol=1e-4)
+
+
+def test_full_width_uses_the_parameter_and_narrow_width_its_prefix():
+    conv, bn = SlimConv2d(8, 6, 3, padding=1), SlimBatchNorm2d(6)
+    x = torch.randn(2, 8, 5, 5)
+    (conv(x).sum() + conv(x, 4).sum()).backward()
+    assert conv.weight.grad[4:].abs().sum() > 0  # the full-width pass reached the rows the narrow one leaves
+    y = bn(torch.randn(4, 3, 5, 5))
+    assert y.shape == (4, 3, 5, 5) and int(bn.num_batches_tracked) == 0  # a momentum needs no batch count
+
+
+def test_recalibration_count_is_exact_without_reading_the_gpu_count():
+    bn = SlimBatchNorm2d(4, momentum=None)
+    batches = [torch.randn(8, 4, 3, 3) + i for i in range(3)]
+    for b in batches:
+        bn(b)
+    mean = torch.stack([b.mean((0, 2, 3)) for b in batches]).mean(0)
+    torch.testing.assert_close(bn.running_mean, mean)
+    assert int(bn.num_batches_tracked) == 3
+    state = bn.state_dict()
+    other = SlimBatchNorm2d(4, momentum=None)
+    other.load_state_dict(state)  # the count continues from the loaded buffer
+    other(batches[0])
+    assert int(other.num_batches_tracked) == 4
+    torch.testing.assert_close(other.running_mean, (3 * mean + batches[0].mean((0, 2, 3))) / 4)
+
+
+def test_primed_momentum_trains_exactly_as_lazy_buffers():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(5)) for _ in range(3)]
+    lazy_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    fused = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4, fused=True)
+    lazy = torch.optim.SGD(lazy_params, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    assert prime_momentum(fused) == 3 and prime_momentum(lazy) == 0
+    for step in range(4):
+        used = [i for i in range(3) if (i + step) % 2 == 0 or i == 2]  # parameters join at different steps
+        for group, opt in ((params, fused), (lazy_params, lazy)):
+            opt.zero_grad(set_to_none=True)
+            sum((group[i] ** 2).sum() for i in used).backward()
+            opt.step()
+    for a, b in zip(params, lazy_params):
+        torch.testing.assert_close(a, b)
