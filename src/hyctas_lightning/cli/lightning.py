@@ -66,7 +66,7 @@ class HyctasCLI(LightningCLI):
     the configured module trains (a supernet checkpoint cannot start a retrain run, nor the reverse), list no
     plugin module the user did not name, and match the data's class count; Lightning itself then also loads it
     with ``weights_only=True``. A GPU accelerator on a machine without one is refused up front, and checkpoints are
-    written atomically (``AtomicCheckpointIO``)."""
+    written atomically by a thread while training goes on (``AsyncAtomicCheckpointIO``)."""
 
     @staticmethod
     def subcommands() -> Dict[str, set]:
@@ -104,10 +104,10 @@ class HyctasCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         from lightning.fabric.plugins import TorchCheckpointIO
 
-        from hyctas_lightning.training import AtomicCheckpointIO
+        from hyctas_lightning.training import AsyncAtomicCheckpointIO
 
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own checkpoint writer
-            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+            self.trainer.strategy.checkpoint_io = AsyncAtomicCheckpointIO()
         self._check_class_count()
 
     def _check_class_count(self) -> None:

@@ -1,6 +1,6 @@
 """LightningModules: training the supernet, retraining a fixed architecture or a registered network, and
 panoptic segmentation on a searched network."""
-from .checkpointing import AtomicCheckpointIO, LastCheckpoint, RandomStateCheckpoint
+from .checkpointing import AsyncAtomicCheckpointIO, AtomicCheckpointIO, LastCheckpoint, RandomStateCheckpoint
 from .deadline import Deadline
 from .divergence import DivergenceGuard
 from .losses import distillation_loss, segmentation_loss
@@ -20,8 +20,8 @@ from .schedules import PolyWarmup, PolyWarmupLR
 from .segmentation import SegmentationModule
 from .supernet import SupernetModule
 
-__all__ = ["AtomicCheckpointIO", "Deadline", "DivergenceGuard", "LastCheckpoint", "PanopticModule", "PanopticWriter",
-           "PolyWarmup", "PolyWarmupLR", "RandomStateCheckpoint", "RankingCallback", "RankingReport", "ReferenceCache",
-           "SAMPLERS", "SandwichSampler", "SegmentationModule", "SegmentationWriter", "StandaloneRecipe",
-           "SupernetModule", "build_sampler", "distillation_loss", "estimate_panel", "ranking_panel",
-           "register_sampler", "segmentation_loss", "train_standalone"]
+__all__ = ["AsyncAtomicCheckpointIO", "AtomicCheckpointIO", "Deadline", "DivergenceGuard", "LastCheckpoint",
+           "PanopticModule", "PanopticWriter", "PolyWarmup", "PolyWarmupLR", "RandomStateCheckpoint", "RankingCallback",
+           "RankingReport", "ReferenceCache", "SAMPLERS", "SandwichSampler", "SegmentationModule", "SegmentationWriter",
+           "StandaloneRecipe", "SupernetModule", "build_sampler", "distillation_loss",
+           "estimate_panel", "ranking_panel", "register_sampler", "segmentation_loss", "train_standalone"]
