@@ -41,7 +41,7 @@ from typing import List, Optional
 import torch
 import yaml
 
-from scaling import INCOMPLETE, Clock, OutOfTime, class_path, device_of, run_command, search_command
+from scaling import Clock, class_path, device_of, run_and_report, run_command, search_command
 
 EFFICIENCY = "hyctas_lightning.training.TrainingEfficiency"
 LAST_CHECKPOINT = "hyctas_lightning.training.LastCheckpoint"
@@ -221,21 +221,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     result = {"gpu": gpu, "command": f"python {shlex.join(sys.argv if argv is None else ['gpu_efficiency.py', *argv])}",
               "torch": torch.__version__, "config": args.config, "search_config": args.search_config,
               "fit": {}, "search": None, "complete": False}
-    try:
-        run_stages(args, result, out, Clock(args.time_limit))
-        result["complete"] = True
-    except OutOfTime:
-        pass
-    text = json.dumps(result, indent=1) + "\n"
-    for path in [out / "gpu_efficiency.json"] + ([Path(args.json)] if args.json else []):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    (out / "gpu_efficiency.md").write_text(markdown(result))
-    print(markdown(result), end="")
-    if not result["complete"]:
-        print(f"incomplete, run again (finished stages are kept in {out})")
-        return INCOMPLETE
-    return 0
+    json_files = [out / "gpu_efficiency.json"] + ([Path(args.json)] if args.json else [])
+    return run_and_report(lambda: run_stages(args, result, out, Clock(args.time_limit)), result, markdown,
+                          out / "gpu_efficiency.md", json_files)
 
 
 if __name__ == "__main__":
