@@ -77,8 +77,9 @@ class LastCheckpoint(ModelCheckpoint):
       end (every ``SYNC_STEPS`` steps on several processes, where process 0's clock decides for all) and at every
       epoch's end; when it runs out on an epoch's last step, the write waits for the end of the epoch;
 
-    and in any case when training stops between those points (``max_steps``, early stopping, a ``Deadline``) and
-    on SIGTERM (Lightning stops at the end of the running step; the state written is that step's).
+    and in any case when training stops between those points (``max_steps``, early stopping, a ``Deadline``) and,
+    on one process, on SIGTERM (Lightning stops at the end of the running step; the state written is that step's;
+    on several processes the last scheduled write stays).
 
     Under ``hyctas fit`` the file is written atomically by a thread (``AsyncAtomicCheckpointIO``): training goes
     on while it is written and a kill leaves the previous ``last.ckpt`` intact. An end-of-epoch state resumes bit
@@ -160,8 +161,10 @@ class LastCheckpoint(ModelCheckpoint):
             trainer.save_checkpoint(self.last_path().with_name(self.weights_file), weights_only=True)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        """On SIGTERM (Lightning stops at a step's end first), save the state of that step."""
-        if isinstance(exception, SIGTERMException) and trainer.global_step > self._last_global_step_saved:
+        """On SIGTERM (Lightning stops at a step's end first), save the state of that step. One process only: the
+        processes of a multi-GPU run may each see the signal after a different step, and a write is collective."""
+        if (isinstance(exception, SIGTERMException) and trainer.world_size == 1
+                and trainer.global_step > self._last_global_step_saved):
             self._write(trainer)
 
     def last_path(self) -> Path:

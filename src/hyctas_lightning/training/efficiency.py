@@ -25,6 +25,7 @@ from lightning.pytorch.utilities.data import extract_batch_size
 
 PHASES = ("data_wait", "forward_backward", "optimizer", "validation", "checkpoint", "other")
 IDLE_PERCENT = 5  # a GPU utilisation sample at or below this counts as idle
+STOP_CHECK_STEPS = 20  # on several processes, whether ``seconds`` ran out is agreed every this many steps
 
 
 class GpuBusy:
@@ -100,7 +101,8 @@ class TrainingEfficiency(L.Callback):
 
     Args:
         warmup_steps: steps of this run left out before timing starts (loader start, cuDNN, the allocator).
-        seconds: stop training after this many timed seconds (None: train as configured).
+        seconds: stop training after this many timed seconds (None: train as configured); on several processes
+            checked every ``STOP_CHECK_STEPS`` steps.
         path: the summary's JSON file (None: ``efficiency.json`` in the trainer's ``default_root_dir``).
         synchronize: on a GPU, wait for the device at the phase boundaries (see above).
         gpu_sample_s: seconds between GPU utilisation samples.
@@ -212,8 +214,10 @@ class TrainingEfficiency(L.Callback):
         now = self._now()
         self._close("optimizer" if self._optimizer_seen else "forward_backward", now)
         self._steps.append((self._step, extract_batch_size(batch)))
-        if self.seconds is not None and now - self._start >= self.seconds:
-            trainer.should_stop = True
+        if self.seconds is not None and (trainer.world_size == 1 or len(self._steps) % STOP_CHECK_STEPS == 0):
+            # several processes stop at the same step: process 0's clock decides for all
+            if trainer.strategy.broadcast(now - self._start >= self.seconds):
+                trainer.should_stop = True
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -229,7 +233,7 @@ class TrainingEfficiency(L.Callback):
             result = self.summary(trainer, pl_module, time.perf_counter())
             pl_module.log_dict({f"efficiency/{k}": float(v) for k, v in result.items()
                                 if k in ("images_per_s", "passes_per_s", "gpu_busy", "checkpoint_stall")
-                                and v is not None})
+                                and v is not None}, rank_zero_only=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._finish(trainer, pl_module)
