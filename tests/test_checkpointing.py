@@ -13,7 +13,9 @@ import torch
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.demos.boring_classes import BoringModel
 
-from helpers import Recorder
+from helpers import ROOT, Recorder
+from hyctas_lightning.cli import main
+from hyctas_lightning.cli.errors import EXIT_CHECKPOINT
 from hyctas_lightning.data import SyntheticStreetDataModule
 from hyctas_lightning.models import load_supernet
 from hyctas_lightning.search_space import SearchSpace
@@ -136,7 +138,7 @@ def test_weights_file_is_a_name_beside_last_ckpt(name):
         LastCheckpoint(weights_file=name)
 
 
-def test_the_weights_file_holds_what_the_search_needs_without_the_optimiser_state(tmp_path):
+def test_the_weights_file_holds_what_the_search_needs_without_the_optimiser_state(tmp_path, capsys):
     L.seed_everything(0)
     module = SupernetModule(SearchSpace(layers=4, fch=4), num_classes=8, val_random=1)
     module.configure_optimizers = lambda: torch.optim.SGD(module.parameters(), lr=0.05, momentum=0.9)
@@ -154,3 +156,7 @@ def test_the_weights_file_holds_what_the_search_needs_without_the_optimiser_stat
     (a, meta_a), (b, meta_b) = load_supernet(folder / "supernet.ckpt"), load_supernet(folder / "last.ckpt")
     assert meta_a == meta_b
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    resume = ["fit", "--config", str(ROOT / "configs/demo/supernet.yaml"), "--ckpt_path", str(folder / "supernet.ckpt"),
+              f"--trainer.default_root_dir={tmp_path / 'resumed'}"]
+    assert main(resume) == EXIT_CHECKPOINT  # refused before anything is built, with what to do instead
+    assert "holds the weights only" in capsys.readouterr().err and not (tmp_path / "resumed").exists()
