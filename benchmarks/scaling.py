@@ -41,7 +41,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import yaml
@@ -345,16 +345,26 @@ def main() -> int:
               "torch": torch.__version__, "fit_config": args.fit_config, "search_config": args.search_config,
               "fit": {}, "search": {}, "paper_search": None, "complete": False}
     clock = Clock(args.time_limit)
+    return run_and_report(lambda: run_stages(args, result, out, clock), result, markdown, out / "scaling.md",
+                          [out / "scaling.json"])
+
+
+def run_and_report(stages: Callable[[], None], result: dict, table: Callable[[dict], str], markdown_file: Path,
+                   json_files: Sequence[Path]) -> int:
+    """Run ``stages`` (which fill ``result``) until done or out of time, write ``result`` to ``json_files`` and its
+    ``table`` to ``markdown_file``, print the table; the exit status (``INCOMPLETE`` when cut)."""
     try:
-        run_stages(args, result, out, clock)
+        stages()
         result["complete"] = True
     except OutOfTime:
         pass
-    (out / "scaling.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "scaling.md").write_text(markdown(result))
-    print(markdown(result), end="")
+    for path in json_files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+    markdown_file.write_text(table(result))
+    print(table(result), end="")
     if not result["complete"]:
-        print(f"incomplete, run again (finished stages are kept in {out})")
+        print(f"incomplete, run again (finished stages are kept in {markdown_file.parent})")
         return INCOMPLETE
     return 0
 

@@ -1,20 +1,16 @@
 """benchmarks/scaling.py: its throughput config, its rates from a search's files, its time limit, and the whole
 command on the CPU (gloo processes), cut and resumed."""
-import importlib.util
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("scaling", ROOT / "benchmarks/scaling.py")
-scaling = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(scaling)
+from helpers import ROOT, TINY_DEMO_ARGS, load_benchmark, run_benchmark
+
+scaling = load_benchmark("scaling")
 
 
 def test_fit_config_times_the_last_steps_with_one_monitor_and_no_validation(tmp_path):
@@ -86,18 +82,11 @@ def test_a_stage_past_the_time_limit_is_stopped(tmp_path, monkeypatch):
 
 TINY = ["--accelerator", "cpu", "--gpus", "1", "2", "--fit_config", "configs/demo/supernet.yaml",
         "--search_config", "configs/demo/search.yaml", "--warmup", "2", "--steps", "3", "--search_population", "4",
-        "--search_generations", "1", "--fit_arg=--model.init_args.space.layers=4",
-        "--fit_arg=--model.init_args.val_random=1", "--fit_arg=--data.init_args.train_samples=16",
-        "--fit_arg=--data.init_args.val_samples=8", "--fit_arg=--data.init_args.batch_size=4",
-        "--search_arg=--search.calibration_images=8", "--search_arg=--search.val_images=8",
-        "--search_arg=--search.latency_size=[64,128]", "--search_arg=--search.latency_warmup=1",
-        "--search_arg=--search.latency_runs=1"]
+        "--search_generations", "1", *TINY_DEMO_ARGS]
 
 
 def benchmark(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks/scaling.py"), *TINY, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return run_benchmark("scaling", *TINY, *args)
 
 
 @pytest.mark.slow

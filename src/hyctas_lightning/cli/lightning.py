@@ -37,14 +37,18 @@ def module_class(model: Any) -> Optional[type]:
     return getattr(importlib.import_module(module), name)
 
 
-def check_checkpoint(path: str, model: Any) -> Dict[str, Any]:
+def check_checkpoint(path: str, model: Any, resume: bool = False) -> Dict[str, Any]:
     """Open ``path`` safely (no code runs) and check it before Lightning does: its kind must be the configured
-    module's (``checkpoint_kind``), and every plugin module it lists must be one the user named as well, since
-    Lightning builds the module that the file describes. Returns its ``hyctas`` metadata ({} when the configured
-    module declares no kind)."""
+    module's (``checkpoint_kind``), every plugin module it lists must be one the user named as well, since
+    Lightning builds the module that the file describes, and a training to ``resume`` needs the optimiser state.
+    Returns its ``hyctas`` metadata ({} when the configured module declares no kind)."""
     from hyctas_lightning.checkpoints import CheckpointError, read_checkpoint, require_kind
 
     checkpoint = read_checkpoint(path)
+    if resume and "optimizer_states" not in checkpoint:
+        raise CheckpointError(f"{path} holds the weights only (no optimiser state, loops or random streams, as "
+                              f"LastCheckpoint's weights_file writes), so training cannot resume from it: resume "
+                              f"from last.ckpt; search or validate this file")
     kind = getattr(module_class(model), "checkpoint_kind", None)
     meta = require_kind(checkpoint, kind, path) if kind else {}
     listed = named_plugins(checkpoint.get("hyper_parameters"))
@@ -66,7 +70,7 @@ class HyctasCLI(LightningCLI):
     the configured module trains (a supernet checkpoint cannot start a retrain run, nor the reverse), list no
     plugin module the user did not name, and match the data's class count; Lightning itself then also loads it
     with ``weights_only=True``. A GPU accelerator on a machine without one is refused up front, and checkpoints are
-    written atomically (``AtomicCheckpointIO``)."""
+    written atomically by a thread while training goes on (``AsyncAtomicCheckpointIO``)."""
 
     @staticmethod
     def subcommands() -> Dict[str, set]:
@@ -83,7 +87,7 @@ class HyctasCLI(LightningCLI):
         config = self.config[subcommand] if subcommand else None
         path = config.get("ckpt_path") if config is not None else None
         if path and Path(path).is_file():  # 'last', 'best', 'hpc' are the Trainer's: the module checks their kind
-            self.checkpoint_meta = {"path": path, **check_checkpoint(path, config.model)}
+            self.checkpoint_meta = {"path": path, **check_checkpoint(path, config.model, subcommand == "fit")}
         super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
@@ -104,10 +108,10 @@ class HyctasCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         from lightning.fabric.plugins import TorchCheckpointIO
 
-        from hyctas_lightning.training import AtomicCheckpointIO
+        from hyctas_lightning.training import AsyncAtomicCheckpointIO
 
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own checkpoint writer
-            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+            self.trainer.strategy.checkpoint_io = AsyncAtomicCheckpointIO()
         self._check_class_count()
 
     def _check_class_count(self) -> None:

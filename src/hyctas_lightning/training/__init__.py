@@ -1,8 +1,9 @@
 """LightningModules: training the supernet, retraining a fixed architecture or a registered network, and
 panoptic segmentation on a searched network."""
-from .checkpointing import AtomicCheckpointIO, LastCheckpoint, RandomStateCheckpoint
+from .checkpointing import AsyncAtomicCheckpointIO, AtomicCheckpointIO, LastCheckpoint, RandomStateCheckpoint
 from .deadline import Deadline
 from .divergence import DivergenceGuard
+from .efficiency import GpuBusy, TrainingEfficiency
 from .losses import distillation_loss, segmentation_loss
 from .panoptic import PanopticModule
 from .prediction import PanopticWriter, SegmentationWriter
@@ -20,8 +21,8 @@ from .schedules import PolyWarmup, PolyWarmupLR
 from .segmentation import SegmentationModule
 from .supernet import SupernetModule
 
-__all__ = ["AtomicCheckpointIO", "Deadline", "DivergenceGuard", "LastCheckpoint", "PanopticModule", "PanopticWriter",
-           "PolyWarmup", "PolyWarmupLR", "RandomStateCheckpoint", "RankingCallback", "RankingReport", "ReferenceCache",
-           "SAMPLERS", "SandwichSampler", "SegmentationModule", "SegmentationWriter", "StandaloneRecipe",
-           "SupernetModule", "build_sampler", "distillation_loss", "estimate_panel", "ranking_panel",
-           "register_sampler", "segmentation_loss", "train_standalone"]
+__all__ = ["AsyncAtomicCheckpointIO", "AtomicCheckpointIO", "Deadline", "DivergenceGuard", "GpuBusy", "LastCheckpoint",
+           "PanopticModule", "PanopticWriter", "PolyWarmup", "PolyWarmupLR", "RandomStateCheckpoint", "RankingCallback",
+           "RankingReport", "ReferenceCache", "SAMPLERS", "SandwichSampler", "SegmentationModule", "SegmentationWriter",
+           "StandaloneRecipe", "SupernetModule", "TrainingEfficiency", "build_sampler", "distillation_loss",
+           "estimate_panel", "ranking_panel", "register_sampler", "segmentation_loss", "train_standalone"]

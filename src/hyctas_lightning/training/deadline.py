@@ -7,11 +7,14 @@ from typing import Any, Optional
 
 import lightning as L
 
+from .checkpointing import LastCheckpoint
+
 
 class Deadline(L.Callback):
     """Stop after ``seconds`` of *this process* and save ``last.ckpt`` when training stops for any reason, so a
     job cut into commands of limited length (e.g. 10 minutes each) resumes with ``--ckpt_path`` exactly where
     it stopped. Unlike Lightning's ``Timer`` it keeps no state in checkpoints: a resumed run gets its own budget.
+    Beside a ``LastCheckpoint`` of the same file, that callback writes the final state (once, not twice).
 
     Args:
         seconds: the budget (None: no limit, only the save at the end).
@@ -32,7 +35,10 @@ class Deadline(L.Callback):
             trainer.should_stop = True
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path(trainer))
+        path = self.path(trainer)
+        if not any(isinstance(c, LastCheckpoint) and c.last_path().resolve() == path.resolve()
+                   for c in trainer.checkpoint_callbacks):
+            trainer.save_checkpoint(path)
 
     def path(self, trainer: L.Trainer) -> Path:
         if self.checkpoint:

@@ -25,9 +25,17 @@ def describe_pass(pl_module: L.LightningModule, step: int, index: int) -> str:
 
 
 def non_finite_entries(state: Dict[str, Any]) -> List[str]:
-    """Names of the floating-point tensors in ``state`` holding a NaN or an infinity."""
-    return [k for k, v in state.items()
-            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    """Names of the floating-point tensors in ``state`` holding a NaN or an infinity; one device synchronisation
+    per device, not one per tensor (a supernet's state has thousands: the check runs before every checkpoint)."""
+    keys: Dict[torch.device, List[str]] = {}
+    for k, v in state.items():
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            keys.setdefault(v.device, []).append(k)
+    bad = set()
+    for names in keys.values():
+        finite = torch.stack([torch.isfinite(state[k]).all() for k in names]).tolist()
+        bad.update(k for k, ok in zip(names, finite) if not ok)
+    return [k for k in state if k in bad]
 
 
 class DivergenceGuard(L.Callback):
