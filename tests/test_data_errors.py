@@ -19,6 +19,7 @@ from hyctas_lightning.data import (
     DatasetError,
     MissingSplitError,
     TransformConfig,
+    check_data,
 )
 
 CITY_IMAGE = "leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png"
@@ -160,18 +161,41 @@ def test_malformed_camvid_list_lines_are_all_listed(tmp_path: Path) -> None:
         CamVidDataModule(root=str(tmp_path)).dataset("train")
 
 
-def test_skip_bad_samples_logs_each_and_returns_the_next_good_one(tmp_path: Path, caplog) -> None:
+def test_skip_bad_samples_leaves_them_out_and_names_them(tmp_path: Path, caplog) -> None:
     expected = fx.cityscapes(tmp_path)
     (tmp_path / CITY_LABEL).unlink()
     dm = CityscapesDataModule(root=str(tmp_path), transforms=TransformConfig(), skip_bad_samples=True)
     with caplog.at_level(logging.WARNING, logger="hyctas_lightning.data.base"):
-        item = dm.dataset("train")[0]
-    assert item["name"] == "bochum_000000_000313"
-    np.testing.assert_array_equal(item["mask"].numpy(), expected["bochum_000000_000313"])
+        dataset = dm.dataset("train")
+        names = [dataset[k]["name"] for k in range(len(dataset))]
+    assert names == ["bochum_000000_000313"]  # the bad sample is neither counted nor replaced by another
+    np.testing.assert_array_equal(dataset[0]["mask"].numpy(), expected["bochum_000000_000313"])
     assert len(caplog.records) == 1 and str(tmp_path / CITY_LABEL) in caplog.records[0].getMessage()
-    assert "label missing" in caplog.records[0].getMessage()
+    assert "left out 1 of 2 samples of the train split" in caplog.records[0].getMessage()
+    assert dataset.skipped and "label missing" in dataset.skipped[0]
     with pytest.raises(DatasetError, match="label missing"):  # without the option, the same sample raises
         CityscapesDataModule(root=str(tmp_path)).dataset("train")[0]
+    report = check_data(dm)  # data check still lists what the option leaves out
+    assert report.splits["train"].samples == 2 and report.splits["train"].bad == 1
+
+
+def test_a_skipped_sample_is_not_counted_in_place_of_another(tmp_path: Path) -> None:
+    """A split [bad, A, B] serves exactly what the split [A, B] serves, once each."""
+    fx.camvid(tmp_path)
+    image, label = "val/0016E5_07959.png", "valannot/0016E5_07959.png"
+    for name in ("0016E5_08000", "broken"):
+        shutil.copy(tmp_path / image, tmp_path / f"val/{name}.png")
+        shutil.copy(tmp_path / label, tmp_path / f"valannot/{name}.png")
+    (tmp_path / "val/broken.png").write_bytes(b"not a png")
+    good = [f"val/{n}.png valannot/{n}.png" for n in ("0016E5_07959", "0016E5_08000")]
+    served = {}
+    for listing in (["val/broken.png valannot/broken.png", *good], good):
+        (tmp_path / "val.txt").write_text("\n".join(listing) + "\n")
+        loader = CamVidDataModule(root=str(tmp_path), skip_bad_samples=True, batch_size=2).val_dataloader()
+        served[len(listing)] = [(name, mask.tolist()) for batch in loader
+                                for name, mask in zip(batch["name"], batch["mask"])]
+    assert [name for name, _ in served[3]] == ["0016E5_07959", "0016E5_08000"]
+    assert served[3] == served[2]
 
 
 def test_skip_bad_samples_gives_up_when_nothing_is_good(tmp_path: Path) -> None:

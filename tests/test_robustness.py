@@ -3,7 +3,10 @@ per kind (``cli.errors.EXIT_CODES``), opening a checkpoint never runs code from 
 training stops at a NaN, predictions keep each input's size, and a killed run resumes as if uninterrupted."""
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,12 +25,13 @@ import fixtures_data as fx
 from hyctas_lightning.checkpoints import atomic_save
 from hyctas_lightning.cli import errors as E
 from hyctas_lightning.cli import main
+from hyctas_lightning.cli.lightning import HyctasCLI
 from hyctas_lightning.data.transforms import SegmentationTransform, TransformConfig, eval_size
 from hyctas_lightning.errors import TrainingDiverged
 from hyctas_lightning.models import load_network, load_supernet
 from hyctas_lightning.search import Journal, Measurement, NothingFeasible, SearchConfig, search_with
 from hyctas_lightning.search_space import SearchSpace
-from hyctas_lightning.training import DivergenceGuard, LastCheckpoint, SegmentationModule
+from hyctas_lightning.training import AtomicCheckpointIO, DivergenceGuard, LastCheckpoint, SegmentationModule
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_DATA = ["--data.init_args.train_samples=8", "--data.init_args.val_samples=4", "--data.init_args.test_samples=4",
@@ -92,11 +96,66 @@ def test_a_checkpoint_carrying_code_runs_it_in_no_command(runs, tmp_path, capsys
                 *[[cmd, *RETRAIN, "--ckpt_path", bad["retrain"]] for cmd in ("fit", "validate", "test", "predict")]]
     for args in commands:
         fails(capsys, args, E.EXIT_CHECKPOINT, "refused to open: it holds Python objects beyond tensors")
+    (tmp_path / "l" / "checkpoints").mkdir(parents=True)  # found by --ckpt_path last: checked as a named file is
+    shutil.copy(bad["supernet"], tmp_path / "l" / "checkpoints" / "last.ckpt")
+    fails(capsys, ["fit", *SUPERNET, "--ckpt_path", "last", f"--trainer.default_root_dir={tmp_path / 'l'}"],
+          E.EXIT_CHECKPOINT, "refused to open: it holds Python objects beyond tensors")
     for load in (lambda: load_network(bad["retrain"]), lambda: load_supernet(bad["supernet"]),
-                 lambda: SegmentationModule.load_from_checkpoint(bad["retrain"])):
+                 lambda: SegmentationModule.load_from_checkpoint(bad["retrain"]),
+                 lambda: AtomicCheckpointIO().load_checkpoint(bad["retrain"])):  # how the Trainer loads --ckpt_path
         with pytest.raises(Exception, match="(refused to open|Weights only load failed)"):
             load()
     assert not marker.exists()
+
+
+def test_the_cli_overrides_only_public_lightning_cli_hooks():
+    """A private method of LightningCLI can change in any Lightning release; HyctasCLI overrides none."""
+    from lightning.pytorch.cli import LightningCLI
+
+    private = [name for name in vars(HyctasCLI) if name.startswith("_") and not name.startswith("__")]
+    assert not [name for name in private if hasattr(LightningCLI, name)]
+
+
+def test_options_typed_with_a_checkpoint_are_used_or_refused_by_name(runs, tmp_path, capsys, caplog):
+    run = tmp_path / "run"
+    line = fails(capsys, ["fit", *RETRAIN, "--model.init_args.arch", "hyctas_m", "--model.init_args.lr", "0.5",
+                          "--ckpt_path", runs["retrain"], f"--trainer.default_root_dir={run}"], E.EXIT_USAGE,
+                 "stores other values for options given on the command line")
+    assert "--model.init_args.arch 'hyctas_m'" in line and "--model.init_args.lr 0.5 (checkpoint: 0.05)" in line
+    assert "resuming continues the checkpoint's run" in line and not run.exists()  # nothing trained
+    fails(capsys, ["test", *RETRAIN, "--model.init_args.fch=8", "--ckpt_path", runs["retrain"]], E.EXIT_USAGE,
+          "--model.init_args.fch 8 (checkpoint: 4); a checkpoint is evaluated with the network and settings")
+    fails(capsys, ["fit", *SUPERNET, "--optimizer.init_args.lr=0.5", "--model.init_args.val_random=2", "--ckpt_path",
+                   runs["supernet"], f"--trainer.default_root_dir={run}"], E.EXIT_USAGE,
+          "--optimizer.init_args.lr 0.5 (checkpoint: 0.05)")  # the restored optimiser would have overridden it
+    # typed values the checkpoint holds as well pass; test-time options it does not store are used
+    with caplog.at_level(logging.INFO):
+        assert main(["test", *RETRAIN, "--model.init_args.arch", "hyctas_s", "--model.init_args.lr", "0.05",
+                     "--model.init_args.test_flip", "true", "--ckpt_path", str(runs["retrain"]),
+                     f"--trainer.default_root_dir={run}"]) == 0
+    assert any("per-class IoU (%), scales [1.0] + flip" in r.getMessage() for r in caplog.records)
+
+
+def test_resuming_with_nothing_to_resume_says_where_it_looked(tmp_path, capsys):
+    run = tmp_path / "new"
+    fails(capsys, ["fit", *RETRAIN, "--ckpt_path", "last", f"--trainer.default_root_dir={run}"], E.EXIT_CHECKPOINT,
+          f"--ckpt_path last: nothing to resume: no last.ckpt in {run / 'checkpoints'}; set "
+          f"--trainer.default_root_dir to the run to resume, or leave out --ckpt_path to train from scratch")
+    assert not list(tmp_path.rglob("*.ckpt"))  # nothing was trained from scratch
+    fails(capsys, ["fit", *RETRAIN, "--ckpt_path", tmp_path / "nowhere.ckpt"], E.EXIT_CHECKPOINT,
+          f"checkpoint not found: {tmp_path / 'nowhere.ckpt'}")
+
+
+def test_a_full_disk_during_fit_names_the_file_being_written(tmp_path, capsys, monkeypatch):
+    def full_disk(obj, f):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    run = tmp_path / "run"
+    fails(capsys, ["fit", *RETRAIN, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
+                   "--trainer.limit_val_batches=1", f"--trainer.default_root_dir={run}"], E.EXIT_FILES,
+          f"No space left on device (a previous file there is unchanged): '{run / 'checkpoints'}")
+    assert not [p for p in run.rglob("*") if p.suffix in (".ckpt", ".tmp")]  # nothing half-written is left
 
 
 def test_corrupt_and_missing_checkpoints(runs, tmp_path, capsys):
@@ -200,6 +259,28 @@ def test_asking_for_a_gpu_that_is_not_there(runs, capsys):
     fails(capsys, ["search", "--ckpt", runs["supernet"], "--device", "cuda"], E.EXIT_DEVICE, "no usable CUDA GPU")
 
 
+def test_a_wrong_type_or_class_path_is_one_line_naming_key_value_and_type(runs, tmp_path, capsys):
+    config = tmp_path / "fast.yaml"
+    config.write_text("model:\n  init_args:\n    lr: fast\n")
+    fails(capsys, ["fit", *RETRAIN, "--config", config], E.EXIT_USAGE, "model.init_args.lr: expected float, got 'fast'")
+    fails(capsys, ["fit", *RETRAIN, "--model.init_args.lr", "fast"], E.EXIT_USAGE,
+          "model.init_args.lr: expected float, got 'fast'")
+    fails(capsys, ["fit", *SUPERNET, "--model.init_args.space.layers", "many"], E.EXIT_USAGE,
+          "model.init_args.space.layers: expected int, got 'many'")
+    fails(capsys, ["fit", *RETRAIN, "--trainer.max_epochs", "many"], E.EXIT_USAGE,
+          "trainer.max_epochs: expected int or null, got 'many'")
+    fails(capsys, ["fit", *RETRAIN, "--model.init_args.lrr", "0.1"], E.EXIT_USAGE,
+          "model.init_args.lrr: not an argument of SegmentationModule; closest: lr")
+    config.write_text("model:\n  class_path: hyctas_lightning.training.SegmentatonModule\n")
+    fails(capsys, ["fit", *RETRAIN, "--config", config], E.EXIT_USAGE,
+          "model: class_path 'hyctas_lightning.training.SegmentatonModule' does not name an importable class; "
+          "closest importable class: hyctas_lightning.training.SegmentationModule")
+    fails(capsys, ["fit", *RETRAIN, "--data.class_path", "SyntheticStreetDataModul"], E.EXIT_USAGE,
+          "closest importable class: SyntheticStreetDataModule")
+    fails(capsys, ["search", "--ckpt", runs["supernet"], "--search.population", "many"], E.EXIT_USAGE,
+          "search.population: expected int, got 'many'")
+
+
 def test_typos_stay_usage_errors_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         main(["fit", *RETRAIN, "--trainer.max_epochz=1"])
@@ -291,6 +372,45 @@ def test_predictions_have_each_inputs_own_size(runs, tmp_path, transforms):
     written = sorted(out.glob("*.png"))
     assert len(written) == 8  # 4 test images, mask and overlay each
     assert {Image.open(p).size for p in written} == {(100, 72)}  # (width, height), not the padded 128 x 96
+
+
+def test_predict_skips_bad_samples_and_writes_what_it_reports(tmp_path, caplog):
+    fx.camvid(tmp_path)
+    good = ["0016E5_07959", "0016E5_08000"]
+    shutil.copy(tmp_path / "val/0016E5_07959.png", tmp_path / "val/0016E5_08000.png")
+    shutil.copy(tmp_path / "valannot/0016E5_07959.png", tmp_path / "valannot/0016E5_08000.png")
+    (tmp_path / "val/broken.png").write_bytes(b"not a png")
+    shutil.copy(tmp_path / "valannot/0016E5_07959.png", tmp_path / "valannot/broken.png")
+    (tmp_path / "val.txt").write_text("".join(f"val/{n}.png valannot/{n}.png\n" for n in ["broken", *good]))
+    with caplog.at_level(logging.INFO):
+        assert main(["predict", "--config", str(ROOT / "configs/demo/retrain.yaml"), "--config",
+                     str(ROOT / "configs/data/camvid.yaml"), f"--data.init_args.root={tmp_path}",
+                     "--data.init_args.skip_bad_samples=true", "--data.init_args.num_workers=0",
+                     f"--trainer.default_root_dir={tmp_path / 'run'}", "--trainer.enable_progress_bar=false"]) == 0
+    written = sorted(p.name for p in (tmp_path / "run/predictions").iterdir())
+    assert written == [f"{n}_{kind}.png" for n in good for kind in ("mask", "overlay")]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(f"wrote masks and overlays of {len(good)} images" in m for m in messages)
+    assert any("left out 1 of 3 samples of the val split" in m and str(tmp_path / "val/broken.png") in m
+               for m in messages)
+
+
+def test_rank_references_missing_empty_or_not_json(runs, tmp_path, capsys):
+    rank = ["rank", "--ckpt", runs["supernet"], "--out", tmp_path / "rank", "--random_members", "3",
+            "--calibration_images", "4", "--val_images", "2", "--device", "cpu"]
+    fails(capsys, [*rank, "--references", tmp_path / "nowhere"], E.EXIT_FILES,
+          f"--references {tmp_path / 'nowhere'}: no such folder")
+    references = tmp_path / "references"
+    references.mkdir()
+    (references / "notes.json").write_text("miou: 0.5\n")
+    fails(capsys, [*rank, "--references", references], E.EXIT_USAGE,
+          f"{references / 'notes.json'}: not a JSON reference result")
+    (references / "notes.json").unlink()
+    assert main([str(a) for a in rank] + ["--references", str(references)]) == 0
+    out = capsys.readouterr().out
+    assert f"--references {references} holds no standalone results" in out
+    assert "no references: Kendall tau and Spearman rho need standalone results" in out
+    assert "Kendall tau nan" not in out
 
 
 def test_eval_size_matches_the_evaluation_pipeline():

@@ -143,6 +143,12 @@ def atomic_save(obj: Any, path: PathLike) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # the permissions a plain open() would give, not mkstemp's 0600
         os.replace(tmp, path)
+    except OSError as error:  # a full disk or a lost mount names no file: say which one was being written
+        Path(tmp).unlink(missing_ok=True)
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, f"{error.strerror or error} (a previous file there is unchanged)",
+                      str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -6,6 +6,11 @@ from __future__ import annotations
 import torch
 
 
+class ConfigError(ValueError):
+    """An option or config value that cannot be used: a wrong type, a class path that does not import, or an
+    option that a ``--ckpt_path`` checkpoint would override; the message names the key and the fix."""
+
+
 class ClassCountError(ValueError):
     """A model or checkpoint and the data disagree on the number of classes."""
 

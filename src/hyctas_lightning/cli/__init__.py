@@ -10,7 +10,7 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
-from jsonargparse import ArgumentParser
+from .parsing import HyctasArgumentParser
 
 TOOLS = {
     "profile": "parameters and multiply-adds of architectures",
@@ -30,11 +30,11 @@ def tools_help() -> str:
     return "tools: " + "; ".join(f"'hyctas {name}' ({what})" for name, what in TOOLS.items())
 
 
-def tool_parser(name: str) -> tuple[ArgumentParser, object]:
+def tool_parser(name: str) -> tuple[HyctasArgumentParser, object]:
     """The parser of tool ``name`` and its module."""
     module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
     prog = getattr(module, "PROG", f"hyctas {name}")
-    parser = ArgumentParser(prog=prog, description=module.__doc__, default_config_files=[])
+    parser = HyctasArgumentParser(prog=prog, description=module.__doc__, default_config_files=[])
     module.add_arguments(parser)
     return parser, module
 

@@ -39,14 +39,14 @@ def _own_errors() -> List[Tuple[int, tuple]]:
     """The project's errors, most specific first; imported only when something failed."""
     from hyctas_lightning.checkpoints import CheckpointError
     from hyctas_lightning.data.files import DatasetError
-    from hyctas_lightning.errors import ClassCountError, DeviceUnavailable, TrainingDiverged
+    from hyctas_lightning.errors import ClassCountError, ConfigError, DeviceUnavailable, TrainingDiverged
     from hyctas_lightning.search.engine import NothingFeasible
     from hyctas_lightning.search_space import ArchitectureError
 
     return [(EXIT_CHECKPOINT, (CheckpointError,)), (EXIT_DATASET, (DatasetError,)),
             (EXIT_ARCHITECTURE, (ArchitectureError,)), (EXIT_CLASSES, (ClassCountError,)),
             (EXIT_DIVERGED, (TrainingDiverged,)), (EXIT_DEVICE, (DeviceUnavailable,)),
-            (EXIT_NOTHING_FEASIBLE, (NothingFeasible,))]
+            (EXIT_NOTHING_FEASIBLE, (NothingFeasible,)), (EXIT_USAGE, (ConfigError,))]
 
 
 def _user_errors() -> List[Tuple[int, tuple]]:

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import importlib
 import os
-from pathlib import Path
+import sys
 from typing import Any, Dict, List, Optional
 
 import torch
-from jsonargparse import Namespace
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-
-def _plain(value: Any) -> Any:
-    return value.as_dict() if isinstance(value, Namespace) else value
+from .checkpoint_options import conflicts, is_local_file, last_checkpoint, plain_value, refuse_conflicts, typed_values
+from .parsing import OneLineErrors
 
 
 def named_plugins(hparams: Any) -> List[str]:
     """Plugin modules that a module's arguments name: ``plugins`` (retraining) or ``space.plugins`` (supernet)."""
-    hparams = _plain(hparams) or {}
-    space = _plain(hparams.get("space")) or {}
+    hparams = plain_value(hparams) or {}
+    space = plain_value(hparams.get("space")) or {}
     return list(hparams.get("plugins") or []) + list((space.get("plugins") if isinstance(space, dict) else None) or [])
 
 
@@ -37,14 +35,13 @@ def module_class(model: Any) -> Optional[type]:
     return getattr(importlib.import_module(module), name)
 
 
-def check_checkpoint(path: str, model: Any, resume: bool = False) -> Dict[str, Any]:
-    """Open ``path`` safely (no code runs) and check it before Lightning does: its kind must be the configured
+def check_checkpoint(checkpoint: Dict[str, Any], path: str, model: Any, resume: bool = False) -> Dict[str, Any]:
+    """Check a checkpoint (read safely: no code ran) before Lightning uses it: its kind must be the configured
     module's (``checkpoint_kind``), every plugin module it lists must be one the user named as well, since
     Lightning builds the module that the file describes, and a training to ``resume`` needs the optimiser state.
     Returns its ``hyctas`` metadata ({} when the configured module declares no kind)."""
-    from hyctas_lightning.checkpoints import CheckpointError, read_checkpoint, require_kind
+    from hyctas_lightning.checkpoints import CheckpointError, require_kind
 
-    checkpoint = read_checkpoint(path)
     if resume and "optimizer_states" not in checkpoint:
         raise CheckpointError(f"{path} holds the weights only (no optimiser state, loops or random streams, as "
                               f"LastCheckpoint's weights_file writes), so training cannot resume from it: resume "
@@ -60,17 +57,25 @@ def check_checkpoint(path: str, model: Any, resume: bool = False) -> Dict[str, A
     return meta
 
 
+class HyctasParser(OneLineErrors, LightningArgumentParser):
+    """LightningCLI's parser with one-line errors for a refused config value (``cli.parsing``)."""
+
+
 class HyctasCLI(LightningCLI):
     """LightningCLI with ``data.num_classes`` linked to ``model.init_args.num_classes``, and loggers that have no
     ``save_dir`` writing into ``trainer.default_root_dir``: with a logger of ``name: ""`` and ``version: ""``, a
     run's checkpoints, logs and predictions all land in that one folder, which ``--trainer.default_root_dir``
     moves.
 
-    Before anything is built, a ``--ckpt_path`` file is opened with ``weights_only=True`` and must be of the kind
-    the configured module trains (a supernet checkpoint cannot start a retrain run, nor the reverse), list no
-    plugin module the user did not name, and match the data's class count; Lightning itself then also loads it
-    with ``weights_only=True``. A GPU accelerator on a machine without one is refused up front, and checkpoints are
-    written atomically by a thread while training goes on (``AsyncAtomicCheckpointIO``)."""
+    A ``--ckpt_path`` file is opened with ``weights_only=True`` and checked before anything is built (and before
+    LightningCLI merges its hyper-parameters into the config): it must be of the kind the configured module trains
+    (a supernet checkpoint cannot start a retrain run, nor the reverse), list no plugin module the user did not
+    name, store no other value for an option typed on the command line (``cli.checkpoint_options``), and match the
+    data's class count. ``--ckpt_path last`` is resolved here too, and refused when there is nothing to resume.
+    Lightning then loads the file with ``weights_only`` left to torch, whose default is True. A GPU accelerator on
+    a machine without one is refused up front, and checkpoints are written atomically by a thread while training
+    goes on (``AsyncAtomicCheckpointIO``).
+    Only LightningCLI's public hooks are overridden."""
 
     @staticmethod
     def subcommands() -> Dict[str, set]:
@@ -81,14 +86,30 @@ class HyctasCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("trainer.default_root_dir", "trainer.logger.init_args.save_dir")
 
-    def _parse_ckpt_path(self) -> None:
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, note the options typed on the command line, and check a ``--ckpt_path`` file."""
+        super().parse_arguments(parser, args)
         self.checkpoint_meta: Dict[str, Any] = {}
+        self.typed: Dict[str, Dict[str, Any]] = {}
         subcommand = self.config.get("subcommand")
-        config = self.config[subcommand] if subcommand else None
-        path = config.get("ckpt_path") if config is not None else None
-        if path and Path(path).is_file():  # 'last', 'best', 'hpc' are the Trainer's: the module checks their kind
-            self.checkpoint_meta = {"path": path, **check_checkpoint(path, config.model, subcommand == "fit")}
-        super()._parse_ckpt_path()
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        argv = sys.argv[1:] if args is None else args if isinstance(args, list) else []
+        groups = ("model", "optimizer", "lr_scheduler") if subcommand == "fit" else ("model",)  # fit restores all
+        self.typed = typed_values(config, argv, groups)
+        path = config.get("ckpt_path")
+        if is_local_file(path):
+            self._check_checkpoint(subcommand, str(path), config.model)
+
+    def _check_checkpoint(self, subcommand: str, path: str, model: Any) -> None:
+        from hyctas_lightning.checkpoints import read_checkpoint
+
+        checkpoint = read_checkpoint(path)
+        meta = check_checkpoint(checkpoint, path, model, subcommand == "fit")
+        as_stored = getattr(module_class(model), "hparam_as_stored", lambda name, value: value)
+        refuse_conflicts(path, subcommand, conflicts(checkpoint, self.typed, as_stored))
+        self.checkpoint_meta = {"path": path, **meta}
 
     def before_instantiate_classes(self) -> None:
         from hyctas_lightning.errors import DeviceUnavailable
@@ -112,7 +133,16 @@ class HyctasCLI(LightningCLI):
 
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own checkpoint writer
             self.trainer.strategy.checkpoint_io = AsyncAtomicCheckpointIO()
+        if self.subcommand and self.config[self.subcommand].get("ckpt_path") == "last":
+            self._resolve_last()
         self._check_class_count()
+
+    def _resolve_last(self) -> None:
+        """``--ckpt_path last``: the run's newest last checkpoint, checked as a named file is, and handed to the
+        Trainer as that file; none is an error (Lightning would warn and train from scratch)."""
+        path = str(last_checkpoint(self.trainer))
+        self._check_checkpoint(self.subcommand, path, self.config[self.subcommand].model)
+        self.config_init[self.subcommand]["ckpt_path"] = path
 
     def _check_class_count(self) -> None:
         """A ``--ckpt_path`` trained for other classes than the data's is refused before its weights are loaded."""
@@ -126,9 +156,6 @@ class HyctasCLI(LightningCLI):
                 f"({type(self.datamodule).__name__}) has {data}: evaluate it on data with the same classes, or "
                 f"train a new model on this data (fit without --ckpt_path)")
 
-    def _prepare_subcommand_kwargs(self, subcommand: str) -> Dict[str, Any]:
-        return {**super()._prepare_subcommand_kwargs(subcommand), "weights_only": True}
-
 
 def run_lightning(args: Optional[List[str]]) -> int:
     """Run a Trainer subcommand; ``args`` None reads ``sys.argv``."""
@@ -137,7 +164,8 @@ def run_lightning(args: Optional[List[str]]) -> int:
     from . import tools_help
 
     os.environ.setdefault("WANDB_MODE", "offline")  # a selected WandbLogger logs locally unless asked to sync
-    HyctasCLI(args=args, parser_kwargs={"description": f"hyctas-lightning. Trainer subcommands below; {tools_help()}"},
+    HyctasCLI(args=args, parser_class=HyctasParser,
+              parser_kwargs={"description": f"hyctas-lightning. Trainer subcommands below; {tools_help()}"},
               save_config_kwargs={"overwrite": True},
               trainer_defaults={"callbacks": [DivergenceGuard(), RandomStateCheckpoint()]})  # in every run
     return 0

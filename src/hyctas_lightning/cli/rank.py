@@ -32,6 +32,19 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_dataclass_arguments(StandaloneRecipe, "recipe")
 
 
+def check_references(folder: Optional[str]) -> None:
+    """A ``--references`` folder that does not exist is a mistake, not 'no references yet'; an empty one is said
+    before the estimates are computed."""
+    if folder is None:
+        return
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"--references {folder}: no such folder; give the folder of HASH.json standalone "
+                                f"results (OUT/references/KEY of a `hyctas rank --train true` run)")
+    if not any(Path(folder).glob("*.json")):
+        print(f"--references {folder} holds no standalone results (HASH.json with 'miou'): the supernet's estimates "
+              f"only, no rank correlation; --train true trains the references")
+
+
 def run(args: Namespace) -> int:
     import torch
 
@@ -39,6 +52,7 @@ def run(args: Namespace) -> int:
     from hyctas_lightning.training.ranking import ReferenceCache, diagnose, ranking_panel
 
     check_device(args.device)
+    check_references(args.references)
     ckpt, supernet, meta, data_spec = supernet_from_args(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(args.out or Path("runs/rank") / ckpt.parent.parent.name)

@@ -7,7 +7,9 @@ here once.
 from __future__ import annotations
 
 import logging
+import os
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -65,16 +67,17 @@ class SegmentationDataset(Dataset, ABC):
     panoptic targets of ``panoptic.panoptic_targets`` computed after augmentation, the sample's ``image_id`` and
     its ``image_size`` (H, W) before any resizing or padding.
 
-    Every problem with a sample raises ``DatasetError`` naming the file. With ``skip_bad_samples`` the bad
-    sample is logged as a warning and the next good one is returned instead, so a run survives a few broken
-    files without hiding them.
+    Every problem with a sample raises ``DatasetError`` naming the file. With ``skip_bad_samples`` every sample is
+    loaded once, on first use, and those that fail are left out of the split: not counted, not replaced by
+    another sample, and listed with their errors in one warning, so a run survives a few broken files without
+    hiding them (``hyctas data check`` still scans them all).
 
     Args:
         num_items: samples in the full split.
         split: the split's name (``train``, ``val``, ...), used in messages.
         transform: augmentation pipeline; None normalises only (default evaluation transforms).
         max_samples: cap the split to this many samples, a fixed random subset (quick runs); None keeps all.
-        skip_bad_samples: log and skip samples that fail to load instead of raising.
+        skip_bad_samples: leave out (and list in a warning) the samples that fail to load instead of raising.
         panoptic: panoptic target settings; None yields semantic samples only.
     """
 
@@ -89,8 +92,10 @@ class SegmentationDataset(Dataset, ABC):
                  panoptic: Optional[PanopticTargetConfig] = None) -> None:
         self.split = split
         self.transform = transform or SegmentationTransform(TransformConfig(), train=False)
-        self.indices = deterministic_subset(num_items, max_samples)
+        self.subset = deterministic_subset(num_items, max_samples)
         self.skip_bad_samples = skip_bad_samples
+        self.skipped: List[str] = []  # the errors of the samples left out (with skip_bad_samples)
+        self._indices: Optional[List[int]] = None
         if panoptic is not None and not self.thing_classes:
             raise ValueError(f"{type(self).__name__} has no instance annotations, so it cannot give panoptic targets; "
                              "use COCO panoptic, Cityscapes or the synthetic streets, or drop `panoptic`")
@@ -108,6 +113,42 @@ class SegmentationDataset(Dataset, ABC):
     @abstractmethod
     def load_item(self, item: int) -> Sample:
         """Decode and validate item ``item`` of the full split (before ``max_samples``)."""
+
+    @property
+    def indices(self) -> List[int]:
+        """The items of the full split this dataset serves: the ``max_samples`` subset, less the samples that fail
+        to load when ``skip_bad_samples`` is set."""
+        if self._indices is None:
+            self._indices = self._good_items() if self.skip_bad_samples else self.subset
+        return self._indices
+
+    def problem(self, item: int) -> Optional[str]:
+        """Why item ``item`` of the full split cannot be loaded, or None if it loads.
+
+        Args:
+            item: an index into the full split.
+        """
+        try:
+            self.load_item(item)
+        except DatasetError as error:
+            return str(error)
+        return None
+
+    def _good_items(self) -> List[int]:
+        """The subset without the samples that fail to load, each loaded once (in threads: decoding releases the
+        GIL); what was left out is kept in ``skipped`` and listed in one warning."""
+        with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+            problems = list(pool.map(self.problem, self.subset))
+        self.skipped = [p for p in problems if p is not None]
+        good = [item for item, p in zip(self.subset, problems) if p is None]
+        if not good:
+            raise DatasetError(f"every sample of the {self.split} split is bad, e.g. {self.skipped[0]}; run "
+                               f"`hyctas data check` for the full list")
+        if self.skipped and rank() == 0:
+            log.warning("skip_bad_samples: left out %d of %d samples of the %s split (%s) that fail to load: %s",
+                        len(self.skipped), len(self.subset), self.split, type(self).__name__,
+                        "; ".join(self.skipped))
+        return good
 
     def load(self, index: int) -> Sample:
         """Sample ``index`` of this (possibly capped) split, validated, untransformed."""
@@ -127,7 +168,7 @@ class SegmentationDataset(Dataset, ABC):
     def __getitem__(self, index: int) -> Dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
-        sample = self._load_or_skip(index)
+        sample = self.load(index)
         if self.panoptic is None:
             image, mask = self.transform(sample.image, sample.mask)
             return {"image": image, "mask": mask, "name": sample.name, "image_size": tuple(sample.image.shape[:2])}
@@ -136,17 +177,6 @@ class SegmentationDataset(Dataset, ABC):
         image_id = sample.name if sample.image_id is None else sample.image_id
         return {"image": image, "mask": mask, "name": sample.name, "image_id": image_id,
                 "image_size": tuple(sample.image.shape[:2]), **targets}
-
-    def _load_or_skip(self, index: int) -> Sample:
-        for offset in range(len(self)):
-            try:
-                return self.load((index + offset) % len(self))
-            except DatasetError as error:
-                if not self.skip_bad_samples:
-                    raise
-                log.warning("skipping a bad %s sample (%s split): %s", type(self).__name__, self.split, error)
-        raise DatasetError(f"every sample of the {self.split} split is bad (see the warnings above); "
-                           f"run `hyctas data check` for the full list")
 
 
 @dataclass(frozen=True)
@@ -266,7 +296,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         drop_last: drop the last incomplete training batch (kept when the split is smaller than one batch).
         max_samples: cap every split to this many samples, a fixed random subset.
         transforms: augmentation settings; None uses the dataset's ``default_transforms``.
-        skip_bad_samples: log and skip bad samples instead of raising.
+        skip_bad_samples: leave out (and list in a warning) the samples that fail to load instead of raising.
         test_split: the split test and predict read; None uses the dataset's ``default_test_split``.
         panoptic: panoptic target settings (``{}`` for Panoptic-DeepLab's); None gives semantic samples only.
     """

@@ -80,17 +80,18 @@ class DataReport:
 
 
 class _Scan(Dataset):
-    """Wraps a dataset so loader workers return (pixel counts, None) or (None, problem) per sample."""
+    """Wraps a dataset so loader workers return (pixel counts, None) or (None, problem) per sample of its whole
+    ``max_samples`` subset, the samples ``skip_bad_samples`` would leave out included."""
 
     def __init__(self, dataset: SegmentationDataset) -> None:
         self.dataset = dataset
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.dataset.subset)
 
     def __getitem__(self, index: int) -> Tuple[Optional[np.ndarray], Optional[str]]:
         try:
-            mask = self.dataset.load(index).mask
+            mask = self.dataset.load_item(self.dataset.subset[index]).mask
         except DatasetError as error:
             return None, str(error)
         return np.bincount(mask.ravel(), minlength=256), None
@@ -102,7 +103,7 @@ def _as_is(item: Tuple[Optional[np.ndarray], Optional[str]]) -> Tuple[Optional[n
 
 
 def _scan_split(dataset: SegmentationDataset, num_classes: int, num_workers: int) -> Tuple[SplitReport, List[str]]:
-    report, problems = SplitReport(len(dataset), np.zeros(num_classes, np.int64)), []
+    report, problems = SplitReport(len(dataset.subset), np.zeros(num_classes, np.int64)), []
     for counts, problem in DataLoader(_Scan(dataset), batch_size=None, num_workers=num_workers,
                                            collate_fn=_as_is):
         if problem is not None:

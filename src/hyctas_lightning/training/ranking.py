@@ -143,10 +143,18 @@ class ReferenceCache:
 
 
 def load_references(folder: str | Path) -> Dict[str, float]:
-    """``{architecture hash: standalone mIoU}`` of every finished result in a reference folder."""
+    """``{architecture hash: standalone mIoU}`` of every finished result in a reference folder (none while it
+    does not exist yet); a file that is not a JSON object raises ``ValueError`` naming it."""
     results = {}
     for path in sorted(Path(folder).glob("*.json")):
-        entry = json.loads(path.read_text())
+        try:
+            entry = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: not a JSON reference result ({error}); a reference folder holds HASH.json "
+                             f"files with 'miou': remove or restore this one") from None
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: not a reference result (a JSON object with 'miou'); remove it from the "
+                             f"reference folder")
         if "miou" in entry:
             results[path.stem] = float(entry["miou"])
     return results
@@ -220,9 +228,12 @@ def estimate_panel(supernet: nn.Module, panel: Dict[str, Architecture], datamodu
     return scorer.score_all(panel, validation, progress=lambda name, miou: log.info("%s: %.4f", name, miou))
 
 
+MIN_PAIRS = 3  # fewer pairs than this have no ranking to test
+
+
 def correlate(estimates: List[float], references: List[float], bootstrap: int = 1000) -> Optional[RankCorrelation]:
     """Rank correlation with bootstrap intervals, or None with fewer than three pairs (no ranking to test)."""
-    return rank_correlation(estimates, references, bootstrap=bootstrap) if len(estimates) >= 3 else None
+    return rank_correlation(estimates, references, bootstrap=bootstrap) if len(estimates) >= MIN_PAIRS else None
 
 
 @dataclass
@@ -275,9 +286,16 @@ class RankingReport:
             rows.append(f"{name:<9} {arch.num_branches:>8} {','.join(map(str, arch.end_scales)):<10} "
                         f"{percent(self.estimates.get(name)):>8} {percent(self.references.get(name)):>7}")
         s = self.summary()
+        if s["n"] >= MIN_PAIRS:
+            ranks = (f"Kendall tau {s['kendall_tau']:.3f}, Spearman rho {s['spearman_rho']:.3f} over {s['n']} random "
+                     f"members")
+        elif s["n"] == 0:
+            ranks = "no references: Kendall tau and Spearman rho need standalone results of the random members"
+        else:  # a correlation of so few pairs would mean nothing
+            ranks = (f"{s['n']} random member(s) with a reference: too few for Kendall tau and Spearman rho "
+                     f"({MIN_PAIRS} needed)")
         rows.append(f"random mean {100 * s['random_mean']:.2f} (min {100 * s['random_min']:.2f}, max "
-                    f"{100 * s['random_max']:.2f}); Kendall tau {s['kendall_tau']:.3f}, Spearman rho "
-                    f"{s['spearman_rho']:.3f} over {s['n']} random members")
+                    f"{100 * s['random_max']:.2f}); {ranks}")
         return "\n".join(rows)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -311,9 +329,9 @@ def diagnose(supernet: nn.Module, data_spec: Dict[str, Any], panel: Dict[str, Ar
         train: a reference cache in which to train the random members that have no result yet.
         accelerator: Lightning accelerator of the standalone trainings.
     """
+    found = load_references(references) if references is not None else {}  # a broken file stops us before the work
     estimates = estimate_panel(supernet, panel, build_datamodule(data_spec), supernet.num_classes, ignore_index,
                                calibration_images, val_images, seed)
-    found = load_references(references) if references is not None else {}
     if train is not None:
         for name, arch in panel.items():
             if name.startswith("random") and arch.hash not in found:

@@ -133,6 +133,17 @@ class SegmentationModule(L.LightningModule):
         self.palette: Optional[List[Tuple[int, int, int]]] = None
         self._total_steps = 1
 
+    @staticmethod
+    def hparam_as_stored(name: str, value: Any) -> Any:
+        """``value`` of argument ``name`` as a checkpoint stores it (``arch``: the architecture itself, not the
+        preset or file naming it), so a value given on the command line can be compared with a checkpoint's.
+
+        Args:
+            name: the argument.
+            value: its value as parsed.
+        """
+        return load_architecture(value).to_dict() if name == "arch" and value is not None else value
+
     def build_net(self, source: Any, num_classes: int, **overrides: Any) -> nn.Module:
         """The network this module trains, from an Architecture or a registered name and ``create_network``'s
         size/head overrides (a subclass may wrap it, e.g. under a panoptic head)."""
