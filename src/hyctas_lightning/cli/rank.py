@@ -4,7 +4,6 @@ branches), and Kendall tau / Spearman rho of the random members against the same
 (read from a reference folder, or trained under ``--recipe`` and cached in ``OUT/references``)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -36,6 +35,7 @@ def run(args: Namespace) -> int:
     import torch
 
     from hyctas_lightning.errors import check_device
+    from hyctas_lightning.fileio import write_json
     from hyctas_lightning.training.ranking import ReferenceCache, diagnose, ranking_panel
 
     check_device(args.device)
@@ -46,7 +46,6 @@ def run(args: Namespace) -> int:
     report = diagnose(supernet.to(device), data_spec, ranking_panel(supernet.space, args.random_members, args.seed),
                       (meta.get("data") or {}).get("ignore_index", 255), args.calibration_images, args.val_images,
                       args.seed, args.references, cache, accelerator="gpu" if device.type == "cuda" else "cpu")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ranking.json").write_text(json.dumps({"checkpoint": str(ckpt), **report.to_dict()}, indent=1) + "\n")
+    write_json(out / "ranking.json", {"checkpoint": str(ckpt), **report.to_dict()})
     print(f"{report.table()}\n-> {out}/ranking.json")
     return 0

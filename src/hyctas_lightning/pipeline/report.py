@@ -20,6 +20,15 @@ def pct(value: Optional[float]) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
 
 
+def statistics_of(rank: Dict[str, Any]) -> Dict[str, Any]:
+    """The rank study's statistics as numbers: ``results.json`` holds an undefined coefficient (a constant side
+    ranks nothing) as null, which reads back as NaN."""
+    def number(value: Any) -> Any:
+        return math.nan if value is None else value
+
+    return {k: [number(x) for x in v] if isinstance(v, list) else number(v) for k, v in rank["statistics"].items()}
+
+
 def ms(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -158,7 +167,7 @@ def rank_section(results: Results) -> List[str]:
     rank = results.get("rank")
     if not rank:
         return ["(the rank stage has not run)"]
-    st, rows = rank["statistics"], rank["architectures"]
+    st, rows = statistics_of(rank), rank["architectures"]
     seeds = [str(s) for s in rank["seeds"]]
     level = f"{100 * st['confidence']:.0f} %"
     fewer = (f" (fewer than the {rank['requested']} asked: the journal held no more feasible candidates)"
@@ -286,7 +295,7 @@ def plot_rank(path: Path, results: Results) -> None:
                         c=colour, ms=6)
         ax.scatter([], [], marker=marker, c=colour, label=f"{source} pick")
     if rank:
-        st = rank["statistics"]
+        st = statistics_of(rank)
         ax.set_title(f"Kendall tau {st['kendall_tau']:.2f} [{st['kendall_ci'][0]:.2f}, {st['kendall_ci'][1]:.2f}], "
                      f"Spearman rho {st['spearman_rho']:.2f}, n = {st['n']}", fontsize=9)
     ax.set_xlabel("supernet mIoU estimate (%)")

@@ -21,7 +21,10 @@ from hyctas_lightning.search.journal import Candidate, Journal
 from .config import STAGES, Baseline, PipelineConfig
 from .jobs import Job, JobResult, display, failure_summary, hyctas_argv, run_jobs, visible_gpus
 from .logs import last_value, require_scalars
-from .manifest import DONE, Manifest, PipelineError, digest, file_digest, write_json
+from hyctas_lightning.fileio import json_digest as digest
+from hyctas_lightning.fileio import write_json
+
+from .manifest import DONE, Manifest, PipelineError, file_digest
 from .picks import spread_picks, top_picks
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
+from hyctas_lightning.fileio import atomic_write_text
+
 SCALES: tuple[int, ...] = (8, 16, 32)
 NODES: tuple[str, ...] = ("pass", "fuse", "drop")
 OUTPUT_COMBINATIONS: tuple[tuple[int, ...], ...] = ((8,), (16,), (32,), (8, 16), (8, 32), (8, 16, 32))
@@ -310,10 +312,7 @@ class Architecture:
             raise ArchitectureError(f"{path}: {e}") from None
 
     def save(self, path: Union[str, Path]) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json() + "\n")
-        return path
+        return atomic_write_text(path, self.to_json() + "\n")
 
     # ------------------------------------------------------------------ identity
     @property
