@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from hyctas_lightning.cli import main
+from hyctas_lightning.fileio import write_json
 from hyctas_lightning.pipeline import Pipeline, PipelineConfig, PipelineConfigError, PipelineError
 from hyctas_lightning.pipeline.jobs import Job, run_jobs
 from hyctas_lightning.pipeline.logs import last_value, read_scalars
-from hyctas_lightning.fileio import write_json
 from hyctas_lightning.pipeline.manifest import DONE, Manifest
 from hyctas_lightning.pipeline.picks import spread_picks
 from hyctas_lightning.pipeline.run import Network

@@ -15,15 +15,14 @@ import yaml
 
 from hyctas_lightning.checkpoints import SUPERNET_KIND, read_checkpoint, save_compact
 from hyctas_lightning.evaluation.correlation import rank_correlation
+from hyctas_lightning.fileio import json_digest as digest
+from hyctas_lightning.fileio import write_json
 from hyctas_lightning.models import list_networks
 from hyctas_lightning.search.journal import Candidate, Journal
 
 from .config import STAGES, Baseline, PipelineConfig
 from .jobs import Job, JobResult, display, failure_summary, hyctas_argv, run_jobs, visible_gpus
 from .logs import last_value, require_scalars
-from hyctas_lightning.fileio import json_digest as digest
-from hyctas_lightning.fileio import write_json
-
 from .manifest import DONE, Manifest, PipelineError, file_digest
 from .picks import spread_picks, top_picks
 
