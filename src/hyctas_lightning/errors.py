@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import torch
 
+# `hyctas search`'s exit status when no architecture met the limits: the pipeline tells it from a failure by it
+EXIT_NOTHING_FEASIBLE = 3
+
 
 class ClassCountError(ValueError):
     """A model or checkpoint and the data disagree on the number of classes."""

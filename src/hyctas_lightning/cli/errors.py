@@ -9,9 +9,10 @@ import traceback
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from hyctas_lightning.errors import EXIT_NOTHING_FEASIBLE  # the search found no architecture within the limits
+
 EXIT_PROBLEMS = 1  # `hyctas data check` found problems (and Python's own status for an unexpected error)
 EXIT_USAGE = 2  # a bad option, config value or name
-EXIT_NOTHING_FEASIBLE = 3  # the search found no architecture within the limits
 EXIT_CHECKPOINT = 4  # a checkpoint is missing, unreadable, untrusted, of the wrong kind or does not fit
 EXIT_DATASET = 5  # the data is missing or broken
 EXIT_ARCHITECTURE = 6  # an architecture file is invalid

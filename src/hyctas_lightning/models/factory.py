@@ -25,14 +25,13 @@ from hyctas_lightning.checkpoints import (
     read_checkpoint,
 )
 from hyctas_lightning.registry import Registry
-from hyctas_lightning.search_space import Architecture, ArchitectureError, SearchSpace
+from hyctas_lightning.search_space import BUILD_SETTINGS, Architecture, ArchitectureError, SearchSpace
 
 from .childnet import ChildNet
 from .supernet import SuperNet
 
 NETWORKS: Registry[Callable[..., nn.Module]] = Registry("segmentation network")
 ArchSource = Union[str, Path, Dict[str, Any], Architecture]
-BUILD_SETTINGS = ("fch", "output_stride", "head", "classifier")  # what a checkpoint may override in its arch
 PRESETS = resources.files(__package__) / "presets"
 
 

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 from hyctas_lightning.checkpoints import SUPERNET_KIND, read_checkpoint, save_compact
+from hyctas_lightning.errors import EXIT_NOTHING_FEASIBLE
 from hyctas_lightning.evaluation.correlation import rank_correlation
 from hyctas_lightning.fileio import json_digest as digest
 from hyctas_lightning.fileio import write_json
@@ -27,7 +28,6 @@ from .manifest import DONE, Manifest, PipelineError, file_digest
 from .picks import spread_picks, top_picks
 
 log = logging.getLogger(__name__)
-EXIT_NOTHING_FEASIBLE = 3
 REPORT_FILES = ("manifest.json", "results.json", "candidates.json")
 OUT_OF_MEMORY = "out of memory"
 

@@ -15,11 +15,10 @@ from hyctas_lightning.evaluation.batchnorm import bn_state, load_bn_state
 from hyctas_lightning.evaluation.metrics import mean_iou, per_class_iou
 from hyctas_lightning.evaluation.weight_sharing import SubnetScorer, collect_images
 from hyctas_lightning.models import SuperNet, load_network
-from hyctas_lightning.search_space import Architecture, SearchSpace
+from hyctas_lightning.search_space import Architecture, SearchSpace, ranking_panel
 
 from .ddp import log_global, one_gradient_sync, require_same_architectures
 from .losses import distillation_loss, segmentation_loss
-from .ranking import ranking_panel
 from .sampling import SAMPLERS, SandwichSampler, build_sampler
 
 DISTILL_MODES = (None, "inplace", "teacher")
