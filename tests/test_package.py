@@ -14,12 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "hyctas_lightning"
 # Lower layers never import higher ones; within one layer, sub-packages may import each other without cycles.
 LAYERS = [
-    {"registry", "checkpoints", "errors"},
+    {"registry", "fileio", "locks", "checkpoints", "errors"},
     {"layers"},
     {"ops"},
     {"search_space"},
     {"models"},
     {"data", "evaluation", "viz"},
+    {"ranking"},
     {"training", "search", "deploy"},
     {"pipeline"},
     {"cli"},

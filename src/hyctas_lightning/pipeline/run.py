@@ -15,10 +15,10 @@ import yaml
 
 from hyctas_lightning.checkpoints import SUPERNET_KIND, read_checkpoint, save_compact
 from hyctas_lightning.errors import EXIT_NOTHING_FEASIBLE
-from hyctas_lightning.evaluation.correlation import rank_correlation
 from hyctas_lightning.fileio import json_digest as digest
 from hyctas_lightning.fileio import write_json
 from hyctas_lightning.models import list_networks
+from hyctas_lightning.ranking import rank_correlation
 from hyctas_lightning.search.journal import Candidate, Journal
 
 from .config import STAGES, Baseline, PipelineConfig
