@@ -22,10 +22,12 @@ class PipelineError(RuntimeError):
 
 
 def now() -> str:
+    """The local time as the manifest records it."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """A 16-hex-digit identity of a file's bytes (config files, checkpoints)."""
     h = hashlib.sha256()
     with Path(path).open("rb") as f:
         while block := f.read(chunk):
@@ -64,6 +66,7 @@ class Manifest:
 
     # ------------------------------------------------------------------ the file
     def save(self) -> None:
+        """Write the manifest (atomically), stamped with the time."""
         self.data["updated"] = now()
         write_json(self.path, self.data)
 
@@ -77,16 +80,20 @@ class Manifest:
 
     # ------------------------------------------------------------------ stages
     def stage(self, name: str) -> Dict[str, Any]:
+        """The record of stage ``name`` (created pending if new)."""
         return self.data["stages"].setdefault(name, {"status": PENDING, "attempts": [], "seconds": 0.0,
                                                      "gpu_minutes": 0.0, "commands": [], "outputs": {}})
 
     def status(self, name: str) -> str:
+        """``pending``, ``running``, ``done`` or ``failed``."""
         return self.data["stages"].get(name, {}).get("status", PENDING)
 
     def outputs(self, name: str) -> Dict[str, Any]:
+        """What stage ``name`` recorded when it last finished (empty before)."""
         return self.data["stages"].get(name, {}).get("outputs", {})
 
     def outputs_digest(self, name: str) -> str:
+        """A digest of those outputs: what a later stage's inputs hold of them."""
         return json_digest(self.outputs(name))
 
     def begin(self, name: str, inputs: Dict[str, Any], gpus: int, argv: Optional[List[str]] = None) -> None:
@@ -99,16 +106,19 @@ class Manifest:
         self.save()
 
     def heartbeat(self, name: str) -> None:
+        """Stamp the running attempt: a kill is then closed at the last heartbeat."""
         self.stage(name)["attempts"][-1]["heartbeat"] = time.time()
         self.save()
 
     def add_command(self, name: str, command: str) -> None:
+        """List a command among the stage's (once), for the report."""
         commands = self.stage(name)["commands"]
         if command not in commands:
             commands.append(command)
             self.save()
 
     def finish(self, name: str, outputs: Dict[str, Any], error: Optional[str] = None) -> None:
+        """Close the running attempt: done with ``outputs``, or failed with ``error``."""
         record = self.stage(name)
         attempt = record["attempts"][-1]
         self._close(record, attempt, time.time())
@@ -153,16 +163,20 @@ class Manifest:
 
     # ------------------------------------------------------------------ jobs
     def job(self, key: str) -> Dict[str, Any]:
+        """The record of job ``key`` (empty if it never ran)."""
         return self.data["jobs"].get(key, {})
 
     def job_done(self, key: str) -> bool:
+        """Whether job ``key`` finished successfully (and so is not run again)."""
         return self.job(key).get("status") == DONE
 
     def record_job(self, key: str, record: Dict[str, Any]) -> None:
+        """Update job ``key``'s record."""
         self.data["jobs"][key] = {**self.data["jobs"].get(key, {}), **record}
         self.save()
 
     def invoked(self, argv: List[str], config: Dict[str, Any]) -> None:
+        """Record an invocation and the config it runs with (``hyctas pipeline --run`` reads it back)."""
         self.data["invocations"].append({"start": now(), "argv": argv})
         self.data["config"] = config
         self.save()

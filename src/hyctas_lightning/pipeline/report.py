@@ -17,6 +17,7 @@ Results = Dict[str, Any]
 
 
 def pct(value: Optional[float]) -> str:
+    """A fraction as a percentage with two decimals; ``-`` when missing."""
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
 
 
@@ -30,6 +31,7 @@ def statistics_of(rank: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def ms(value: Optional[float]) -> str:
+    """Milliseconds with two decimals; ``-`` when missing."""
     return "-" if value is None else f"{value:.2f}"
 
 
@@ -47,11 +49,13 @@ def ordered(results: Results) -> List[str]:
 
 
 def seeds_of(results: Results) -> List[str]:
+    """Every training seed of the evaluated networks, in order."""
     return sorted({s for n in results.get("networks", {}).values() for s in n.get("seeds", {})}, key=int)
 
 
 # ---------------------------------------------------------------------------------------------- sections
 def setup(results: Results, manifest: Dict[str, Any]) -> List[str]:
+    """The run's setting: data, search, cap and latency protocol, as the report's first lines."""
     search, cap, lat = results.get("search", {}), results.get("cap", {}), results.get("latency", {})
     classes = results.get("classes") or []
     config = manifest.get("config", {})
@@ -70,11 +74,13 @@ def setup(results: Results, manifest: Dict[str, Any]) -> List[str]:
 
 
 def latency_columns(results: Results) -> List[tuple]:
+    """(size, variant) of every latency column."""
     lat = results.get("latency", {})
     return [(size, variant) for size in lat.get("sizes", []) for variant in lat.get("variants", [])]
 
 
 def networks_table(results: Results) -> List[str]:
+    """Every network: mIoU per seed and mean, size, latency per variant and size."""
     seeds, columns = seeds_of(results), latency_columns(results)
     sizes = results.get("latency", {}).get("sizes", [])
     header = ["network", "kind", *(f"mIoU seed {s}" for s in seeds), "mean ± std", "params (M)",
@@ -103,6 +109,7 @@ def training(entry: Dict[str, Any]) -> str:
 
 
 def class_table(results: Results) -> List[str]:
+    """IoU per class (mean over seeds) of every network."""
     names = ordered(results)
     rows = []
     for c in results.get("classes") or []:
@@ -115,11 +122,13 @@ def class_table(results: Results) -> List[str]:
 
 
 def best_searched(results: Results) -> Optional[str]:
+    """The most accurate searched network (None before the evaluation)."""
     searched = [n for n in ordered(results) if results["networks"][n].get("kind") == "searched"]
     return searched[0] if searched else None
 
 
 def verdict(results: Results, reference: str) -> List[str]:
+    """Whether the best searched network beats the reference baseline in accuracy and latency."""
     best = best_searched(results)
     networks = results.get("networks", {})
     if best is None or reference not in networks:
@@ -147,6 +156,7 @@ def verdict(results: Results, reference: str) -> List[str]:
 
 
 def search_section(results: Results) -> List[str]:
+    """The supernet's validation and the search's size, cap and hypervolume."""
     s, supernet = results.get("search"), results.get("supernet") or {}
     if not s:
         return []
@@ -164,6 +174,7 @@ def search_section(results: Results) -> List[str]:
 
 
 def rank_section(results: Results) -> List[str]:
+    """The rank-correlation study: statistics and one row per architecture."""
     rank = results.get("rank")
     if not rank:
         return ["(the rank stage has not run)"]
@@ -189,6 +200,7 @@ def rank_section(results: Results) -> List[str]:
 
 
 def zoo_section(results: Results) -> List[str]:
+    """The model-zoo files written."""
     zoo = results.get("zoo")
     if not zoo:
         return ["(the zoo stage has not run)"]
@@ -200,6 +212,7 @@ def zoo_section(results: Results) -> List[str]:
 
 
 def cost_section(manifest: Dict[str, Any]) -> List[str]:
+    """Seconds and GPU-minutes per stage."""
     stages = manifest.get("stages", {})
     rows, total = [], 0.0
     for name in STAGES:
@@ -215,6 +228,7 @@ def cost_section(manifest: Dict[str, Any]) -> List[str]:
 
 
 def commands_section(manifest: Dict[str, Any]) -> List[str]:
+    """Every command the stages ran, per stage."""
     stages = manifest.get("stages", {})
     runs = []
     for name in STAGES:
