@@ -81,3 +81,13 @@ def test_a_folder_lock_admits_one_holder_until_released(tmp_path):
     with FileLock(tmp_path / "run" / ".lock") as again:
         assert again.held
     assert not again.held
+
+
+def test_a_command_reading_a_truncated_json_file_names_it_in_one_line(tmp_path, capsys):
+    from hyctas_lightning.cli import main
+    from hyctas_lightning.cli.errors import EXIT_FILES
+
+    (tmp_path / "manifest.json").write_text('{"config": {"run": "x"')  # a run folder whose manifest was cut short
+    assert main(["pipeline", "--run", str(tmp_path), "--stages", "report"]) == EXIT_FILES
+    err = capsys.readouterr().err.strip()
+    assert "manifest.json: not valid JSON (invalid at line 1" in err and len(err.splitlines()) == 1
