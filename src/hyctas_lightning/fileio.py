@@ -1,4 +1,5 @@
-"""Every file the package writes goes through here: written whole or not at all, and JSON that any reader parses.
+"""The package's text, JSON and checkpoint files are written through here: whole or not at all, and JSON that any
+reader parses (figures and images are written by their libraries).
 
 A file is written to a temporary file in its target folder (a unique ``.partial-*.tmp`` name, so two processes
 writing the same file never share one, and no glob for the target's name ever matches it), flushed and synced to

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from hyctas_lightning.fileio import write_json
+from hyctas_lightning.fileio import atomic_write_text, write_json
 
 from .folding import fold_batchnorm
 from .latency import Latency, measure_latency
@@ -221,7 +221,7 @@ class BenchReport:
     def write(self, out_dir: Path) -> Tuple[Path, Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
         md, js = out_dir / "bench.md", out_dir / "bench.json"
-        md.write_text(self.markdown() + "\n")
+        atomic_write_text(md, self.markdown() + "\n")
         write_json(js, self.to_dict())
         return md, js
 

@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hyctas_lightning.fileio import atomic_write_text
+
 from .config import STAGES
 
 Results = Dict[str, Any]
@@ -345,5 +347,5 @@ def write_report(run: Path, title: str, manifest: Dict[str, Any], results: Resul
             "## Stages and cost", "", *cost_section(manifest), "",
             "## Commands", "", *commands_section(manifest)]
     path = run / "REPORT.md"
-    path.write_text("\n".join(text).rstrip() + "\n")
+    atomic_write_text(path, "\n".join(text).rstrip() + "\n")
     return [path, run / "pareto.png", run / "rank.png"]
