@@ -49,7 +49,7 @@ import yaml
 import hyctas_lightning
 from hyctas_lightning.checkpoints import SUPERNET_KIND, read_checkpoint
 from hyctas_lightning.pipeline.jobs import hyctas_argv, tail
-from hyctas_lightning.pipeline.logs import last_value, require_scalars
+from hyctas_lightning.training.curves import last_value, read_curves
 from hyctas_lightning.training.throughput import THROUGHPUT_METRICS
 
 PARTS = ("profile", "build", "latency", "recalibration", "validation")
@@ -155,7 +155,7 @@ def fit_stage(n: int, args: argparse.Namespace, out: Path, clock: Clock) -> dict
                f"--trainer.devices={n}", f"--trainer.strategy={'ddp' if n > 1 else 'auto'}",
                *([f"--data.init_args.root={args.data_root}"] if args.data_root else []), *args.fit_arg]
     wall = run_command(command, run / "fit.log", clock)
-    scalars = require_scalars(run, "supernet throughput")
+    scalars = read_curves(run, recursive=False)
     images_per_s = last_value(scalars, THROUGHPUT_METRICS)
     if images_per_s is None:
         raise RuntimeError(f"{run}: no {' or '.join(THROUGHPUT_METRICS)} logged: the run stopped before "

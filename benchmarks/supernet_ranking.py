@@ -47,18 +47,17 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import yaml
 
-from hyctas_lightning.search_space import Architecture, SearchSpace
-from hyctas_lightning.training.ranking import (
+from hyctas_lightning.ranking import (
     RankingReport,
     ReferenceCache,
     StandaloneRecipe,
     correlate,
     estimate_panel,
     load_references,
-    ranking_panel,
     references_for,
-    train_standalone,
 )
+from hyctas_lightning.search_space import Architecture, SearchSpace, ranking_panel
+from hyctas_lightning.training import train_standalone
 
 STAGES = ("references", "teacher", "supernets", "estimates", "report")
 Job = Tuple[str, List[str], Path]  # name, command, log file

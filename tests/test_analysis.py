@@ -11,8 +11,8 @@ from torch import nn
 
 from hyctas_lightning.evaluation import per_class_iou
 from hyctas_lightning.evaluation.per_image import class_lookup, image_iou, predict_labels
+from hyctas_lightning.ranking import kendall_tau, read_rank_study
 from hyctas_lightning.search import Journal, SearchConfig, search_with
-from hyctas_lightning.search.rank_study import kendall_tau, read_rank_study
 from hyctas_lightning.search.results import read_search_run
 from hyctas_lightning.training.curves import read_curves
 from hyctas_lightning.training.prediction import overlay
@@ -80,21 +80,29 @@ def test_rank_study_from_a_ranking_report(tmp_path):
     assert study.plot().axes
 
 
-def test_rank_study_from_a_pipeline_run_matches_architectures(tmp_path, search_folder):
-    run = read_search_run(search_folder)
-    (tmp_path / "search").mkdir()
-    (tmp_path / "search" / "candidates.jsonl").write_bytes((search_folder / "candidates.jsonl").read_bytes())
-    picks = run.front[:3]
-    results = {f"searched_{i}": {"miou": 0.5 + 0.1 * i,
-                                 "network": {"arch": {**ind.candidate.arch.to_dict(), "fch": 16}}}
-               for i, ind in enumerate(picks)}  # retrained wider: still the same genes
-    results["lraspp"] = {"miou": 0.6, "network": {"arch": None, "network": "lraspp_mobilenet_v3_large"}}
-    (tmp_path / "results.json").write_text(json.dumps(results))
-    study = read_rank_study(tmp_path)
-    assert [p.name for p in study.pairs] == list(results)[:3]
-    assert [p.estimate for p in study.pairs] == [ind.candidate.measurements["miou"] for ind in picks]
+def test_rank_study_from_a_pipeline_run_folder(tmp_path):
+    """A `hyctas pipeline` run's results.json: the rank stage's architectures, then the retrained searched networks
+    it does not hold already; baselines have no estimate."""
+    def row(name, key, estimate, retrained):
+        return {"name": name, "hash": key, "estimate": {"miou": estimate, "latency_ms": 1.0}, "miou_mean": retrained}
+
+    results = {"rank": {"architectures": [row("rank_01", "a", 0.2, 0.5), row("rank_02", "b", 0.3, 0.7),
+                                          row("rank_03", "c", 0.1, 0.6)]},
+               "networks": {"searched_1": {"kind": "searched", "key": "b", "estimate": {"miou": 0.3},
+                                           "miou_mean": 0.71},
+                            "searched_2": {"kind": "searched", "key": "d", "estimate": {"miou": 0.4},
+                                           "miou_mean": 0.8},
+                            "lraspp": {"kind": "baseline", "key": "lraspp", "estimate": None, "miou_mean": 0.6}}}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(results))
+    study = read_rank_study(run)
+    assert [(p.name, p.estimate, p.retrained) for p in study.pairs] == [
+        ("rank_01", 0.2, 0.5), ("rank_02", 0.3, 0.7), ("rank_03", 0.1, 0.6), ("searched_2", 0.4, 0.8)]
+    assert study.groups == ["run"] and study.tau() == pytest.approx(kendalltau([0.2, 0.3, 0.1, 0.4],
+                                                                               [0.5, 0.7, 0.6, 0.8])[0])
     with pytest.raises(FileNotFoundError, match="no rank-correlation study"):
-        read_rank_study(tmp_path / "search")
+        read_rank_study(tmp_path)
 
 
 def test_curves_from_tensorboard_and_csv_merge_by_step(tmp_path):

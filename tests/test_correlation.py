@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from hyctas_lightning.evaluation.correlation import RankCorrelation, rank_correlation
+from hyctas_lightning.ranking.correlation import RankCorrelation, rank_correlation
 
 
 def test_known_values_and_perfect_orders():

@@ -18,11 +18,11 @@ import torch.multiprocessing as mp
 from hyctas_lightning.cli import main
 from hyctas_lightning.data import SyntheticStreetDataModule
 from hyctas_lightning.distributed import all_agree, any_process
-from hyctas_lightning.pipeline.logs import read_scalars
 from hyctas_lightning.search.distributed import plan
 from hyctas_lightning.search_space import SearchSpace
 from hyctas_lightning.search_space.architecture import estimate_training_memory_gb
 from hyctas_lightning.training import LastCheckpoint, SupernetModule
+from hyctas_lightning.training.curves import read_curves
 from hyctas_lightning.training.ddp import all_reduce_gradients
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,10 +73,10 @@ def test_two_process_supernet_fit_as_typed_then_resumed_on_one(tmp_path):
     fit = hyctas("fit", *FIT, "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_epochs=2",
                  "--trainer.default_root_dir=run", *probe, *throughput, *search, cwd=tmp_path)
     assert "not used in producing the loss" not in fit.stderr and "sync_dist=True" not in fit.stderr
-    logged = read_scalars(tmp_path / "run")
-    assert [step for step, _ in logged["train/loss_epoch"]] == [1, 3]  # every epoch, averaged over the processes
-    assert logged["train/samples"][-1][1] == 4 * 4  # rank 0's count: four batches of four
-    assert logged["train/samples_per_sec"][-1][1] == pytest.approx(2 * logged["train/device/samples_per_sec"][-1][1])
+    logged = read_curves(tmp_path / "run", recursive=False)
+    assert logged["train/loss_epoch"].steps == (1, 3)  # every epoch, averaged over the processes
+    assert logged["train/samples"].last == 4 * 4  # rank 0's count: four batches of four
+    assert logged["train/samples_per_sec"].last == pytest.approx(2 * logged["train/device/samples_per_sec"].last)
     first, second = records(tmp_path / "probe")
     assert first["world_size"] == second["world_size"] == 2
     assert first["trained"] == second["trained"] and len(first["trained"]) == 4  # 16 images / 2 / 4 per batch x 2

@@ -14,12 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "hyctas_lightning"
 # Lower layers never import higher ones; within one layer, sub-packages may import each other without cycles.
 LAYERS = [
-    {"registry", "checkpoints", "errors"},
+    {"registry", "fileio", "locks", "checkpoints", "errors"},
     {"layers"},
     {"ops"},
     {"search_space"},
     {"models"},
     {"data", "evaluation", "viz"},
+    {"ranking"},
     {"training", "search", "deploy"},
     {"pipeline"},
     {"cli"},
@@ -164,3 +165,18 @@ def test_readme_layout_names_every_package_module_and_folder():
         f"{p.name}/" for p in ROOT.iterdir() if p.is_dir()}, "README's layout names something that is not there"
     configs = {p.name for p in (ROOT / "configs").iterdir() if p.is_dir()}
     assert all(f"{c}/" in layout for c in configs), f"README's layout misses a configs folder of {sorted(configs)}"
+
+
+MAX_CLASS_LINES = 200
+
+
+def test_no_class_in_the_package_is_over_200_lines():
+    """A class past this size does several jobs: split it into small parts (module functions, helper classes)."""
+    long = [f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in PACKAGE.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES]
+    assert not long, "classes over 200 lines:\n" + "\n".join(long)
+
+
+def test_the_pipeline_driver_stays_thin():
+    assert len((PACKAGE / "pipeline" / "run.py").read_text().splitlines()) < 200

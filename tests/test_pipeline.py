@@ -12,14 +12,22 @@ import pytest
 import yaml
 
 from hyctas_lightning.cli import main
-from hyctas_lightning.pipeline import Pipeline, PipelineConfig, PipelineConfigError, PipelineError
+from hyctas_lightning.fileio import write_json
+from hyctas_lightning.pipeline import (
+    STAGE_RUNNERS,
+    STAGES,
+    PipelineConfig,
+    PipelineConfigError,
+    PipelineError,
+    RunContext,
+)
 from hyctas_lightning.pipeline.jobs import Job, run_jobs
-from hyctas_lightning.pipeline.logs import last_value, read_scalars
-from hyctas_lightning.pipeline.manifest import DONE, Manifest, write_json
+from hyctas_lightning.pipeline.manifest import DONE, Manifest
+from hyctas_lightning.pipeline.networks import Network, fit_job, training_folder
 from hyctas_lightning.pipeline.picks import spread_picks
-from hyctas_lightning.pipeline.run import Network
 from hyctas_lightning.search.journal import Candidate
 from hyctas_lightning.search_space import SearchSpace
+from hyctas_lightning.training.curves import Curve, last_value, read_curves
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo" / "pipeline.yaml"
@@ -179,18 +187,18 @@ def test_trainings_resume_from_last_ckpt_in_folders_keyed_by_the_recipe(tmp_path
     monkeypatch.chdir(ROOT)
     config = demo_config()
     config.run = str(tmp_path)
-    pipeline = Pipeline(config)
+    ctx = RunContext(config)
     net = Network("lraspp", "baseline", "lraspp", ["--model.init_args.network", "lraspp_mobilenet_v3_large"], [0])
-    job = pipeline.fit_job(net, 0)
+    job = fit_job(ctx, net, 0)
     assert "--ckpt_path" not in job.argv and "--seed_everything" in job.argv
-    last = pipeline.folder(net, 0) / "checkpoints" / "last.ckpt"
+    last = training_folder(ctx, net, 0) / "checkpoints" / "last.ckpt"
     last.parent.mkdir(parents=True)
     last.write_bytes(b"")
-    assert pipeline.fit_job(net, 0).argv[-2:] == ["--ckpt_path", str(last)]
+    assert fit_job(ctx, net, 0).argv[-2:] == ["--ckpt_path", str(last)]
     changed = demo_config(train__args=["--trainer.max_epochs", "3"])
     changed.run = str(tmp_path)
-    other = Pipeline(changed)
-    assert other.folder(net, 0) != pipeline.folder(net, 0)  # another recipe never resumes this one's runs
+    other = RunContext(changed)
+    assert training_folder(other, net, 0) != training_folder(ctx, net, 0)  # another recipe never resumes its runs
 
 
 class Launched(Exception):
@@ -202,25 +210,39 @@ def test_supernet_and_search_stages_launch_one_process_per_gpu(tmp_path, monkeyp
     monkeypatch.chdir(ROOT)
     config = demo_config(supernet__devices=devices, search__devices=devices)
     config.run = str(tmp_path)
-    pipeline = Pipeline(config)
-    pipeline._gpus = ["0", "1", "2", "3"]
+    ctx = RunContext(config)
+    ctx._gpus = ["0", "1", "2", "3"]
     launched = []
 
-    def run_one(job, gpus):
+    def run_job(job, gpus):
         launched.append((job.argv, list(gpus)))
         raise Launched
 
-    monkeypatch.setattr(pipeline, "run_one", run_one)
-    monkeypatch.setattr(pipeline, "require", lambda stage: {"checkpoint": "supernet.ckpt", "cap_ms": 1.0, "data": {}})
+    monkeypatch.setattr(ctx, "run_job", run_job)
+    monkeypatch.setattr(ctx, "require", lambda stage: {"checkpoint": "supernet.ckpt", "cap_ms": 1.0, "data": {}})
     for stage in ("supernet", "search"):
-        pipeline._stage = stage
-        pipeline.manifest.begin(stage, {}, gpus=0)
+        ctx.stage = stage
+        ctx.manifest.begin(stage, {}, gpus=0)
         with pytest.raises(Launched):
-            getattr(pipeline, f"stage_{stage}")()
+            STAGE_RUNNERS[stage].run(ctx)
     (fit, fit_gpus), (search, search_gpus) = launched
     assert fit_gpus == search_gpus == ["0", "1", "2", "3"][:devices]
     assert fit[fit.index("--trainer.devices") + 1] == str(devices)  # strategy auto: Lightning's DDP on several
     assert (search[search.index("--devices") + 1] == str(devices)) if devices > 1 else "--devices" not in search
+
+
+def test_stages_read_only_earlier_stages_and_write_only_what_they_declare(tmp_path):
+    assert list(STAGE_RUNNERS) == list(STAGES)
+    for i, name in enumerate(STAGES):
+        assert set(STAGE_RUNNERS[name].reads) <= set(STAGES[:i]), name
+    config = demo_config()
+    config.run = str(tmp_path)
+    ctx = RunContext(config)
+    ctx.stage, ctx.writes = "cap", STAGE_RUNNERS["cap"].writes
+    ctx.save_results(cap={"cap_ms": 1.5})
+    assert json.loads((tmp_path / "results.json").read_text()) == {"cap": {"cap_ms": 1.5}}
+    with pytest.raises(RuntimeError, match="writes results section\\(s\\) \\['networks'\\] it does not declare"):
+        ctx.save_results(networks={})
 
 
 # ---------------------------------------------------------------------------------------------- picks, logs
@@ -250,10 +272,10 @@ def test_metrics_come_from_the_logged_files(tmp_path):
     writer.close()
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "metrics.csv").write_text("epoch,step,test/mIoU\n0,0,0.9\n")
-    scalars = read_scalars(tmp_path)
+    scalars = read_curves(tmp_path, recursive=False)
     assert last_value(scalars, ["train/samples_per_sec", "train/images_per_s"]) == 102.0
-    assert scalars["test/mIoU"] == [(3, 0.5)]  # not the sub-folder's
-    assert read_scalars(tmp_path / "sub")["test/mIoU"] == [(0, 0.9)]
+    assert scalars["test/mIoU"] == Curve((3,), (0.5,))  # not the sub-folder's
+    assert read_curves(tmp_path / "sub")["test/mIoU"] == Curve((0,), (0.9,))
     assert last_value(scalars, ["nothing"]) is None
 
 

@@ -10,11 +10,7 @@ import torch
 
 from hyctas_lightning.cli import main as hyctas_main
 from hyctas_lightning.data import SyntheticStreetDataModule, datamodule_spec
-from hyctas_lightning.search import SearchConfig
-from hyctas_lightning.search.evaluator import SupernetEvaluator, collect_images
-from hyctas_lightning.search_space import SearchSpace
-from hyctas_lightning.training import SupernetModule, ranking
-from hyctas_lightning.training.ranking import (
+from hyctas_lightning.ranking import (
     RankingCallback,
     RankingReport,
     ReferenceCache,
@@ -22,10 +18,13 @@ from hyctas_lightning.training.ranking import (
     correlate,
     estimate_panel,
     load_references,
-    ranking_panel,
     references_for,
-    train_standalone,
 )
+from hyctas_lightning.search import SearchConfig
+from hyctas_lightning.search.evaluator import SupernetEvaluator, collect_images
+from hyctas_lightning.search_space import SearchSpace, ranking_panel
+from hyctas_lightning.training import SupernetModule, standalone
+from hyctas_lightning.training.standalone import train_standalone
 
 SPACE = SearchSpace(layers=4, fch=4)
 DATA = dict(train_samples=48, val_samples=8, size=(32, 64), batch_size=8)
@@ -115,7 +114,7 @@ def test_standalone_references_are_cached_and_resume(supernet, tmp_path, monkeyp
     assert result["steps"] == 6 and 0 < result["miou"] <= 1
     for name in ("random1", "random2"):
         train_standalone(panel[name], cache)
-    monkeypatch.setattr(ranking, "build_datamodule", lambda *a, **k: pytest.fail("trained a cached reference"))
+    monkeypatch.setattr(standalone, "build_datamodule", lambda *a, **k: pytest.fail("trained a cached reference"))
     assert train_standalone(arch, cache) == json.loads(cache.path(arch).read_text())
     refs = load_references(cache.dir)
     assert set(refs) == {panel[n].hash for n in ("random0", "random1", "random2")}

@@ -2,6 +2,7 @@
 import json
 import math
 import random
+from dataclasses import dataclass
 
 import lightning as L
 import pytest
@@ -10,7 +11,15 @@ import torch
 from hyctas_lightning.cli import main
 from hyctas_lightning.data import SyntheticStreetDataModule
 from hyctas_lightning.evaluation.batchnorm import bn_state, load_bn_state, recalibrate_bn
-from hyctas_lightning.search import Journal, Measurement, NothingFeasible, SearchCallback, SearchConfig, search_with
+from hyctas_lightning.search import (
+    Journal,
+    Measurement,
+    NothingFeasible,
+    SearchCallback,
+    SearchConfig,
+    register_strategy,
+    search_with,
+)
 from hyctas_lightning.search import evaluator as evaluator_module
 from hyctas_lightning.search.evaluator import SupernetEvaluator, collect_images
 from hyctas_lightning.search_space import SCALES, Architecture, SearchSpace, channels
@@ -170,6 +179,51 @@ def test_baselines_share_evaluator_and_outputs(tmp_path, strategy):
     result = run_toy(tmp_path, strategy=strategy, generations=2, local_seeds=2, local_iterations=3,
                      local_neighbours=3)
     assert result.front and (tmp_path / "pareto.json").exists() and list((tmp_path / "topk").glob("*.json"))
+
+
+@dataclass
+class GreedySettings:
+    """Args:
+        draws: architectures drawn per generation.
+    """
+
+    draws: int = 3
+
+
+@register_strategy("greedy_test", settings=GreedySettings, overwrite=True)
+def greedy(run):
+    """A plugin strategy with its own setting, read from strategy_args."""
+    seen = set()
+    for generation in range(run.config.generations + 1):
+        for _ in range(run.settings.draws):
+            arch = run.sample()
+            if arch.hash not in seen:
+                seen.add(arch.hash)
+                run.evaluate(arch, generation)
+        run.record_generation(generation)
+
+
+def test_a_strategy_gets_its_own_settings_from_strategy_args(tmp_path):
+    result = run_toy(tmp_path, strategy="greedy_test", generations=1, strategy_args={"draws": 2})
+    assert result.history[-1]["evaluations"] == 4  # 2 draws in each of 2 generations
+    assert SearchConfig(strategy="greedy_test").to_dict()["strategy_args"] == {"draws": 3}  # recorded in full
+    with pytest.raises(ValueError, match="strategy_args: \\['crossover_prob'\\] not settings of strategy "
+                                         "'greedy_test'; its settings: draws"):
+        SearchConfig(strategy="greedy_test", strategy_args={"crossover_prob": 0.5})
+    with pytest.raises(ValueError, match="crossover_prob: in \\[0, 1\\], got 2"):
+        SearchConfig(strategy_args={"crossover_prob": 2})
+
+
+def test_older_flat_strategy_settings_still_load_and_journals_stay_valid():
+    old = SearchConfig(strategy="local", local_seeds=2, local_iterations=3, crossover_prob=0.5)
+    assert old.strategy_args == {"seeds": 2, "iterations": 3, "neighbours": 5} and old.local_seeds is None
+    assert "local_seeds" not in old.to_dict()
+    assert SearchConfig(crossover_prob=0.5).strategy_args == {"crossover_prob": 0.5, "mutation_rate": None}
+    # what a journal is keyed by: the images and the latency protocol, never the algorithm or its termination
+    assert set(old.measurement_settings()) == {"calibration_images", "val_images", "latency_backend", "latency_variant",
+                                               "latency_size", "latency_warmup", "latency_runs", "seed"}
+    assert SearchConfig(generations=3, strategy_args={"crossover_prob": 0.1}).measurement_settings() == \
+        SearchConfig().measurement_settings()
 
 
 def test_config_rejects_nonsense():

@@ -17,14 +17,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import torch
+
+from hyctas_lightning.fileio import atomic_open
 
 SUPERNET_KIND = "hyctas-supernet"
 SEGMENTATION_KIND = "hyctas-segmentation"
@@ -123,36 +123,13 @@ def weights_digest(state: Dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_save(obj: Any, path: PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed into place: a reader (or a
-    kill) never sees half a file. A kill during the write can leave a ``.partial-*.tmp`` file behind; its name holds
-    no part of ``path``'s, so Lightning's search for ``last`` checkpoints never picks it up."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # the permissions a plain open() would give, not mkstemp's 0600
-        os.replace(tmp, path)
-    except OSError as error:  # a full disk or a lost mount names no file: say which one was being written
-        Path(tmp).unlink(missing_ok=True)
-        if error.filename is not None:
-            raise
-        raise OSError(error.errno, f"{error.strerror or error} (a previous file there is unchanged)",
-                      str(path)) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` through ``fileio.atomic_open``: a reader (or a kill) never sees half a file. A kill during the
+    write can leave a ``.partial-*.tmp`` file behind; its name holds no part of ``path``'s, so Lightning's search for
+    ``last`` checkpoints never picks it up."""
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 # ---------------------------------------------------------------------- compact model-zoo weights

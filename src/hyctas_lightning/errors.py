@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import torch
 
+# `hyctas search`'s exit status when no architecture met the limits: the pipeline tells it from a failure by it
+EXIT_NOTHING_FEASIBLE = 3
+
 
 class ConfigError(ValueError):
     """An option or config value that cannot be used: a wrong type, a class path that does not import, or an

@@ -9,9 +9,10 @@ import traceback
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from hyctas_lightning.errors import EXIT_NOTHING_FEASIBLE  # the search found no architecture within the limits
+
 EXIT_PROBLEMS = 1  # `hyctas data check` found problems (and Python's own status for an unexpected error)
 EXIT_USAGE = 2  # a bad option, config value or name
-EXIT_NOTHING_FEASIBLE = 3  # the search found no architecture within the limits
 EXIT_CHECKPOINT = 4  # a checkpoint is missing, unreadable, untrusted, of the wrong kind or does not fit
 EXIT_DATASET = 5  # the data is missing or broken
 EXIT_ARCHITECTURE = 6  # an architecture file is invalid
@@ -30,7 +31,7 @@ EXIT_CODES = {
     EXIT_CLASSES: "class count of the model or checkpoint differs from the data's",
     EXIT_DIVERGED: "training diverged: NaN or infinite loss or weights",
     EXIT_DEVICE: "a GPU was asked for but none is available",
-    EXIT_FILES: "a file is missing, or an output folder or file cannot be written",
+    EXIT_FILES: "a file is missing or unreadable (a JSON file cut short), or an output cannot be written",
 }
 DEBUG_HINT = "(--debug or HYCTAS_DEBUG=1 prints the traceback)"
 
@@ -40,13 +41,14 @@ def _own_errors() -> List[Tuple[int, tuple]]:
     from hyctas_lightning.checkpoints import CheckpointError
     from hyctas_lightning.data.files import DatasetError
     from hyctas_lightning.errors import ClassCountError, ConfigError, DeviceUnavailable, TrainingDiverged
+    from hyctas_lightning.fileio import JSONFileError
     from hyctas_lightning.search.engine import NothingFeasible
     from hyctas_lightning.search_space import ArchitectureError
 
     return [(EXIT_CHECKPOINT, (CheckpointError,)), (EXIT_DATASET, (DatasetError,)),
             (EXIT_ARCHITECTURE, (ArchitectureError,)), (EXIT_CLASSES, (ClassCountError,)),
             (EXIT_DIVERGED, (TrainingDiverged,)), (EXIT_DEVICE, (DeviceUnavailable,)),
-            (EXIT_NOTHING_FEASIBLE, (NothingFeasible,)), (EXIT_USAGE, (ConfigError,))]
+            (EXIT_NOTHING_FEASIBLE, (NothingFeasible,)), (EXIT_USAGE, (ConfigError,)), (EXIT_FILES, (JSONFileError,))]
 
 
 def _user_errors() -> List[Tuple[int, tuple]]:

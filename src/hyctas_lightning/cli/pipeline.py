@@ -36,7 +36,9 @@ def prepare_argv(argv: Sequence[str]) -> List[str]:
     manifest = Path(run) / "manifest.json" if run else None
     if manifest is None or not manifest.is_file():
         raise ValueError("give --config PIPELINE.yaml, or --run DIR of a run that has a manifest.json")
-    return ["--config", json.dumps(json.loads(manifest.read_text())["config"]), *argv]
+    from hyctas_lightning.fileio import read_json
+
+    return ["--config", json.dumps(read_json(manifest)["config"]), *argv]
 
 
 def invocation(args: Namespace) -> List[str]:
@@ -69,6 +71,6 @@ def run(args: Namespace) -> int:
         return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
-    report = pipeline.run / "REPORT.md"
-    print(f"run folder: {pipeline.run} (manifest.json, results.json{', REPORT.md' if report.exists() else ''})")
+    report = pipeline.folder / "REPORT.md"
+    print(f"run folder: {pipeline.folder} (manifest.json, results.json{', REPORT.md' if report.exists() else ''})")
     return 0

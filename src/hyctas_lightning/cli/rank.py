@@ -4,7 +4,6 @@ branches), and Kendall tau / Spearman rho of the random members against the same
 (read from a reference folder, or trained under ``--recipe`` and cached in ``OUT/references``)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -14,7 +13,7 @@ from .common import add_supernet_arguments, supernet_from_args
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    from hyctas_lightning.training.ranking import StandaloneRecipe
+    from hyctas_lightning.ranking import StandaloneRecipe
 
     parser.add_argument("--config", action="config", help="YAML with any of the options below")
     add_supernet_arguments(parser)
@@ -49,18 +48,22 @@ def run(args: Namespace) -> int:
     import torch
 
     from hyctas_lightning.errors import check_device
-    from hyctas_lightning.training.ranking import ReferenceCache, diagnose, ranking_panel
+    from hyctas_lightning.fileio import write_json
+    from hyctas_lightning.ranking import ReferenceCache, diagnose
+    from hyctas_lightning.search_space import ranking_panel
+    from hyctas_lightning.training import train_references
 
     check_device(args.device)
     check_references(args.references)
     ckpt, supernet, meta, data_spec = supernet_from_args(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(args.out or Path("runs/rank") / ckpt.parent.parent.name)
-    cache = ReferenceCache(out, args.recipe, data_spec) if args.train else None
     report = diagnose(supernet.to(device), data_spec, ranking_panel(supernet.space, args.random_members, args.seed),
                       (meta.get("data") or {}).get("ignore_index", 255), args.calibration_images, args.val_images,
-                      args.seed, args.references, cache, accelerator="gpu" if device.type == "cuda" else "cpu")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ranking.json").write_text(json.dumps({"checkpoint": str(ckpt), **report.to_dict()}, indent=1) + "\n")
+                      args.seed, [args.references] if args.references else [])
+    if args.train:
+        train_references(report, ReferenceCache(out, args.recipe, data_spec),
+                         accelerator="gpu" if device.type == "cuda" else "cpu")
+    write_json(out / "ranking.json", {"checkpoint": str(ckpt), **report.to_dict()})
     print(f"{report.table()}\n-> {out}/ranking.json")
     return 0

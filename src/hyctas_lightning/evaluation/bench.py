@@ -9,7 +9,6 @@ so a faster path that computes something else shows up. Timings include casting 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from hyctas_lightning.fileio import atomic_write_text, write_json
 
 from .folding import fold_batchnorm
 from .latency import Latency, measure_latency
@@ -220,8 +221,8 @@ class BenchReport:
     def write(self, out_dir: Path) -> Tuple[Path, Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
         md, js = out_dir / "bench.md", out_dir / "bench.json"
-        md.write_text(self.markdown() + "\n")
-        js.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        atomic_write_text(md, self.markdown() + "\n")
+        write_json(js, self.to_dict())
         return md, js
 
 

@@ -21,6 +21,7 @@ from hyctas_lightning.data.coco import rgb_to_id
 from hyctas_lightning.data.files import DatasetError
 from hyctas_lightning.data.labels import LABEL_DIVISOR
 from hyctas_lightning.data.panoptic import segments_to_panoptic
+from hyctas_lightning.fileio import write_json
 
 from .panoptic_quality import PanopticQuality, PanopticScores
 
@@ -110,6 +111,5 @@ def evaluate_panoptic_files(gt_json: str | Path, gt_dir: str | Path, pred_json: 
 def write_scores(scores: PanopticScores, categories: Sequence[Dict[str, Any]], path: str | Path) -> Dict[str, Any]:
     """Write ``scores.to_dict`` keyed by category id to ``path`` (JSON) and return it."""
     result = scores.to_dict([c["id"] for c in categories])
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(path, result)
     return result

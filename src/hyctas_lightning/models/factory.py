@@ -24,16 +24,19 @@ from hyctas_lightning.checkpoints import (
     expand_state_dict,
     read_checkpoint,
 )
+from hyctas_lightning.errors import ClassCountError
 from hyctas_lightning.registry import Registry
-from hyctas_lightning.search_space import Architecture, ArchitectureError, SearchSpace
+from hyctas_lightning.search_space import BUILD_SETTINGS, Architecture, ArchitectureError, SearchSpace
 
 from .childnet import ChildNet
 from .supernet import SuperNet
+from .zoo import zoo_checkpoint, zoo_weights
 
 NETWORKS: Registry[Callable[..., nn.Module]] = Registry("segmentation network")
 ArchSource = Union[str, Path, Dict[str, Any], Architecture]
-BUILD_SETTINGS = ("fch", "output_stride", "head", "classifier")  # what a checkpoint may override in its arch
 PRESETS = resources.files(__package__) / "presets"
+DEFAULT_CLASSES = 19  # Cityscapes', the paper's data
+ZOO_METADATA = ("classes", "palette", "ignore_index", "weights")  # what pretrained_cfg carries of a zoo checkpoint
 
 
 def register_network(name: str, *, overwrite: bool = False) -> Callable[[Callable[..., nn.Module]],
@@ -85,46 +88,88 @@ for _name in preset_names():
     register_network(_name)(_preset(_name))
 
 
-def list_networks(pattern: str = "*") -> List[str]:
-    """Registered network names matching a shell-style ``pattern`` (``"hyctas_*"``), sorted."""
-    return sorted(n for n in NETWORKS.names() if fnmatch.fnmatch(n, pattern))
+def list_networks(pattern: str = "*", pretrained: bool = False) -> List[str]:
+    """Network names matching a shell-style ``pattern`` (``"hyctas_*"``), sorted: the registered ones and the
+    model zoo's ``NAME.TAG`` networks (``models.zoo``); with ``pretrained``, only those that have weights.
+
+    Args:
+        pattern: shell-style pattern of the names.
+        pretrained: only the model zoo's networks (``create_network(name, pretrained=True)`` loads their weights).
+    """
+    names = set(zoo_weights()) | (set() if pretrained else set(NETWORKS.names()))
+    return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
 
-def create_network(name_or_arch: Optional[ArchSource] = None, num_classes: int = 19,
-                   checkpoint: Optional[Union[str, Path]] = None, **overrides: Any) -> nn.Module:
+def create_network(name_or_arch: Optional[ArchSource] = None, num_classes: Optional[int] = None,
+                   checkpoint: Optional[Union[str, Path]] = None, pretrained: bool = False,
+                   **overrides: Any) -> nn.Module:
     """Build a segmentation network (images -> logits at the input resolution).
 
     Args:
-        name_or_arch: a registered name (``list_networks()``: presets, baselines, plugins), an architecture JSON
-            file, its dict form or an ``Architecture``. None rebuilds the network a retrain ``checkpoint`` holds.
-        num_classes: output classes.
+        name_or_arch: a name of ``list_networks()`` (presets, baselines, plugins, the model zoo's ``NAME.TAG``), an
+            architecture JSON file, its dict form or an ``Architecture``. None rebuilds the network a retrain
+            ``checkpoint`` holds.
+        num_classes: output classes (None: a zoo network's own, else 19).
         checkpoint: a retrain checkpoint of ``hyctas fit`` (or a model-zoo file) whose weights are loaded.
+        pretrained: load the model zoo's weights of ``name_or_arch`` (``NAME.TAG``, or ``NAME`` for its first
+            tag); the network then carries the checkpoint's metadata (classes, palette, ...) as
+            ``pretrained_cfg``.
         **overrides: build settings of architecture networks, e.g. ``fch=16, output_stride=4``,
             ``head="plain"``, ``classifier="attention"``.
     """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if pretrained:
+        return _pretrained(name_or_arch, num_classes, checkpoint, overrides)
     if name_or_arch is None:
         if checkpoint is None:
             raise ValueError("create_network needs a network name, an architecture or a checkpoint")
         net, _ = load_network(checkpoint)
         return net
-    net = _build(name_or_arch, num_classes, {k: v for k, v in overrides.items() if v is not None})
+    net = _build(name_or_arch, num_classes, overrides)
     if checkpoint is not None:
         load_network_weights(net, checkpoint)
     return net
 
 
-def _build(source: ArchSource, num_classes: int, overrides: Dict[str, Any]) -> nn.Module:
+def _pretrained(name: Any, num_classes: Optional[int], checkpoint: Any, overrides: Dict[str, Any]) -> nn.Module:
+    """A zoo network with its weights, its checkpoint's metadata as ``pretrained_cfg``."""
+    path = zoo_checkpoint(name) if isinstance(name, str) and checkpoint is None and not overrides else None
+    if path is None:
+        raise ValueError(f"pretrained=True loads the model zoo's weights: name one of "
+                         f"{', '.join(list_networks(pretrained=True)) or 'none (no zoo folder found)'} without a "
+                         f"checkpoint or build settings (got {name!r}); other weights load with checkpoint=")
+    net, meta = load_network(path)
+    trained = meta["network"]["num_classes"]
+    if num_classes is not None and num_classes != trained:
+        raise ClassCountError(f"{name} was trained for {trained} classes, not {num_classes}: leave num_classes "
+                              f"out, or build it without pretrained weights")
+    net.pretrained_cfg = {"name": name, "file": str(path), **{k: meta.get(k) for k in ZOO_METADATA}}
+    return net
+
+
+def _build(source: ArchSource, num_classes: Optional[int], overrides: Dict[str, Any]) -> nn.Module:
     if isinstance(source, str) and source in NETWORKS:
         try:
-            return NETWORKS.get(source)(num_classes, **overrides)
+            return NETWORKS.get(source)(num_classes or DEFAULT_CLASSES, **overrides)
         except TypeError as e:
             raise ValueError(f"network '{source}' does not take {sorted(overrides)} ({e}); these settings size "
                              f"architecture networks only") from None
     if isinstance(source, str) and not source.endswith(".json") and not Path(source).exists():
+        zoo = zoo_checkpoint(source)
+        if zoo is not None:  # the zoo network's architecture, untrained
+            spec = with_legacy_heads(read_checkpoint(zoo, SEGMENTATION_KIND)["hyctas"]["network"])
+            return _from_spec(spec, num_classes, overrides)
         raise ValueError(f"unknown network '{source}'; registered: {', '.join(list_networks())} (or give an "
                          f"architecture JSON file; a network from your own module needs that module imported "
                          f"first, e.g. with plugins)")
-    return ChildNet(load_architecture(source), num_classes, **overrides)
+    return ChildNet(load_architecture(source), num_classes or DEFAULT_CLASSES, **overrides)
+
+
+def _from_spec(spec: Dict[str, Any], num_classes: Optional[int] = None,
+               overrides: Optional[Dict[str, Any]] = None) -> nn.Module:
+    """The network a checkpoint's ``network`` entry describes, its build settings under ``overrides``."""
+    settings = {**{k: spec[k] for k in BUILD_SETTINGS if spec.get(k)}, **(overrides or {})}
+    return _build(spec.get("arch") or spec.get("network"), num_classes or spec["num_classes"], settings)
 
 
 def load_network(checkpoint: Union[str, Path]) -> tuple[nn.Module, Dict[str, Any]]:
@@ -132,8 +177,7 @@ def load_network(checkpoint: Union[str, Path]) -> tuple[nn.Module, Dict[str, Any
     (``network`` build arguments, ``name``, ``classes``, ``palette``)."""
     state, meta = _network_state(checkpoint)
     spec = with_legacy_heads(meta["network"])
-    source = spec.get("arch") or spec.get("network")
-    net = _build(source, spec["num_classes"], {k: spec[k] for k in BUILD_SETTINGS if spec.get(k)})
+    net = _from_spec(spec)
     _load_state(net, state, checkpoint)
     return net.eval(), {**meta, "network": spec}
 

@@ -136,6 +136,7 @@ class Baseline:
 
     @property
     def label(self) -> str:
+        """The baseline's name in the report and its folder."""
         return self.name or Path(self.network).stem
 
 
@@ -261,6 +262,7 @@ class PipelineConfig:
     report: ReportStage = field(default_factory=ReportStage)
 
     def to_dict(self) -> dict:
+        """The config as plain data (as the manifest records it)."""
         return _plain(dataclasses.asdict(self))
 
     @classmethod

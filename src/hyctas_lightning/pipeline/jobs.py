@@ -35,6 +35,7 @@ class Job:
 
     @property
     def command(self) -> str:
+        """The command line as one shell-quoted string."""
         return shlex.join(self.argv)
 
 
@@ -58,6 +59,7 @@ class JobResult:
 
     @property
     def ok(self) -> bool:
+        """Whether the job exited with status 0."""
         return self.returncode == 0
 
 
@@ -96,6 +98,7 @@ def visible_gpus(device: str) -> List[str]:
 
 
 def tail(path: Path, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log (what a failure shows)."""
     if not path.exists():
         return "(no log)"
     return "".join(path.read_text(errors="replace").splitlines(True)[-lines:])

@@ -4,18 +4,17 @@ atomically after each change, so a kill at any moment leaves the last consistent
 pipelines off one run folder."""
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import json
-import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from hyctas_lightning.fileio import json_digest, read_json, write_json
+from hyctas_lightning.locks import FileLock, LockHeld
+
 VERSION = 1
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
-
+LOCK_FILE = ".pipeline.lock"
 
 
 class PipelineError(RuntimeError):
@@ -23,37 +22,17 @@ class PipelineError(RuntimeError):
 
 
 def now() -> str:
+    """The local time as the manifest records it."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def digest(value: Any) -> str:
-    """A short stable digest of plain data (sorted keys)."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """A 16-hex-digit identity of a file's bytes (config files, checkpoints)."""
     h = hashlib.sha256()
     with Path(path).open("rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()[:16]
-
-
-def write_json(path: Path, value: Any) -> None:
-    """Write JSON through a temporary file and a rename: readers and kills never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for any file
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(value, indent=1) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def changed_keys(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> List[str]:
@@ -78,63 +57,68 @@ class Manifest:
     def __init__(self, run: Path) -> None:
         self.run = Path(run)
         self.path = self.run / "manifest.json"
-        self.data: Dict[str, Any] = (json.loads(self.path.read_text()) if self.path.exists() else
-                                     {"version": VERSION, "created": now(), "invocations": [], "stages": {},
-                                      "jobs": {}})
+        self.data: Dict[str, Any] = read_json(self.path, None) or {
+            "version": VERSION, "created": now(), "invocations": [], "stages": {}, "jobs": {}}
         if self.data.get("version") != VERSION:
             raise PipelineError(f"{self.path}: manifest version {self.data.get('version')} is not {VERSION}; "
                                 f"use a new run folder")
-        self._lock_file: Optional[Any] = None
+        self._lock = FileLock(self.run / LOCK_FILE)
 
     # ------------------------------------------------------------------ the file
     def save(self) -> None:
+        """Write the manifest (atomically), stamped with the time."""
         self.data["updated"] = now()
         write_json(self.path, self.data)
 
     def lock(self) -> None:
         """Hold ``RUN/.pipeline.lock`` until the process ends: one pipeline per run folder."""
-        self.run.mkdir(parents=True, exist_ok=True)
-        self._lock_file = (self.run / ".pipeline.lock").open("w")
         try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PipelineError(f"another pipeline is running on {self.run} (it holds {self.run}/.pipeline.lock); "
+            self._lock.acquire()
+        except LockHeld:
+            raise PipelineError(f"another pipeline is running on {self.run} (it holds {self.run}/{LOCK_FILE}); "
                                 f"wait for it or use another --run folder") from None
 
     # ------------------------------------------------------------------ stages
     def stage(self, name: str) -> Dict[str, Any]:
+        """The record of stage ``name`` (created pending if new)."""
         return self.data["stages"].setdefault(name, {"status": PENDING, "attempts": [], "seconds": 0.0,
                                                      "gpu_minutes": 0.0, "commands": [], "outputs": {}})
 
     def status(self, name: str) -> str:
+        """``pending``, ``running``, ``done`` or ``failed``."""
         return self.data["stages"].get(name, {}).get("status", PENDING)
 
     def outputs(self, name: str) -> Dict[str, Any]:
+        """What stage ``name`` recorded when it last finished (empty before)."""
         return self.data["stages"].get(name, {}).get("outputs", {})
 
     def outputs_digest(self, name: str) -> str:
-        return digest(self.outputs(name))
+        """A digest of those outputs: what a later stage's inputs hold of them."""
+        return json_digest(self.outputs(name))
 
     def begin(self, name: str, inputs: Dict[str, Any], gpus: int, argv: Optional[List[str]] = None) -> None:
         """Mark ``name`` running with these inputs; an attempt a kill cut short is closed at its last heartbeat."""
         record = self.stage(name)
         self._close_interrupted(record)
-        record.update(status=RUNNING, inputs=inputs, inputs_digest=digest(inputs), error=None)
+        record.update(status=RUNNING, inputs=inputs, inputs_digest=json_digest(inputs), error=None)
         record["attempts"].append({"start": now(), "start_time": time.time(), "heartbeat": time.time(),
                                    "gpus": gpus, "argv": list(argv or [])})
         self.save()
 
     def heartbeat(self, name: str) -> None:
+        """Stamp the running attempt: a kill is then closed at the last heartbeat."""
         self.stage(name)["attempts"][-1]["heartbeat"] = time.time()
         self.save()
 
     def add_command(self, name: str, command: str) -> None:
+        """List a command among the stage's (once), for the report."""
         commands = self.stage(name)["commands"]
         if command not in commands:
             commands.append(command)
             self.save()
 
     def finish(self, name: str, outputs: Dict[str, Any], error: Optional[str] = None) -> None:
+        """Close the running attempt: done with ``outputs``, or failed with ``error``."""
         record = self.stage(name)
         attempt = record["attempts"][-1]
         self._close(record, attempt, time.time())
@@ -162,7 +146,7 @@ class Manifest:
     def check_inputs(self, name: str, inputs: Dict[str, Any]) -> None:
         """A finished stage whose inputs changed since is not silently reused: say what changed and the fix."""
         record = self.data["stages"].get(name, {})
-        if record.get("status") == DONE and record.get("inputs_digest") != digest(inputs):
+        if record.get("status") == DONE and record.get("inputs_digest") != json_digest(inputs):
             keys = changed_keys(record.get("inputs", {}), inputs)
             raise PipelineError(f"stage '{name}' finished with other inputs than now (changed: {', '.join(keys)}); "
                                 f"rerun it with --force {name} (finished work whose own inputs are unchanged is "
@@ -179,16 +163,20 @@ class Manifest:
 
     # ------------------------------------------------------------------ jobs
     def job(self, key: str) -> Dict[str, Any]:
+        """The record of job ``key`` (empty if it never ran)."""
         return self.data["jobs"].get(key, {})
 
     def job_done(self, key: str) -> bool:
+        """Whether job ``key`` finished successfully (and so is not run again)."""
         return self.job(key).get("status") == DONE
 
     def record_job(self, key: str, record: Dict[str, Any]) -> None:
+        """Update job ``key``'s record."""
         self.data["jobs"][key] = {**self.data["jobs"].get(key, {}), **record}
         self.save()
 
     def invoked(self, argv: List[str], config: Dict[str, Any]) -> None:
+        """Record an invocation and the config it runs with (``hyctas pipeline --run`` reads it back)."""
         self.data["invocations"].append({"start": now(), "argv": argv})
         self.data["config"] = config
         self.save()

@@ -11,16 +11,29 @@ from typing import Any, Dict, List, Optional, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hyctas_lightning.fileio import atomic_write_text
+
 from .config import STAGES
 
 Results = Dict[str, Any]
 
 
 def pct(value: Optional[float]) -> str:
+    """A fraction as a percentage with two decimals; ``-`` when missing."""
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
 
 
+def statistics_of(rank: Dict[str, Any]) -> Dict[str, Any]:
+    """The rank study's statistics as numbers: ``results.json`` holds an undefined coefficient (a constant side
+    ranks nothing) as null, which reads back as NaN."""
+    def number(value: Any) -> Any:
+        return math.nan if value is None else value
+
+    return {k: [number(x) for x in v] if isinstance(v, list) else number(v) for k, v in rank["statistics"].items()}
+
+
 def ms(value: Optional[float]) -> str:
+    """Milliseconds with two decimals; ``-`` when missing."""
     return "-" if value is None else f"{value:.2f}"
 
 
@@ -38,11 +51,13 @@ def ordered(results: Results) -> List[str]:
 
 
 def seeds_of(results: Results) -> List[str]:
+    """Every training seed of the evaluated networks, in order."""
     return sorted({s for n in results.get("networks", {}).values() for s in n.get("seeds", {})}, key=int)
 
 
 # ---------------------------------------------------------------------------------------------- sections
 def setup(results: Results, manifest: Dict[str, Any]) -> List[str]:
+    """The run's setting: data, search, cap and latency protocol, as the report's first lines."""
     search, cap, lat = results.get("search", {}), results.get("cap", {}), results.get("latency", {})
     classes = results.get("classes") or []
     config = manifest.get("config", {})
@@ -61,11 +76,13 @@ def setup(results: Results, manifest: Dict[str, Any]) -> List[str]:
 
 
 def latency_columns(results: Results) -> List[tuple]:
+    """(size, variant) of every latency column."""
     lat = results.get("latency", {})
     return [(size, variant) for size in lat.get("sizes", []) for variant in lat.get("variants", [])]
 
 
 def networks_table(results: Results) -> List[str]:
+    """Every network: mIoU per seed and mean, size, latency per variant and size."""
     seeds, columns = seeds_of(results), latency_columns(results)
     sizes = results.get("latency", {}).get("sizes", [])
     header = ["network", "kind", *(f"mIoU seed {s}" for s in seeds), "mean ± std", "params (M)",
@@ -94,6 +111,7 @@ def training(entry: Dict[str, Any]) -> str:
 
 
 def class_table(results: Results) -> List[str]:
+    """IoU per class (mean over seeds) of every network."""
     names = ordered(results)
     rows = []
     for c in results.get("classes") or []:
@@ -106,11 +124,13 @@ def class_table(results: Results) -> List[str]:
 
 
 def best_searched(results: Results) -> Optional[str]:
+    """The most accurate searched network (None before the evaluation)."""
     searched = [n for n in ordered(results) if results["networks"][n].get("kind") == "searched"]
     return searched[0] if searched else None
 
 
 def verdict(results: Results, reference: str) -> List[str]:
+    """Whether the best searched network beats the reference baseline in accuracy and latency."""
     best = best_searched(results)
     networks = results.get("networks", {})
     if best is None or reference not in networks:
@@ -138,6 +158,7 @@ def verdict(results: Results, reference: str) -> List[str]:
 
 
 def search_section(results: Results) -> List[str]:
+    """The supernet's validation and the search's size, cap and hypervolume."""
     s, supernet = results.get("search"), results.get("supernet") or {}
     if not s:
         return []
@@ -155,10 +176,11 @@ def search_section(results: Results) -> List[str]:
 
 
 def rank_section(results: Results) -> List[str]:
+    """The rank-correlation study: statistics and one row per architecture."""
     rank = results.get("rank")
     if not rank:
         return ["(the rank stage has not run)"]
-    st, rows = rank["statistics"], rank["architectures"]
+    st, rows = statistics_of(rank), rank["architectures"]
     seeds = [str(s) for s in rank["seeds"]]
     level = f"{100 * st['confidence']:.0f} %"
     fewer = (f" (fewer than the {rank['requested']} asked: the journal held no more feasible candidates)"
@@ -180,6 +202,7 @@ def rank_section(results: Results) -> List[str]:
 
 
 def zoo_section(results: Results) -> List[str]:
+    """The model-zoo files written."""
     zoo = results.get("zoo")
     if not zoo:
         return ["(the zoo stage has not run)"]
@@ -191,6 +214,7 @@ def zoo_section(results: Results) -> List[str]:
 
 
 def cost_section(manifest: Dict[str, Any]) -> List[str]:
+    """Seconds and GPU-minutes per stage."""
     stages = manifest.get("stages", {})
     rows, total = [], 0.0
     for name in STAGES:
@@ -206,6 +230,7 @@ def cost_section(manifest: Dict[str, Any]) -> List[str]:
 
 
 def commands_section(manifest: Dict[str, Any]) -> List[str]:
+    """Every command the stages ran, per stage."""
     stages = manifest.get("stages", {})
     runs = []
     for name in STAGES:
@@ -286,7 +311,7 @@ def plot_rank(path: Path, results: Results) -> None:
                         c=colour, ms=6)
         ax.scatter([], [], marker=marker, c=colour, label=f"{source} pick")
     if rank:
-        st = rank["statistics"]
+        st = statistics_of(rank)
         ax.set_title(f"Kendall tau {st['kendall_tau']:.2f} [{st['kendall_ci'][0]:.2f}, {st['kendall_ci'][1]:.2f}], "
                      f"Spearman rho {st['spearman_rho']:.2f}, n = {st['n']}", fontsize=9)
     ax.set_xlabel("supernet mIoU estimate (%)")
@@ -322,5 +347,5 @@ def write_report(run: Path, title: str, manifest: Dict[str, Any], results: Resul
             "## Stages and cost", "", *cost_section(manifest), "",
             "## Commands", "", *commands_section(manifest)]
     path = run / "REPORT.md"
-    path.write_text("\n".join(text).rstrip() + "\n")
+    atomic_write_text(path, "\n".join(text).rstrip() + "\n")
     return [path, run / "pareto.png", run / "rank.png"]

@@ -1,59 +1,62 @@
 """Settings of one search (the ``search:`` section of ``configs/search.yaml``)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import List, Optional, Tuple
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 from hyctas_lightning.evaluation.bench import Variant
 
 from .objectives import OBJECTIVES
-from .registry import STRATEGIES
+from .registry import STRATEGIES, strategy_settings
 
 
 @dataclass
 class SearchConfig:
-    """Defaults are the paper's (section 3.4, 4.2): NSGA-II, population 40, 20 generations, crossover 0.9,
-    mutation 1/n_var per gene, BN recalibration on 1000 training images, latency at batch 1 after 50 warm-up
-    passes over the median of 100.
+    """The settings of one search, in four groups: the problem (what is searched, how a candidate is measured and
+    what is feasible), the algorithm (the strategy, its own settings, population and seed), the termination
+    (generations) and the outputs. Defaults are the paper's (section 3.4, 4.2): NSGA-II, population 40, 20
+    generations, crossover 0.9, mutation 1/n_var per gene, BN recalibration on 1000 training images, latency at
+    batch 1 after 50 warm-up passes over the median of 100.
 
     Args:
-        strategy: a registered search strategy: ``nsga2``, or the ablation baselines ``random`` and ``local``
-            (paper section 4.5), or your own (``register_strategy``).
-        objectives: registered objectives, the first maximised or minimised against the rest
+        objectives: problem: registered objectives, the first maximised or minimised against the rest
             (``miou``, ``latency_ms``, ``macs_g``, ``params_m``, or your own with ``register_objective``).
-        population: candidates per generation.
-        generations: generations after the initial population.
-        branches: search 1-, 2- or 3-branch networks only; None searches all jointly.
-        crossover_prob: probability of one-point crossover between two parents.
-        mutation_rate: per-gene mutation probability (None: 1 / number of genes in use).
-        seed: seed of every random decision; a rerun with the same seed replays the search.
-        latency_cap_ms: latency limit S_max of Algorithm 1 (None: no limit).
-        min_miou: minimum mIoU of Algorithm 1, in [0, 1] (None: no limit).
-        calibration_images: training images that recalibrate BatchNorm for each candidate.
-        val_images: validation images per candidate (None: the whole split).
-        latency_backend: ``cuda`` (CUDA events) or ``cpu`` (wall clock, for machines without a GPU).
-        latency_variant: how each candidate runs while timed, any ``hyctas bench`` variant
+        branches: problem: search 1-, 2- or 3-branch networks only; None searches all jointly.
+        latency_cap_ms: problem: latency limit S_max of Algorithm 1 (None: no limit).
+        min_miou: problem: minimum mIoU of Algorithm 1, in [0, 1] (None: no limit).
+        calibration_images: problem (measurement): training images that recalibrate BatchNorm for each candidate.
+        val_images: problem (measurement): validation images per candidate (None: the whole split).
+        latency_backend: problem (measurement): ``cuda`` (CUDA events) or ``cpu`` (wall clock, for machines
+            without a GPU).
+        latency_variant: problem (measurement): how each candidate runs while timed, any ``hyctas bench`` variant
             ``DTYPE[-fold][-cl][-compile][-graph]`` (e.g. ``fp16-fold-cl-graph``), so the objective is the latency
             of the network as it will be deployed; ``fp32`` (eager float32) is the paper's.
-        latency_size: input height and width of the latency measurement (the deployment resolution).
-        latency_warmup: untimed passes before timing.
-        latency_runs: timed passes; the median counts.
-        top_k: front members written to ``topk/`` (largest crowding distance first).
-        reference: hypervolume reference point, one value per objective (None: derived from the first
+        latency_size: problem (measurement): input height and width of the latency measurement (the deployment
+            resolution).
+        latency_warmup: problem (measurement): untimed passes before timing.
+        latency_runs: problem (measurement): timed passes; the median counts.
+        strategy: algorithm: a registered search strategy: ``nsga2``, or the ablation baselines ``random`` and
+            ``local`` (paper section 4.5), or your own (``register_strategy``).
+        strategy_args: algorithm: the strategy's own settings (``nsga2``: ``crossover_prob``, the probability of
+            one-point crossover between two parents, and ``mutation_rate``, the per-gene mutation probability, None
+            for 1 / number of genes in use; ``local``: ``seeds`` random starting points, ``iterations`` rounds and
+            ``neighbours`` single-edit neighbours per incumbent and round). Unset settings keep their defaults.
+        population: algorithm: candidates per generation.
+        seed: algorithm: seed of every random decision (and of the calibration images); a rerun with the same seed
+            replays the search.
+        generations: termination: generations after the initial population.
+        top_k: output: front members written to ``topk/`` (largest crowding distance first).
+        reference: output: hypervolume reference point, one value per objective (None: derived from the first
             generation and the caps).
-        local_seeds: random starting points of the ``local`` strategy.
-        local_iterations: rounds of the ``local`` strategy.
-        local_neighbours: single-edit neighbours per incumbent and round of the ``local`` strategy.
+        crossover_prob: older spelling of ``strategy_args.crossover_prob`` (nsga2).
+        mutation_rate: older spelling of ``strategy_args.mutation_rate`` (nsga2).
+        local_seeds: older spelling of ``strategy_args.seeds`` (local).
+        local_iterations: older spelling of ``strategy_args.iterations`` (local).
+        local_neighbours: older spelling of ``strategy_args.neighbours`` (local).
     """
 
-    strategy: str = "nsga2"
     objectives: List[str] = field(default_factory=lambda: ["miou", "latency_ms"])
-    population: int = 40
-    generations: int = 20
     branches: Optional[int] = None
-    crossover_prob: float = 0.9
-    mutation_rate: Optional[float] = None
-    seed: int = 0
     latency_cap_ms: Optional[float] = None
     min_miou: Optional[float] = None
     calibration_images: int = 1000
@@ -63,11 +66,18 @@ class SearchConfig:
     latency_size: Tuple[int, int] = (1024, 2048)
     latency_warmup: int = 50
     latency_runs: int = 100
+    strategy: str = "nsga2"
+    strategy_args: Dict[str, Any] = field(default_factory=dict)
+    population: int = 40
+    seed: int = 0
+    generations: int = 20
     top_k: int = 5
     reference: Optional[List[float]] = None
-    local_seeds: int = 5
-    local_iterations: int = 32
-    local_neighbours: int = 5
+    crossover_prob: Optional[float] = None
+    mutation_rate: Optional[float] = None
+    local_seeds: Optional[int] = None
+    local_iterations: Optional[int] = None
+    local_neighbours: Optional[int] = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -76,7 +86,6 @@ class SearchConfig:
             (self.population >= 4, f"population: at least 4, got {self.population}"),
             (self.generations >= 0, f"generations: must be >= 0, got {self.generations}"),
             (self.branches in (None, 1, 2, 3), f"branches: 1, 2, 3 or null, got {self.branches}"),
-            (0 <= self.crossover_prob <= 1, f"crossover_prob: in [0, 1], got {self.crossover_prob}"),
             (self.latency_backend in ("cuda", "cpu"),
              f"latency_backend: 'cuda' or 'cpu', got '{self.latency_backend}'"),
             (self.calibration_images > 0, f"calibration_images: must be > 0, got {self.calibration_images}"),
@@ -101,6 +110,26 @@ class SearchConfig:
         if unknown:
             raise ValueError(f"search config: objectives: unknown {unknown}; registered: {', '.join(OBJECTIVES)}")
         self.latency_size = tuple(self.latency_size)
+        self._resolve_strategy_args()
+
+    def _resolve_strategy_args(self) -> None:
+        """Fold the older flat spellings into ``strategy_args`` (where the strategy takes them) and check them
+        against the strategy's settings, which ``strategy_args`` then lists in full."""
+        args = dict(self.strategy_args or {})
+        settings = getattr(STRATEGIES.get(self.strategy), "settings", None)
+        known = {f.name for f in fields(settings)} if settings else set()
+        for old, new in LEGACY_STRATEGY_ARGS.items():
+            value = getattr(self, old)
+            if value is not None and new in known:
+                args.setdefault(new, value)
+            setattr(self, old, None)
+        resolved = strategy_settings(self.strategy, args)
+        self.strategy_args = asdict(resolved) if is_dataclass(resolved) else resolved
+
+    @property
+    def settings(self) -> Any:
+        """The strategy's own settings: its settings dataclass, or ``strategy_args`` if it declares none."""
+        return strategy_settings(self.strategy, self.strategy_args)
 
     def _check_variant(self) -> None:
         try:
@@ -112,16 +141,19 @@ class SearchConfig:
                              f"needs latency_backend: cuda (got '{self.latency_backend}'); drop '-graph' on a CPU")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as plain data, without the older spellings (already in ``strategy_args``)."""
+        return {k: v for k, v in asdict(self).items() if k not in LEGACY_STRATEGY_ARGS}
 
     def measurement_settings(self) -> dict:
         """The settings that change what a candidate's measurements are (images, seed, latency protocol), as
         opposed to which candidates are drawn and how they are judged: a journal is only reused under the same."""
-        return {k: v for k, v in self.to_dict().items() if k not in SELECTION_SETTINGS}
+        return {k: v for k, v in self.to_dict().items() if k in MEASUREMENT_SETTINGS}
 
 
-# Settings that choose and judge candidates without changing any measurement: feasibility is re-judged from the
-# journal under the current limits, so changing these never invalidates a journal.
-SELECTION_SETTINGS = frozenset({"strategy", "objectives", "population", "generations", "branches", "crossover_prob",
-                                "mutation_rate", "latency_cap_ms", "min_miou", "top_k", "reference", "local_seeds",
-                                "local_iterations", "local_neighbours"})
+# The settings that change what a candidate measures: the images (drawn from the seed) and the latency protocol.
+# Every other setting chooses and judges candidates: feasibility is re-judged from the journal under the current
+# limits, so changing those never invalidates a journal.
+MEASUREMENT_SETTINGS = frozenset({"calibration_images", "val_images", "latency_backend", "latency_variant",
+                                  "latency_size", "latency_warmup", "latency_runs", "seed"})
+LEGACY_STRATEGY_ARGS = {"crossover_prob": "crossover_prob", "mutation_rate": "mutation_rate",
+                        "local_seeds": "seeds", "local_iterations": "iterations", "local_neighbours": "neighbours"}

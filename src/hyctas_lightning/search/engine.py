@@ -84,6 +84,7 @@ class SearchRun:
         self.evaluator = evaluate
         self.objectives: List[Objective] = [OBJECTIVES.get(n) for n in config.objectives]
         self.fitness = fitness_class(self.objectives)
+        self.settings = config.settings
         self.rng = random.Random(config.seed)
         self.cards = space.gene_cardinalities()
         self.new_evaluations = 0
@@ -142,18 +143,19 @@ class SearchRun:
     def sample(self) -> Architecture:
         return self.space.sample(self.rng, branches=self.config.branches)
 
-    def crossover(self, a: Sequence[int], b: Sequence[int]) -> List[int]:
-        """One-point crossover on the branch genome, cut between whole layers of a branch."""
-        if self.rng.random() >= self.config.crossover_prob:
+    def crossover(self, a: Sequence[int], b: Sequence[int], prob: float) -> List[int]:
+        """With probability ``prob``, one-point crossover on the branch genome, cut between whole layers of a
+        branch; else ``a`` unchanged."""
+        if self.rng.random() >= prob:
             return list(a)
         cut = 1 + GENES_PER_LAYER * self.rng.randrange(1, (len(a) - 1) // GENES_PER_LAYER)
         return list(a[:cut]) + list(b[cut:])
 
-    def mutate(self, genes: List[int]) -> List[int]:
+    def mutate(self, genes: List[int], rate: Optional[float] = None) -> List[int]:
         """Categorical bit-flip: each decision variable (the branch count and the genes of the branches in use)
-        moves to another of its values with probability 1/n_var."""
+        moves to another of its values with probability ``rate`` (None: 1/n_var)."""
         used = 1 + self.branch_genes(genes)
-        rate = self.config.mutation_rate or 1.0 / used
+        rate = rate or 1.0 / used
         for i in range(used):
             if self.cards[i] > 1 and self.rng.random() < rate:
                 genes[i] = (genes[i] + self.rng.randrange(1, self.cards[i])) % self.cards[i]
@@ -259,11 +261,43 @@ def _draw_feasible(run: SearchRun, count: int, generation: int, make: Callable[[
     return found
 
 
-@register_strategy("nsga2")
+@dataclass
+class NSGA2Settings:
+    """The variation of ``nsga2`` (``strategy_args``).
+
+    Args:
+        crossover_prob: probability of one-point crossover between two parents.
+        mutation_rate: per-gene mutation probability (None: 1 / number of genes in use).
+    """
+
+    crossover_prob: float = 0.9
+    mutation_rate: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.crossover_prob <= 1:
+            raise ValueError(f"crossover_prob: in [0, 1], got {self.crossover_prob}")
+
+
+@dataclass
+class LocalSettings:
+    """The neighbourhood search of ``local`` (``strategy_args``).
+
+    Args:
+        seeds: random starting points.
+        iterations: rounds (each recorded as a generation).
+        neighbours: single-edit neighbours per incumbent and round.
+    """
+
+    seeds: int = 5
+    iterations: int = 32
+    neighbours: int = 5
+
+
+@register_strategy("nsga2", settings=NSGA2Settings)
 def nsga2(run: SearchRun) -> None:
     """Algorithm 1: seeded random P0, then per generation tournament selection, crossover, mutation,
     duplicates rejected by hash, infeasible offspring dropped, NSGA-II survival (sorting + crowding)."""
-    n, seen = run.config.population, set()
+    n, seen, variation = run.config.population, set(), run.settings
     population = [run.individual(c) for c in _draw_feasible(run, n, 0, run.sample, seen, give_up=True)]
     run.require_feasible(population)
     population = tools.selNSGA2(population, len(population))
@@ -275,7 +309,7 @@ def nsga2(run: SearchRun) -> None:
 
         def child(pool: List[Individual] = pool) -> Optional[Architecture]:
             a, b = run.rng.sample(pool, 2) if len(pool) > 1 else (pool[0], pool[0])
-            return run.decode(run.mutate(run.crossover(a, b)))
+            return run.decode(run.mutate(run.crossover(a, b, variation.crossover_prob), variation.mutation_rate))
 
         offspring = [run.individual(c) for c in _draw_feasible(run, n, generation, child, seen)]
         population = tools.selNSGA2(population + offspring, n)
@@ -293,17 +327,17 @@ def random_search(run: SearchRun) -> None:
         _log(run, run.record_generation(generation))
 
 
-@register_strategy("local")
+@register_strategy("local", settings=LocalSettings)
 def local_search(run: SearchRun) -> None:
-    """Baseline (paper section 4.5): from ``local_seeds`` random seeds, ``local_iterations`` rounds of
-    ``local_neighbours`` single-edit neighbours; a neighbour replaces the incumbent only if it dominates it."""
-    c, seen = run.config, set()
-    incumbents = _draw_feasible(run, c.local_seeds, 0, run.sample, seen, give_up=True)
+    """Baseline (paper section 4.5): from ``seeds`` random seeds, ``iterations`` rounds of ``neighbours``
+    single-edit neighbours; a neighbour replaces the incumbent only if it dominates it."""
+    c, seen = run.settings, set()
+    incumbents = _draw_feasible(run, c.seeds, 0, run.sample, seen, give_up=True)
     run.require_feasible(incumbents)
-    for iteration in range(1, c.local_iterations + 1):
+    for iteration in range(1, c.iterations + 1):
         for i, incumbent in enumerate(incumbents):
             genes = incumbent.genes
-            neighbours = _draw_feasible(run, c.local_neighbours, iteration,
+            neighbours = _draw_feasible(run, c.neighbours, iteration,
                                         lambda genes=genes: run.decode(_single_edit(run, genes)), seen)
             better = [n for n in neighbours if run.individual(n).fitness.dominates(run.individual(incumbent).fitness)]
             if better:

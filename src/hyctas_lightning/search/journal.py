@@ -3,13 +3,13 @@ loses nothing and a rerun replays it without recomputing; each record names the 
 results of another supernet or other settings are never mixed in."""
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from hyctas_lightning.fileio import atomic_write_text, json_digest, json_text, read_json, write_json
 from hyctas_lightning.search_space import Architecture
 
 log = logging.getLogger(__name__)
@@ -53,13 +53,41 @@ class Candidate:
 INPUTS_FILE = "inputs.json"
 
 
-def inputs_digest(inputs: Dict[str, Any]) -> str:
-    """A 16-hex-digit identity of a description of the measurement inputs.
+def parse_journal(path: Path) -> Tuple[List[dict], bool]:
+    """The records of a ``candidates.jsonl`` in file order, and whether its last line was left unfinished (a
+    search writing it right now, or one a kill cut short); that line is not among the records. Any other line
+    that does not parse raises a ``ValueError`` naming the file and line.
 
     Args:
-        inputs: the description (JSON-serialisable; other values by ``str``).
+        path: the journal (a missing file has no records).
     """
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(path)
+    lines = path.read_text().splitlines() if path.is_file() else []
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            Candidate.from_dict(row)
+        except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
+            if number == len(lines):
+                return rows, True
+            raise ValueError(f"{path}:{number}: corrupt journal line ({e}); remove it to re-evaluate that "
+                             f"candidate") from None
+        rows.append(row)
+    return rows, False
+
+
+def read_journal(path: Path) -> List[Candidate]:
+    """Every candidate of a ``candidates.jsonl`` (the last record per architecture), without touching the file: safe
+    on a search that is still running.
+
+    Args:
+        path: the journal.
+    """
+    rows, _ = parse_journal(path)
+    return list({c.hash: c for c in map(Candidate.from_dict, rows)}.values())
 
 
 def changed_inputs(before: Dict[str, Any], now: Dict[str, Any]) -> List[str]:
@@ -95,7 +123,7 @@ class Journal:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.inputs = json.loads(json.dumps(inputs, default=str)) if inputs is not None else None
-        self.digest = inputs_digest(self.inputs) if self.inputs is not None else None
+        self.digest = json_digest(self.inputs) if self.inputs is not None else None
         if self.inputs is not None:
             self._set_aside_if_stale()
         self.records: Dict[str, Candidate] = {c.hash: c for c in map(Candidate.from_dict, self._rows())}
@@ -104,31 +132,20 @@ class Journal:
     def inputs_path(self) -> Path:
         return self.path.parent / INPUTS_FILE
 
-    def _rows(self) -> Iterator[dict]:
-        if not self.path.exists():
-            return
-        lines = self.path.read_text().splitlines()
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                Candidate.from_dict(row)
-            except (json.JSONDecodeError, KeyError, ValueError) as e:
-                if number == len(lines):
-                    log.warning("%s: ignoring the unfinished last line (%s); it will be re-evaluated", self.path, e)
-                    self._truncate(lines[:-1])
-                    return
-                raise ValueError(f"{self.path}:{number}: corrupt journal line ({e}); remove it to re-evaluate "
-                                 f"that candidate") from None
-            yield row
+    def _rows(self) -> List[dict]:
+        """The journal's records; an unfinished last line is dropped from the file (it is evaluated again)."""
+        rows, unfinished = parse_journal(self.path)
+        if unfinished:
+            log.warning("%s: ignoring the unfinished last line; it will be re-evaluated", self.path)
+            atomic_write_text(self.path, "".join(self.path.read_text().splitlines(True)[:-1]))
+        return rows
 
     def _set_aside_if_stale(self) -> None:
         """Move a journal measured with other inputs (or with unrecorded ones) to ``stale/``; record the inputs."""
         digests = {row.get("inputs") for row in self._rows()}
         if digests and digests != {self.digest}:
             old = next(iter(digests - {self.digest}), None) or "unrecorded"
-            before = json.loads(self.inputs_path.read_text()) if self.inputs_path.exists() else {}
+            before = read_json(self.inputs_path, {})
             changes = "; ".join(changed_inputs(before, self.inputs)) if before else "inputs not recorded"
             stale = self.path.parent / "stale" / old
             stale.mkdir(parents=True, exist_ok=True)
@@ -137,10 +154,7 @@ class Journal:
                     file.replace(stale / file.name)
             log.warning("%s was measured with other inputs (%s): moved it to %s/ and starting a fresh journal, "
                         "every candidate is evaluated again", self.path, changes, stale)
-        self.inputs_path.write_text(json.dumps(self.inputs, indent=1, sort_keys=True) + "\n")
-
-    def _truncate(self, lines: List[str]) -> None:
-        self.path.write_text("".join(line + "\n" for line in lines))
+        write_json(self.inputs_path, self.inputs, sort_keys=True)
 
     def get(self, arch_hash: str) -> Optional[Candidate]:
         return self.records.get(arch_hash)
@@ -150,7 +164,7 @@ class Journal:
         if self.digest is not None:
             row["inputs"] = self.digest
         with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(json_text(row) + "\n")
             f.flush()
         self.records[candidate.hash] = candidate
 

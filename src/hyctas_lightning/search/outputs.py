@@ -2,12 +2,13 @@
 ``dashboard.py``)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from hyctas_lightning.fileio import write_json
 
 from .fronts import Individual, objective_values, pareto_front, top_k
 from .journal import Candidate
@@ -23,7 +24,7 @@ def write_outputs(out_dir: Path, candidates: Sequence[Candidate], objectives: Se
     # best first objective first: the same file whatever order the journal holds the candidates in (a search
     # spread over processes journals them as they complete)
     front = sorted(pareto_front(candidates, objectives), key=lambda ind: (-ind.fitness.wvalues[0], ind.candidate.hash))
-    (out_dir / "pareto.json").write_text(json.dumps([_entry(ind, objectives) for ind in front], indent=1) + "\n")
+    write_json(out_dir / "pareto.json", [_entry(ind, objectives) for ind in front])
     topk_dir = out_dir / "topk"
     topk_dir.mkdir(exist_ok=True)
     for old in topk_dir.glob("*.json"):
@@ -32,7 +33,7 @@ def write_outputs(out_dir: Path, candidates: Sequence[Candidate], objectives: Se
         ind.candidate.arch.save(topk_dir / f"top{rank:02d}_{ind.candidate.hash}.json")
     if front:  # the front's best on the first objective (mIoU by default), the usual pick to retrain
         max(front, key=lambda ind: ind.fitness.wvalues[0]).candidate.arch.save(out_dir / "best.json")
-    (out_dir / "history.json").write_text(json.dumps(list(history), indent=1) + "\n")
+    write_json(out_dir / "history.json", list(history))
     plot_pareto(candidates, front, objectives, out_dir / "pareto.png")
     return front
 

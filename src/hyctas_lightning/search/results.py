@@ -5,44 +5,23 @@ search writes ``history.json``)."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import List, Optional, Union
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from hyctas_lightning.fileio import read_json
 from hyctas_lightning.search_space import SearchSpace
 from hyctas_lightning.viz import Table
 
 from .config import SearchConfig
 from .fronts import Individual, history_row, pareto_front, top_k
-from .journal import Candidate
+from .journal import Candidate, read_journal
 from .objectives import OBJECTIVES, Objective
 from .outputs import plot_pareto
-
-log = logging.getLogger(__name__)
-
-
-def read_journal(path: Path) -> List[Candidate]:
-    """Every candidate of a ``candidates.jsonl`` (the last record per architecture), without touching the file."""
-    lines = Path(path).read_text().splitlines() if Path(path).is_file() else []
-    found: Dict[str, Candidate] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            candidate = Candidate.from_dict(json.loads(line))
-        except (json.JSONDecodeError, KeyError, ValueError) as e:
-            if number == len(lines):  # being written right now, or cut short by a kill
-                log.info("%s: skipping the unfinished last line", path)
-                break
-            raise ValueError(f"{path}:{number}: corrupt journal line ({e})") from None
-        found[candidate.hash] = candidate
-    return list(found.values())
 
 
 @dataclass
@@ -138,13 +117,13 @@ def read_search_run(folder: Union[str, Path]) -> SearchRunFolder:
     if not journal.is_file() or not settings.is_file():
         raise FileNotFoundError(f"{folder} is not a search run folder: it needs candidates.jsonl and config.json "
                                 "(the --out folder of `hyctas search`)")
-    recorded = json.loads(settings.read_text())
+    recorded = read_json(settings)
     config = _config(recorded.get("search", {}))
     space = SearchSpace.from_dict(recorded["space"]) if recorded.get("space") else None
     run = SearchRunFolder(folder, config, space, read_journal(journal))
     generations = sorted({c.generation for c in run.candidates})
     history_file = folder / "history.json"
-    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    history = read_json(history_file, [])
     if not history or history[-1]["generation"] < max(generations, default=-1):  # running: the journal is ahead
         history = [history_row(run.candidates, g, run.objectives, config) for g in generations]
     run.history = history

@@ -2,7 +2,6 @@
 :class:`SearchCallback`."""
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import random
@@ -18,6 +17,7 @@ import torch.distributed as dist
 from hyctas_lightning.checkpoints import plain, weights_digest
 from hyctas_lightning.distributed import all_agree, cpu_group
 from hyctas_lightning.errors import check_device
+from hyctas_lightning.fileio import write_json
 from hyctas_lightning.models import SuperNet
 from hyctas_lightning.search_space import SearchSpace
 
@@ -88,9 +88,8 @@ def run_search(supernet: SuperNet, datamodule: L.LightningDataModule, config: Se
     journal = None
     if lead:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps({"search": config.to_dict(),
-                                                         "space": supernet.space.to_dict()}, indent=1,
-                                                        default=str) + "\n")
+        write_json(out_dir / "config.json", {"search": config.to_dict(), "space": supernet.space.to_dict()},
+                   default=str)
         journal = Journal(out_dir / "candidates.jsonl",
                           measurement_inputs(supernet, datamodule, config, ignore_index, device))
     calibration = collect_images(datamodule, "train", config.calibration_images, config.seed, with_masks=False)
@@ -135,8 +134,8 @@ def check_spread(evaluator: SupernetEvaluator, config: SearchConfig, device: str
     if out_dir is None or not rows:
         return
     spreads = [row["spread"] for row in rows]
-    (out_dir / "gpu_spread.json").write_text(json.dumps({"device": name, "processes": dist.get_world_size(group),
-                                                         "architectures": rows}, indent=1) + "\n")
+    write_json(out_dir / "gpu_spread.json", {"device": name, "processes": dist.get_world_size(group),
+                                             "architectures": rows})
     report = log.warning if max(spreads) > SPREAD_WARNING else log.info
     report("latency on %d x %s: spread between them (slowest - fastest) / median %.1f%% median, %.1f%% at most over "
            "%d architectures (%s)", dist.get_world_size(group), name, 100 * statistics.median(spreads),

@@ -1,5 +1,6 @@
 """Search space: the Architecture value and the space it is drawn from."""
 from .architecture import (
+                           BUILD_SETTINGS,
                            NODES,
                            OUTPUT_COMBINATIONS,
                            SCALES,
@@ -9,7 +10,8 @@ from .architecture import (
                            channels,
                            estimate_training_memory_gb,
 )
+from .panel import ranking_panel
 from .space import SearchSpace
 
-__all__ = ["Architecture", "ArchitectureError", "Branch", "SearchSpace", "channels", "estimate_training_memory_gb",
-           "NODES", "OUTPUT_COMBINATIONS", "SCALES"]
+__all__ = ["Architecture", "ArchitectureError", "BUILD_SETTINGS", "Branch", "SearchSpace", "channels",
+           "estimate_training_memory_gb", "NODES", "OUTPUT_COMBINATIONS", "SCALES", "ranking_panel"]

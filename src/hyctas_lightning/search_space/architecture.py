@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
+from hyctas_lightning.fileio import atomic_write_text
+
 SCALES: tuple[int, ...] = (8, 16, 32)
 NODES: tuple[str, ...] = ("pass", "fuse", "drop")
 OUTPUT_COMBINATIONS: tuple[tuple[int, ...], ...] = ((8,), (16,), (32,), (8, 16), (8, 32), (8, 16, 32))
 MAX_BRANCHES = 3
-SETTINGS: tuple[str, ...] = ("fch", "output_stride", "head", "classifier")  # build settings beside the genes
+BUILD_SETTINGS: tuple[str, ...] = ("fch", "output_stride", "head", "classifier")  # build settings beside the genes
 WIDTH_DECIMALS = 4
 
 
@@ -201,7 +203,7 @@ class Architecture:
         if self.output_stride not in (4, 8):
             raise ArchitectureError(f"output_stride: must be 8 or 4, got {self.output_stride}")
         for i, b in enumerate(self.branches):
-            self._validate_branch(i, b, known_ops)
+            _validate_branch(i, b, known_ops)
         if self.end_scales not in OUTPUT_COMBINATIONS:
             raise ArchitectureError(
                 f"branches: final strides {self.end_scales} are not one of the six output combinations "
@@ -222,31 +224,12 @@ class Architecture:
                     f"{crop[0]}x{crop[1]} exceeds the limit of {memory_limit_gb:.1f} GiB")
         return self
 
-    @staticmethod
-    def _validate_branch(i: int, b: Branch, known_ops: set) -> None:
-        where = f"branches[{i}]"
-        for layer, (op, width, down, node) in enumerate(zip(b.ops, b.widths, b.downs, b.nodes)):
-            if op not in known_ops:
-                raise ArchitectureError(f"{where}.ops[{layer}]: unknown op '{op}'; known ops: {sorted(known_ops)}")
-            if not 0.0 < width <= 1.0:
-                raise ArchitectureError(f"{where}.widths[{layer}]: width multiplier must be in (0, 1], got {width}")
-            if node not in NODES:
-                raise ArchitectureError(f"{where}.nodes[{layer}]: unknown node '{node}'; choose one of {NODES}")
-            if down and node == "drop":
-                raise ArchitectureError(
-                    f"constraint 3 (no drop where a branch down-samples): {where} layer {layer} has node 'drop' "
-                    f"and down=1; use 'pass' or 'fuse' there")
-        if sum(b.downs) > len(SCALES) - 1:
-            raise ArchitectureError(f"{where}.downs: {sum(b.downs)} down-samplings, at most {len(SCALES) - 1} "
-                                    f"(stride 8 -> 32)")
-
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
         return {**self._settings(), "branches": [b.to_dict() for b in self.branches]}
 
     def _settings(self) -> dict:
-        return {"fch": self.fch, "output_stride": self.output_stride, "head": self.head,
-                "classifier": self.classifier}
+        return {k: getattr(self, k) for k in BUILD_SETTINGS}
 
     def to_json(self) -> str:
         """Pretty JSON with one line per gene list, so a file reads like a table."""
@@ -260,34 +243,20 @@ class Architecture:
     def from_dict(cls, data: Any, validate: bool = True) -> Architecture:
         if not isinstance(data, dict):
             raise ArchitectureError(f"architecture: expected a JSON object, got {type(data).__name__}")
-        unknown = set(data) - {"branches", *SETTINGS}
+        unknown = set(data) - {"branches", *BUILD_SETTINGS}
         if unknown:
-            raise ArchitectureError(f"{sorted(unknown)[0]}: unknown field; allowed: branches, {', '.join(SETTINGS)}")
+            raise ArchitectureError(f"{sorted(unknown)[0]}: unknown field; allowed: branches, "
+                                    f"{', '.join(BUILD_SETTINGS)}")
         if "branches" not in data:
             raise ArchitectureError("branches: missing (a list of {ops, widths, downs, nodes} objects)")
-        raw = data["branches"]
-        if not isinstance(raw, list):
-            raise ArchitectureError(f"branches: expected a list, got {type(raw).__name__}")
-        branches = []
-        for i, b in enumerate(raw):
-            if not isinstance(b, dict):
-                raise ArchitectureError(f"branches[{i}]: expected an object with ops, widths, downs, nodes")
-            missing = {"ops", "widths", "downs", "nodes"} - set(b)
-            extra = set(b) - {"ops", "widths", "downs", "nodes"}
-            if missing or extra:
-                name = sorted(missing or extra)[0]
-                raise ArchitectureError(f"branches[{i}].{name}: {'missing' if missing else 'unknown field'}")
-            try:
-                branches.append(Branch(**b))
-            except ArchitectureError as e:
-                raise ArchitectureError(f"branches[{i}].{e}") from None
+        branches = _parse_branches(data["branches"])
         for key in ("fch", "output_stride"):
             if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool)):
                 raise ArchitectureError(f"{key}: expected an integer, got {data[key]!r}")
         for key in ("head", "classifier"):
             if key in data and not isinstance(data[key], str):
                 raise ArchitectureError(f"{key}: expected a registered name (a string), got {data[key]!r}")
-        arch = cls(tuple(branches), **{k: data[k] for k in SETTINGS if k in data})  # absent: the defaults
+        arch = cls(tuple(branches), **{k: data[k] for k in BUILD_SETTINGS if k in data})  # absent: the defaults
         return arch.validate() if validate else arch
 
     @classmethod
@@ -310,10 +279,7 @@ class Architecture:
             raise ArchitectureError(f"{path}: {e}") from None
 
     def save(self, path: Union[str, Path]) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json() + "\n")
-        return path
+        return atomic_write_text(path, self.to_json() + "\n")
 
     # ------------------------------------------------------------------ identity
     @property
@@ -330,6 +296,45 @@ class Architecture:
     @classmethod
     def from_genes(cls, genes: Sequence[int], space: SearchSpace) -> Architecture:  # noqa: F821
         return space.decode(genes)
+
+
+def _validate_branch(i: int, b: Branch, known_ops: set) -> None:
+    """Checks of branch ``i`` alone: known ops, widths in (0, 1], known nodes, constraint 3, at most two downs."""
+    where = f"branches[{i}]"
+    for layer, (op, width, down, node) in enumerate(zip(b.ops, b.widths, b.downs, b.nodes)):
+        if op not in known_ops:
+            raise ArchitectureError(f"{where}.ops[{layer}]: unknown op '{op}'; known ops: {sorted(known_ops)}")
+        if not 0.0 < width <= 1.0:
+            raise ArchitectureError(f"{where}.widths[{layer}]: width multiplier must be in (0, 1], got {width}")
+        if node not in NODES:
+            raise ArchitectureError(f"{where}.nodes[{layer}]: unknown node '{node}'; choose one of {NODES}")
+        if down and node == "drop":
+            raise ArchitectureError(
+                f"constraint 3 (no drop where a branch down-samples): {where} layer {layer} has node 'drop' "
+                f"and down=1; use 'pass' or 'fuse' there")
+    if sum(b.downs) > len(SCALES) - 1:
+        raise ArchitectureError(f"{where}.downs: {sum(b.downs)} down-samplings, at most {len(SCALES) - 1} "
+                                f"(stride 8 -> 32)")
+
+
+def _parse_branches(raw: Any) -> list[Branch]:
+    """The branches of an architecture's JSON form, each checked for exactly its four gene lists."""
+    if not isinstance(raw, list):
+        raise ArchitectureError(f"branches: expected a list, got {type(raw).__name__}")
+    branches = []
+    for i, b in enumerate(raw):
+        if not isinstance(b, dict):
+            raise ArchitectureError(f"branches[{i}]: expected an object with ops, widths, downs, nodes")
+        missing = {"ops", "widths", "downs", "nodes"} - set(b)
+        extra = set(b) - {"ops", "widths", "downs", "nodes"}
+        if missing or extra:
+            name = sorted(missing or extra)[0]
+            raise ArchitectureError(f"branches[{i}].{name}: {'missing' if missing else 'unknown field'}")
+        try:
+            branches.append(Branch(**b))
+        except ArchitectureError as e:
+            raise ArchitectureError(f"branches[{i}].{e}") from None
+    return branches
 
 
 def estimate_training_memory_gb(arch: Architecture, batch_size: int = 16, crop: Sequence[int] = (256, 512),

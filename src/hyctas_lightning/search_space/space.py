@@ -7,12 +7,23 @@ from typing import Optional, Sequence
 
 from hyctas_lightning.registry import import_plugins
 
-from .architecture import MAX_BRANCHES, NODES, OUTPUT_COMBINATIONS, SCALES, Architecture, ArchitectureError, Branch
+from .architecture import (
+    BUILD_SETTINGS,
+    MAX_BRANCHES,
+    NODES,
+    OUTPUT_COMBINATIONS,
+    SCALES,
+    Architecture,
+    ArchitectureError,
+    Branch,
+)
 
 DEFAULT_OPS = ("light_conv", "light_conv_2x", "conv", "conv_2x", "mesa")
 DEFAULT_WIDTHS = (4 / 12, 6 / 12, 8 / 12, 10 / 12, 1.0)
 HEAD_SHARING = ("combination", "branch")
 GENES_PER_LAYER = 4  # down, op, width, node
+# what every member of a space shares; the supernet runs each at output stride 8, so that one is not the space's
+SHARED_SETTINGS = tuple(k for k in BUILD_SETTINGS if k != "output_stride")
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,7 @@ class SearchSpace:
 
     def _settings(self) -> dict:
         """The architecture build settings every member of this space shares."""
-        return {"fch": self.fch, "head": self.head, "classifier": self.classifier}
+        return {k: getattr(self, k) for k in SHARED_SETTINGS}
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -124,7 +135,7 @@ class SearchSpace:
                       crop=self.memory_crop, known_ops=self.ops)
         if arch.num_layers > self.layers:
             raise ArchitectureError(f"branches: {arch.num_layers} layers, but the search space has {self.layers}")
-        for key in ("fch", "head", "classifier"):
+        for key in SHARED_SETTINGS:
             if getattr(arch, key) != getattr(self, key):
                 raise ArchitectureError(f"{key}: architecture has {getattr(arch, key)!r}, the search space "
                                         f"{getattr(self, key)!r}")
@@ -148,39 +159,13 @@ class SearchSpace:
         if n not in (1, 2, 3):
             raise ValueError(f"branches: must be 1, 2 or 3, got {n}")
         for _ in range(1000):
-            arch = self._sample_once(rng, n)
+            arch = _sample_once(self, rng, n)
             try:
                 return self.validate(arch)
             except ArchitectureError:
                 continue  # memory constraint or a rare clash; draw again
         raise ArchitectureError(f"could not sample a valid {n}-branch architecture in 1000 draws; the memory "
                                 f"limit ({self.memory_limit_gb} GiB) is probably too tight")
-
-    def _sample_once(self, rng: random.Random, n: int) -> Architecture:
-        combo = rng.choice([c for c in OUTPUT_COMBINATIONS if len(c) == n])
-        ends = sorted((SCALES.index(s) for s in combo), reverse=True)  # deepest first
-        used_downs: set[int] = set()
-        built: list[list[tuple]] = []
-        for end in ends:
-            prefix: list[tuple] = []
-            if built:
-                parent = rng.choice(built)
-                fork = rng.randrange(0, self.layers)
-                for layer in range(fork):
-                    if sum(g[2] for g in prefix) + parent[layer][2] > end:
-                        break
-                    prefix.append(parent[layer])
-            genes = list(prefix)
-            need = end - sum(g[2] for g in genes)
-            free = [layer for layer in range(len(genes), self.layers - 1) if layer not in used_downs]
-            downs = set(rng.sample(free, need)) if need <= len(free) else set(free)
-            for layer in range(len(genes), self.layers):
-                down = layer in downs
-                nodes = [n_ for n_ in self.nodes if not (down and n_ == "drop")]
-                genes.append((rng.choice(self.ops), rng.choice(self.width_choices), down, rng.choice(nodes)))
-            used_downs |= {layer for layer, g in enumerate(genes) if g[2]}
-            built.append(genes)
-        return Architecture(tuple(_branch(g) for g in built), **self._settings())
 
     def largest(self) -> Architecture:
         """Three branches, full width, ``largest_op`` everywhere, ``largest_node`` at every layer (``fuse``
@@ -241,6 +226,34 @@ class SearchSpace:
                             self.nodes[chunk[i + 3]]) for i in range(0, step, GENES_PER_LAYER)]
             branches.append(_branch(layer_genes))
         return self.validate(Architecture(tuple(branches), **self._settings()))
+
+
+def _sample_once(space: SearchSpace, rng: random.Random, n: int) -> Architecture:
+    """One draw of ``SearchSpace.sample`` with ``n`` branches, not yet validated."""
+    combo = rng.choice([c for c in OUTPUT_COMBINATIONS if len(c) == n])
+    ends = sorted((SCALES.index(s) for s in combo), reverse=True)  # deepest first
+    used_downs: set[int] = set()
+    built: list[list[tuple]] = []
+    for end in ends:
+        prefix: list[tuple] = []
+        if built:
+            parent = rng.choice(built)
+            fork = rng.randrange(0, space.layers)
+            for layer in range(fork):
+                if sum(g[2] for g in prefix) + parent[layer][2] > end:
+                    break
+                prefix.append(parent[layer])
+        genes = list(prefix)
+        need = end - sum(g[2] for g in genes)
+        free = [layer for layer in range(len(genes), space.layers - 1) if layer not in used_downs]
+        downs = set(rng.sample(free, need)) if need <= len(free) else set(free)
+        for layer in range(len(genes), space.layers):
+            down = layer in downs
+            nodes = [n_ for n_ in space.nodes if not (down and n_ == "drop")]
+            genes.append((rng.choice(space.ops), rng.choice(space.width_choices), down, rng.choice(nodes)))
+        used_downs |= {layer for layer, g in enumerate(genes) if g[2]}
+        built.append(genes)
+    return Architecture(tuple(_branch(g) for g in built), **space._settings())
 
 
 def _branch(genes: Sequence[tuple]) -> Branch:

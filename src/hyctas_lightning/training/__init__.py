@@ -7,22 +7,14 @@ from .efficiency import GpuBusy, TrainingEfficiency
 from .losses import distillation_loss, segmentation_loss
 from .panoptic import PanopticModule
 from .prediction import PanopticWriter, SegmentationWriter
-from .ranking import (
-    RankingCallback,
-    RankingReport,
-    ReferenceCache,
-    StandaloneRecipe,
-    estimate_panel,
-    ranking_panel,
-    train_standalone,
-)
 from .sampling import SAMPLERS, SandwichSampler, build_sampler, register_sampler
 from .schedules import PolyWarmup, PolyWarmupLR
 from .segmentation import SegmentationModule
+from .standalone import train_references, train_standalone
 from .supernet import SupernetModule
 
 __all__ = ["AsyncAtomicCheckpointIO", "AtomicCheckpointIO", "Deadline", "DivergenceGuard", "GpuBusy", "LastCheckpoint",
-           "PanopticModule", "PanopticWriter", "PolyWarmup", "PolyWarmupLR", "RandomStateCheckpoint", "RankingCallback",
-           "RankingReport", "ReferenceCache", "SAMPLERS", "SandwichSampler", "SegmentationModule", "SegmentationWriter",
-           "StandaloneRecipe", "SupernetModule", "TrainingEfficiency", "build_sampler", "distillation_loss",
-           "estimate_panel", "ranking_panel", "register_sampler", "segmentation_loss", "train_standalone"]
+           "PanopticModule", "PanopticWriter", "PolyWarmup", "PolyWarmupLR", "RandomStateCheckpoint", "SAMPLERS",
+           "SandwichSampler", "SegmentationModule", "SegmentationWriter", "SupernetModule", "TrainingEfficiency",
+           "build_sampler", "distillation_loss", "register_sampler", "segmentation_loss", "train_references",
+           "train_standalone"]

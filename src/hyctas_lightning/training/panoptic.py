@@ -18,7 +18,7 @@ from hyctas_lightning.evaluation.panoptic_quality import PanopticQuality, Panopt
 from hyctas_lightning.models import PanopticNetwork
 
 from .losses import segmentation_loss, weighted_regression_loss
-from .segmentation import SegmentationModule, capture_outputs
+from .segmentation import SegmentationModule
 
 
 class PanopticModule(SegmentationModule):
@@ -114,7 +114,7 @@ class PanopticModule(SegmentationModule):
         return {"loss": total, "semantic": semantic, "center": center, "offset": offset}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        with capture_outputs(self.net, list(self.aux_sources)) as features:
+        with self.aux_heads.capture(self.net) as features:
             out = self.net(batch["image"])
         losses = self._losses(out, batch)
         logs = {f"train/loss_{k}": v.detach() for k, v in losses.items() if k != "loss"}

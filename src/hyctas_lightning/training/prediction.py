@@ -2,7 +2,6 @@
 models COCO-format panoptic PNGs + JSON and overlays."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -16,6 +15,7 @@ from PIL import Image
 from hyctas_lightning.data.labels import LABEL_DIVISOR
 from hyctas_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_input_size
 from hyctas_lightning.evaluation.panoptic_files import to_coco_panoptic
+from hyctas_lightning.fileio import write_json
 
 Colour = Tuple[int, int, int]
 
@@ -187,6 +187,6 @@ class PanopticWriter(OverlayWriter):
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         document = {"annotations": self.annotations, "categories": trainer.datamodule.panoptic_categories}
-        (self.directory / "panoptic.json").write_text(json.dumps(document) + "\n")
+        write_json(self.directory / "panoptic.json", document, indent=None)
         rank_zero_info(f"predict: wrote COCO panoptic PNGs and JSON of {len(self.annotations)} images and their "
                        f"overlays to {self.directory}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lightning.pytorch.utilities import rank_zero_warn
 from timm.layers import DropPath
 from torch import nn
 from torch.optim import Optimizer
@@ -60,6 +61,20 @@ class PolyWarmupLR(LambdaLR):
     def __init__(self, optimizer: Optimizer, max_iters: int, warmup_iters: int = 0, power: float = 0.9,
                  warmup_factor: float = 1e-3, last_epoch: int = -1) -> None:
         super().__init__(optimizer, PolyWarmup(max_iters, warmup_iters, power, warmup_factor), last_epoch)
+
+    @classmethod
+    def for_run(cls, optimizer: Optimizer, total_steps: float, warmup_iters: int, power: float = 0.9,
+                warmup_factor: float = 1e-3) -> PolyWarmupLR:
+        """The schedule over a run of ``total_steps`` (Lightning's ``estimated_stepping_batches``): a run without
+        an end is refused, and a warm-up as long as the run is shortened to end one step before it."""
+        if total_steps == float("inf"):
+            raise ValueError("the poly schedule needs a finite run: set trainer.max_steps or trainer.max_epochs")
+        total = max(1, int(total_steps))
+        if warmup_iters >= total:
+            rank_zero_warn(f"warmup_iters={warmup_iters} is not below the run's {total} steps; warming up over "
+                           f"{total - 1} instead (lower model.init_args.warmup_iters)")
+            warmup_iters = total - 1
+        return cls(optimizer, total, warmup_iters, power, warmup_factor)
 
 
 def drop_path_modules(model: nn.Module) -> list[DropPath]:

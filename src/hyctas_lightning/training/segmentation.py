@@ -2,15 +2,13 @@
 all under the same recipe (paper section 4.2, SPEC sections 5 and 7)."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
-from torchvision.models.segmentation.fcn import FCNHead
 
 from hyctas_lightning.checkpoints import SEGMENTATION_KIND, expand_state_dict, network_metadata, require_kind
 from hyctas_lightning.data.transforms import to_input_size
@@ -18,37 +16,15 @@ from hyctas_lightning.errors import ClassCountError
 from hyctas_lightning.evaluation.inference import check_scales, segment
 from hyctas_lightning.evaluation.metrics import format_iou_table, mean_iou, per_class_iou
 from hyctas_lightning.models import ChildNet, create_network, list_networks, load_architecture
-from hyctas_lightning.models.blocks import resize
 from hyctas_lightning.models.factory import network_heads
 from hyctas_lightning.registry import import_plugins
+from hyctas_lightning.search_space import Architecture
 
+from .auxiliary import AuxiliaryHeads, aux_features
 from .dashboard import ValidationMedia
 from .ddp import log_global
 from .losses import segmentation_loss
 from .schedules import PolyWarmupLR, drop_path_modules, scheduled_drop_path
-
-
-def aux_features(net: nn.Module) -> Dict[str, int]:
-    """Where auxiliary heads attach ({submodule name: channels}), as the network declares it: for a ChildNet the
-    modules producing the branches' last features at stride 16 and 32 (release), for a baseline its own choice."""
-    return dict(getattr(net, "aux_features", {}))
-
-
-@contextmanager
-def capture_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[Dict[str, torch.Tensor]]:
-    """Record the outputs of submodules ``names`` during the forward passes run inside the block. The hooks exist
-    only for the block, so the network itself stays hook-free for export and benchmarking."""
-    outputs: Dict[str, torch.Tensor] = {}
-
-    def recorder(name: str):
-        return lambda module, inputs, output: outputs.__setitem__(name, output)
-
-    handles = [model.get_submodule(name).register_forward_hook(recorder(name)) for name in names]
-    try:
-        yield outputs
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 class SegmentationModule(L.LightningModule):
@@ -108,23 +84,15 @@ class SegmentationModule(L.LightningModule):
         self.test_scales = check_scales(test_scales)
         self.test_flip = test_flip
         import_plugins(plugins)
-        if (arch is None) == (network is None):
-            raise ValueError("give exactly one of `arch` (a preset such as hyctas_s, or an architecture JSON such as "
-                             f"a search's best.json) or `network` (one of: {', '.join(list_networks())})")
-        architecture = load_architecture(arch) if arch is not None else None
+        architecture = one_source(arch, network)
         if architecture is not None:
             self.hparams["arch"] = architecture.to_dict()  # the checkpoint stands alone if the file moves
         self.net = self.build_net(architecture or network, num_classes, fch=fch, output_stride=output_stride,
                                   head=head, classifier=classifier)
         self.network_name = network or (Path(arch).stem if isinstance(arch, (str, Path)) else "architecture")
-        sources = aux_features(self.net) if aux_weight > 0 else {}
-        self.aux_sources = {name: name.replace(".", "_") for name in sources}
-        self.aux_heads = nn.ModuleDict({key: FCNHead(sources[name], num_classes)
-                                        for name, key in self.aux_sources.items()})
+        self.aux_heads = AuxiliaryHeads(aux_features(self.net) if aux_weight > 0 else {}, num_classes)
         if bn_momentum is not None:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.momentum = bn_momentum
+            set_bn_momentum(self, bn_momentum)
         self.drop_paths = drop_path_modules(self.net)
         self.val_iou = per_class_iou(num_classes, ignore_index)
         self.test_iou = per_class_iou(num_classes, ignore_index)
@@ -152,6 +120,11 @@ class SegmentationModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
+    @property
+    def aux_sources(self) -> Dict[str, str]:
+        """``{submodule name: head key}`` of the auxiliary heads."""
+        return self.aux_heads.sources
+
     def network_spec(self) -> Dict[str, Any]:
         """What rebuilds this network (``create_network``'s arguments), stored in its checkpoints."""
         hp = self.hparams
@@ -165,15 +138,9 @@ class SegmentationModule(L.LightningModule):
     # ------------------------------------------------------------------ data metadata
     def setup(self, stage: str) -> None:
         """Take class names and colours from the data, and refuse a class count that does not match it."""
-        dm = self.trainer.datamodule
-        classes = list(getattr(dm, "classes", None) or [])
-        if not classes:
-            return
-        if len(classes) != self.hparams.num_classes:
-            raise ClassCountError(f"model.init_args.num_classes is {self.hparams.num_classes} but the data has "
-                                  f"{len(classes)} classes; drop num_classes from the config (the CLI links it)")
-        self.classes = classes
-        self.palette = [tuple(int(v) for v in c) for c in getattr(dm, "palette", None) or []] or None
+        found = data_classes(self.trainer.datamodule, self.hparams.num_classes)
+        if found is not None:
+            self.classes, self.palette = found
 
     # ------------------------------------------------------------------ training
     def on_fit_start(self) -> None:
@@ -191,7 +158,7 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         images, target = batch["image"], batch["mask"]
-        with capture_outputs(self.net, list(self.aux_sources)) as features:
+        with self.aux_heads.capture(self.net) as features:
             logits = self.net(images)
         loss = self._loss(logits, target)
         logs = {"train/loss_main": loss.detach()}
@@ -203,12 +170,7 @@ class SegmentationModule(L.LightningModule):
     def _aux_loss(self, features: Dict[str, torch.Tensor], target: torch.Tensor,
                   logs: Dict[str, torch.Tensor]) -> torch.Tensor:
         """The weighted auxiliary heads' losses on the captured ``features``; each is also put in ``logs``."""
-        total = torch.zeros((), device=target.device)
-        for name, key in self.aux_sources.items():
-            aux = self._loss(resize(self.aux_heads[key](features[name]), target.shape[-2:]), target)
-            total = total + self.hparams.aux_weight * aux
-            logs[f"train/loss_aux_{key}"] = aux.detach()
-        return total
+        return self.aux_heads.loss(features, target, self._loss, self.hparams.aux_weight, logs)
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         hp = self.hparams
@@ -217,17 +179,9 @@ class SegmentationModule(L.LightningModule):
     def configure_optimizers(self) -> Dict[str, Any]:
         """SGD (``build_optimizer``) with the poly/warm-up schedule stepped every optimiser step over the run."""
         hp = self.hparams
-        total = self.trainer.estimated_stepping_batches
-        if total == float("inf"):
-            raise ValueError("the poly schedule needs a finite run: set trainer.max_steps or trainer.max_epochs")
-        total = max(1, int(total))
-        warmup = hp.warmup_iters
-        if warmup >= total:
-            rank_zero_warn(f"warmup_iters={warmup} is not below the run's {total} steps; warming up over "
-                           f"{total - 1} instead (lower model.init_args.warmup_iters)")
-            warmup = total - 1
         optimizer = self.build_optimizer()
-        scheduler = PolyWarmupLR(optimizer, total, warmup, hp.poly_power, hp.warmup_factor)
+        scheduler = PolyWarmupLR.for_run(optimizer, self.trainer.estimated_stepping_batches, hp.warmup_iters,
+                                         hp.poly_power, hp.warmup_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------ evaluation
@@ -266,13 +220,9 @@ class SegmentationModule(L.LightningModule):
         """Label maps on the CPU, as uint8 where the classes fit, so a split's predictions stay small: one ``(H, W)``
         map per image at the image's own size when the batch gives its ``image_size`` (evaluation padding cropped,
         a ``base_size`` resize undone on the scores), else the batch's ``(N, H, W)``."""
-        dtype = torch.uint8 if self.hparams.num_classes <= 256 else torch.int32
-        scores = self._scores(batch["image"])
         transforms = getattr(self.trainer.datamodule, "transforms", None) if self._trainer is not None else None
-        if "image_size" not in batch or transforms is None:
-            return scores.argmax(1).to(dtype).cpu()
-        return [to_input_size(s, size, transforms).argmax(0).to(dtype).cpu()
-                for s, size in zip(scores, batch["image_size"])]
+        return label_maps(self._scores(batch["image"]), batch.get("image_size"), transforms,
+                          self.hparams.num_classes)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
@@ -282,20 +232,86 @@ class SegmentationModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         meta = require_kind(checkpoint, self.checkpoint_kind, "this checkpoint")
-        self._check_heads(meta["network"])
+        check_heads(self.net, meta["network"])
         checkpoint["state_dict"] = expand_state_dict(checkpoint["state_dict"])  # model-zoo fp16/int8 weights
         self.network_name = meta.get("name", self.network_name)
         self.classes = self.classes or meta.get("classes")
         self.palette = self.palette or meta.get("palette")
 
-    def _check_heads(self, spec: Dict[str, Any]) -> None:
-        """Refuse, with the fix, a checkpoint whose network has another head or classifier than this module's."""
-        if spec.get("arch") is None or not isinstance(self.net, ChildNet):
-            return
-        stored = network_heads(spec)
-        built = (self.net.arch.head, self.net.arch.classifier)
-        if stored != built:
-            raise ValueError(f"the checkpoint's network has head '{stored[0]}' and classifier '{stored[1]}', this "
-                             f"module builds '{built[0]}' and '{built[1]}': set model.init_args.head and "
-                             "model.init_args.classifier (or \"head\"/\"classifier\" in the architecture JSON) "
-                             "to match")
+
+def check_heads(net: nn.Module, spec: Dict[str, Any]) -> None:
+    """Refuse, with the fix, a checkpoint whose network has another head or classifier than ``net``.
+
+    Args:
+        net: the network built from the config.
+        spec: the checkpoint's ``network`` entry.
+    """
+    if spec.get("arch") is None or not isinstance(net, ChildNet):
+        return
+    stored = network_heads(spec)
+    built = (net.arch.head, net.arch.classifier)
+    if stored != built:
+        raise ValueError(f"the checkpoint's network has head '{stored[0]}' and classifier '{stored[1]}', this "
+                         f"module builds '{built[0]}' and '{built[1]}': set model.init_args.head and "
+                         "model.init_args.classifier (or \"head\"/\"classifier\" in the architecture JSON) "
+                         "to match")
+
+
+def set_bn_momentum(module: nn.Module, momentum: float) -> None:
+    """Set the momentum of every BatchNorm in ``module``.
+
+    Args:
+        module: the module.
+        momentum: the running statistics' update factor.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = momentum
+
+
+def data_classes(datamodule: Any, num_classes: int) -> Optional[Tuple[List[str], Optional[List[Tuple[int, ...]]]]]:
+    """The data's class names and palette (None if it names no classes); a class count other than the model's is
+    refused with the fix.
+
+    Args:
+        datamodule: the trainer's data module.
+        num_classes: the model's class count.
+    """
+    classes = list(getattr(datamodule, "classes", None) or [])
+    if not classes:
+        return None
+    if len(classes) != num_classes:
+        raise ClassCountError(f"model.init_args.num_classes is {num_classes} but the data has {len(classes)} "
+                              f"classes; drop num_classes from the config (the CLI links it)")
+    palette = [tuple(int(v) for v in c) for c in getattr(datamodule, "palette", None) or []] or None
+    return classes, palette
+
+
+def label_maps(scores: torch.Tensor, sizes: Optional[Sequence[Any]], transforms: Any,
+               num_classes: int) -> Union[torch.Tensor, List[torch.Tensor]]:
+    """Label maps of class scores on the CPU, uint8 where the classes fit: one per image at its own size when the
+    batch gives the sizes and the data its transforms, else the batch's ``(N, H, W)``.
+
+    Args:
+        scores: ``(N, C, H, W)`` class scores.
+        sizes: each image's ``image_size`` (None: not given).
+        transforms: the data's evaluation transforms (None: none known).
+        num_classes: classes of the model.
+    """
+    dtype = torch.uint8 if num_classes <= 256 else torch.int32
+    if sizes is None or transforms is None:
+        return scores.argmax(1).to(dtype).cpu()
+    return [to_input_size(s, size, transforms).argmax(0).to(dtype).cpu() for s, size in zip(scores, sizes)]
+
+
+def one_source(arch: Any, network: Optional[str]) -> Optional[Architecture]:
+    """The architecture to build (None for a registered ``network``); exactly one of the two must be given.
+
+    Args:
+        arch: a preset name, an architecture JSON file or its dict form.
+        network: a registered network name.
+    """
+    if (arch is None) == (network is None):
+        raise ValueError("give exactly one of `arch` (a preset such as hyctas_s, or an architecture JSON such as "
+                         f"a search's best.json) or `network` (one of: {', '.join(list_networks())})")
+    return load_architecture(arch) if arch is not None else None

@@ -15,12 +15,11 @@ from hyctas_lightning.evaluation.batchnorm import bn_state, load_bn_state
 from hyctas_lightning.evaluation.metrics import mean_iou, per_class_iou
 from hyctas_lightning.evaluation.weight_sharing import SubnetScorer, collect_images
 from hyctas_lightning.models import SuperNet, load_network
-from hyctas_lightning.search_space import Architecture, SearchSpace
+from hyctas_lightning.search_space import Architecture, SearchSpace, ranking_panel
 
 from .ddp import log_global, one_gradient_sync, require_same_architectures
 from .losses import distillation_loss, segmentation_loss
 from .optim import prime_momentum
-from .ranking import ranking_panel
 from .sampling import SAMPLERS, SandwichSampler, build_sampler
 
 DISTILL_MODES = (None, "inplace", "teacher")
@@ -87,13 +86,12 @@ class SupernetModule(L.LightningModule):
         self.save_hyperparameters(ignore=["space", "val_random", "val_seed", "calibration_images"])
         self.val_seed, self.calibration_images = val_seed, calibration_images
         self.hparams["space"] = space.to_dict()  # plain data, so checkpoints load without pickled classes
-        self._check_options()
+        check_options(self.hparams)
         self.automatic_optimization = False
         self.space = space
         self.supernet = SuperNet(space, num_classes)
         self.supernet.set_channels_last(channels_last)
-        self.sampler = build_sampler(sampling, space, seed, **self._sampler_options(sampling, num_random,
-                                                                                     sampler_args))
+        self.sampler = build_sampler(sampling, space, seed, **sampler_options(sampling, num_random, sampler_args))
         if distill == "inplace" and not self.sampler.leads_with_largest:
             raise ValueError(f"distill: 'inplace' learns from the largest sub-network, which sampling '{sampling}' "
                              f"does not train first; use sandwich or progressive, or fair with sampler_args "
@@ -104,28 +102,6 @@ class SupernetModule(L.LightningModule):
         self._calibration: List[torch.Tensor] = []
         self._val_bn: Dict[str, Dict[str, torch.Tensor]] = {}
         self._teacher: Optional[nn.Module] = None
-
-    def _check_options(self) -> None:
-        hp = self.hparams
-        if hp.sampling not in SAMPLERS:
-            raise ValueError(f"sampling: '{hp.sampling}' is not a registered sampler; choose one of "
-                             f"{SAMPLERS.names()}")
-        if hp.distill not in DISTILL_MODES:
-            raise ValueError(f"distill: one of {list(DISTILL_MODES)}, got {hp.distill!r}")
-        if (hp.distill == "teacher") != (hp.teacher is not None):
-            raise ValueError("distill: 'teacher' needs teacher (a retrain checkpoint), and teacher needs "
-                             "distill: teacher")
-        if not 0 <= hp.distill_weight <= 1:
-            raise ValueError(f"distill_weight: in [0, 1], got {hp.distill_weight}")
-        if hp.scheduler_interval not in ("epoch", "step"):
-            raise ValueError(f"scheduler_interval: 'epoch' or 'step', got {hp.scheduler_interval!r}")
-
-    @staticmethod
-    def _sampler_options(sampling: str, num_random: int, sampler_args: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-        options = dict(sampler_args or {})
-        if "num_random" in inspect.signature(SAMPLERS.get(sampling)).parameters:
-            options.setdefault("num_random", num_random)
-        return options
 
     def forward(self, images: torch.Tensor, arch: Architecture) -> torch.Tensor:
         return self.supernet(images, arch)
@@ -258,3 +234,27 @@ class SupernetModule(L.LightningModule):
             raise ValueError(f"this checkpoint was trained with another sampler than sampling="
                              f"'{self.hparams.sampling}'")
         self.sampler.load_state_dict(state)
+
+
+def check_options(hp: Any) -> None:
+    """Refuse settings of a ``SupernetModule`` that cannot train, naming the field and the fix."""
+    if hp.sampling not in SAMPLERS:
+        raise ValueError(f"sampling: '{hp.sampling}' is not a registered sampler; choose one of "
+                         f"{SAMPLERS.names()}")
+    if hp.distill not in DISTILL_MODES:
+        raise ValueError(f"distill: one of {list(DISTILL_MODES)}, got {hp.distill!r}")
+    if (hp.distill == "teacher") != (hp.teacher is not None):
+        raise ValueError("distill: 'teacher' needs teacher (a retrain checkpoint), and teacher needs "
+                         "distill: teacher")
+    if not 0 <= hp.distill_weight <= 1:
+        raise ValueError(f"distill_weight: in [0, 1], got {hp.distill_weight}")
+    if hp.scheduler_interval not in ("epoch", "step"):
+        raise ValueError(f"scheduler_interval: 'epoch' or 'step', got {hp.scheduler_interval!r}")
+
+
+def sampler_options(sampling: str, num_random: int, sampler_args: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The sampler's constructor options: ``sampler_args``, and ``num_random`` for the samplers that take it."""
+    options = dict(sampler_args or {})
+    if "num_random" in inspect.signature(SAMPLERS.get(sampling)).parameters:
+        options.setdefault("num_random", num_random)
+    return options

@@ -48,6 +48,30 @@ class RankCorrelation:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
+def kendall(estimates: Sequence[float], outcomes: Sequence[float]) -> Tuple[float, float]:
+    """Kendall's tau-b between two paired sequences and its two-sided p-value; both NaN with fewer than two pairs
+    or a constant side (which ranks nothing).
+
+    Args:
+        estimates: the predicted scores.
+        outcomes: the measured scores of the same items, in the same order.
+    """
+    if len(estimates) < 2 or len(set(estimates)) < 2 or len(set(outcomes)) < 2:
+        return math.nan, math.nan
+    tau, p = kendalltau(estimates, outcomes)
+    return float(tau), float(p)
+
+
+def kendall_tau(estimates: Sequence[float], outcomes: Sequence[float]) -> float:
+    """Kendall's tau-b between two paired sequences; NaN with fewer than two pairs or a constant side.
+
+    Args:
+        estimates: the predicted scores.
+        outcomes: the measured scores of the same items, in the same order.
+    """
+    return kendall(estimates, outcomes)[0]
+
+
 def _interval(values: np.ndarray, confidence: float) -> Tuple[float, float]:
     values = values[~np.isnan(values)]
     if values.size == 0:
@@ -83,7 +107,7 @@ def rank_correlation(estimates: Sequence[float], outcomes: Sequence[float], boot
     if np.ptp(x) == 0 or np.ptp(y) == 0:  # a constant side (e.g. one prediction for every input) ranks nothing
         nan2 = (math.nan, math.nan)
         return RankCorrelation(int(x.size), math.nan, math.nan, nan2, math.nan, math.nan, nan2, confidence, 0)
-    tau, tau_p = kendalltau(x, y)
+    tau, tau_p = kendall(x.tolist(), y.tolist())
     rho, rho_p = spearmanr(x, y)
     rng = np.random.default_rng(seed)
     taus, rhos = np.full(bootstrap, np.nan), np.full(bootstrap, np.nan)
@@ -91,7 +115,7 @@ def rank_correlation(estimates: Sequence[float], outcomes: Sequence[float], boot
         pick = rng.integers(0, x.size, x.size)
         a, b = x[pick], y[pick]
         if np.ptp(a) > 0 and np.ptp(b) > 0:  # a constant side has no ranking
-            taus[i], rhos[i] = kendalltau(a, b)[0], spearmanr(a, b)[0]
+            taus[i], rhos[i] = kendall_tau(a.tolist(), b.tolist()), spearmanr(a, b)[0]
     counted = int((~np.isnan(taus)).sum())
-    return RankCorrelation(int(x.size), float(tau), float(tau_p), _interval(taus, confidence), float(rho),
+    return RankCorrelation(int(x.size), tau, tau_p, _interval(taus, confidence), float(rho),
                            float(rho_p), _interval(rhos, confidence), confidence, counted)

@@ -1,29 +1,27 @@
-"""How well the supernet ranks: its mIoU estimates against the same architectures trained alone, read back from
-a rank-correlation study's files, with Kendall's tau (paper section 4.5 reports 0.51).
+"""How well the supernet ranks, read back from a study's files for notebooks and reports: its mIoU estimates
+against the same architectures trained alone, with Kendall's tau (paper section 4.5 reports 0.51).
 
 Two layouts are read:
 
 - a ranking study's ``report.json`` (``benchmarks/supernet_ranking.py``): per supernet variant, each panel member's
   ``supernet_miou`` and ``standalone_miou``; the random members are compared (the largest and smallest
   sub-networks would inflate tau, as the study's own summary leaves them out);
-- a CamVid pipeline run folder (``benchmarks/camvid_pipeline.py``): ``results.json`` (retrained networks with
-  their architectures) beside ``search/candidates.jsonl`` (the supernet's estimates), matched by architecture.
+- a ``hyctas pipeline`` run folder: its ``results.json``, where the ``rank`` stage's architectures and the
+  retrained searched networks carry the search's estimate beside the mIoU retraining reached (mean over seeds).
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Union
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from scipy.stats import kendalltau
 
+from hyctas_lightning.fileio import read_json
 from hyctas_lightning.viz import Table
 
-from .results import read_journal
+from .correlation import kendall_tau
 
 
 @dataclass(frozen=True)
@@ -41,13 +39,6 @@ class RankPair:
     estimate: float
     retrained: float
     group: str = ""
-
-
-def kendall_tau(estimates: List[float], outcomes: List[float]) -> float:
-    """Kendall's tau-b between two paired lists; NaN with fewer than two pairs or a constant side."""
-    if len(estimates) < 2 or len(set(estimates)) < 2 or len(set(outcomes)) < 2:
-        return math.nan
-    return float(kendalltau(estimates, outcomes)[0])
 
 
 @dataclass
@@ -100,7 +91,7 @@ class RankStudy:
 
 
 def _from_report(path: Path) -> List[RankPair]:
-    report = json.loads(path.read_text())
+    report = read_json(path)
     pairs = []
     for variant, entry in report.get("variants", {}).items():
         for name, member in entry.get("members", {}).items():
@@ -110,21 +101,19 @@ def _from_report(path: Path) -> List[RankPair]:
     return pairs
 
 
-def _identity(arch: dict) -> str:
-    """Architectures match by their branches' genes (build settings such as fch may differ after retraining)."""
-    return json.dumps(arch["branches"], sort_keys=True)
-
-
-def _from_pipeline(folder: Path) -> List[RankPair]:
-    results = json.loads((folder / "results.json").read_text())
-    estimates = {_identity(c.arch.to_dict()): c.measurements.get("miou")
-                 for c in read_journal(folder / "search" / "candidates.jsonl")}
-    pairs = []
-    for name, entry in results.items():
-        arch = (entry.get("network") or {}).get("arch")
-        estimate = estimates.get(_identity(arch)) if isinstance(arch, dict) else None
-        if estimate is not None:
-            pairs.append(RankPair(name, float(estimate), float(entry["miou"]), folder.name))
+def _from_pipeline(path: Path) -> List[RankPair]:
+    """The rank stage's architectures, then the retrained searched networks it did not already hold."""
+    results = read_json(path)
+    group = path.parent.name
+    rows = [(r["name"], r["hash"], r.get("estimate"), r.get("miou_mean"))
+            for r in (results.get("rank") or {}).get("architectures", [])]
+    rows += [(name, n.get("key"), n.get("estimate"), n.get("miou_mean"))
+             for name, n in (results.get("networks") or {}).items() if n.get("kind") == "searched"]
+    pairs, seen = [], set()
+    for name, key, estimate, retrained in rows:
+        if key not in seen and (estimate or {}).get("miou") is not None and retrained is not None:
+            seen.add(key)
+            pairs.append(RankPair(name, float(estimate["miou"]), float(retrained), group))
     return pairs
 
 
@@ -132,21 +121,21 @@ def read_rank_study(source: Union[str, Path]) -> RankStudy:
     """Read a rank-correlation study (see the module doc for the layouts).
 
     Args:
-        source: a ranking study's ``report.json`` or its folder, or a CamVid pipeline run folder.
+        source: a ranking study's ``report.json`` or its folder, or a ``hyctas pipeline`` run folder.
     """
     source = Path(source)
     report = source if source.is_file() else source / "report.json"
     if report.is_file():
         pairs = _from_report(report)
-    elif (source / "results.json").is_file() and (source / "search" / "candidates.jsonl").is_file():
-        pairs = _from_pipeline(source)
+    elif (source / "results.json").is_file():
+        pairs = _from_pipeline(source / "results.json")
     else:
         raise FileNotFoundError(f"{source}: no rank-correlation study here; expected a ranking study's report.json "
-                                "(benchmarks/supernet_ranking.py) or a CamVid pipeline run folder with results.json "
-                                "and search/candidates.jsonl (benchmarks/camvid_pipeline.py)")
+                                "(benchmarks/supernet_ranking.py) or a `hyctas pipeline` run folder with "
+                                "results.json")
     if not pairs:
         raise ValueError(f"{source}: the study pairs no supernet estimate with a retrained result yet")
     return RankStudy(pairs, source)
 
 
-__all__ = ["RankPair", "RankStudy", "kendall_tau", "read_rank_study"]
+__all__ = ["RankPair", "RankStudy", "read_rank_study"]
