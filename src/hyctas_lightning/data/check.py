@@ -1,5 +1,6 @@
-"""``hyctas data check``: scan every sample of a dataset without training, report sizes, the class histogram and
-every problem found (not only the first), so a broken copy is fixed before a long run rather than during it."""
+"""``hyctas data check``: scan every sample of a dataset without training, report sizes, the class histogram,
+suggested class weights and every problem found (not only the first), so a broken copy is fixed before a long run
+rather than during it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -34,6 +35,16 @@ class SplitReport:
         """Each class's share of the labelled (not ignored) pixels."""
         return self.pixels / max(int(self.pixels.sum()), 1)
 
+    @property
+    def class_weights(self) -> np.ndarray:
+        """Median-frequency balancing (as SegNet weighs CamVid's classes): the median share of the classes present
+        over each class's own share, so rare classes count more in a weighted loss; 0 for a class with no pixels."""
+        shares = self.shares
+        present = shares > 0
+        if not present.any():
+            return np.zeros_like(shares)
+        return np.where(present, np.median(shares[present]) / np.where(present, shares, 1.0), 0.0)
+
 
 @dataclass
 class DataReport:
@@ -57,25 +68,36 @@ class DataReport:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def weights_split(self) -> Optional[str]:
+        """The split the suggested class weights come from: ``train``, else the first scanned."""
+        return "train" if "train" in self.splits else next(iter(self.splits), None)
+
     def format(self) -> str:
-        """Split sizes, the class histogram as a table with class names, then every problem."""
+        """Split sizes, the class histogram as a table with class names and suggested class weights, then every
+        problem."""
         lines = [f"dataset: {self.dataset}", "", f"{'split':<8}{'samples':>9}{'bad':>6}{'labelled px':>16}"
                  f"{'ignored px':>14}"]
         for name, split in self.splits.items():
             lines.append(f"{name:<8}{split.samples:>9}{split.bad:>6}{int(split.pixels.sum()):>16}{split.ignored:>14}")
         lines += [f"{name:<8}  absent (optional)" for name in self.absent]
         lines += ["", self._histogram(), ""]
+        if self.weights_split is not None:
+            weights = ", ".join(f"{w:.3g}" for w in self.splits[self.weights_split].class_weights)
+            lines += [f"suggested class weights (median frequency of the {self.weights_split} pixels, for a "
+                      f"weighted loss): [{weights}]", ""]
         lines.append(f"{len(self.problems)} problem(s)" + (":" if self.problems else ""))
         lines += [f"  - {problem}" for problem in self.problems]
         return "\n".join(lines)
 
     def _histogram(self) -> str:
         width = max([len(name) for name in self.classes] + [5])
+        weights = self.splits[self.weights_split].class_weights if self.weights_split is not None else None
         header = f"{'id':>3}  {'class':<{width}}" + "".join(f"{name + ' px':>15}{'share':>8}" for name in self.splits)
-        rows = [header]
+        rows = [header + (f"{'weight':>9}" if weights is not None else "")]
         for k, name in enumerate(self.classes):
             cells = "".join(f"{int(s.pixels[k]):>15}{100 * s.shares[k]:>7.2f}%" for s in self.splits.values())
-            rows.append(f"{k:>3}  {name:<{width}}{cells}")
+            rows.append(f"{k:>3}  {name:<{width}}{cells}" + (f"{weights[k]:>9.3f}" if weights is not None else ""))
         return "\n".join(rows)
 
 

@@ -1,4 +1,5 @@
-"""Raw label values to training ids, the panoptic id encoding, and colour palettes for datasets that publish none."""
+"""Raw label values (ids or colours) to training ids, the panoptic id encoding, and colour palettes for datasets that
+publish none."""
 from __future__ import annotations
 
 import colorsys
@@ -50,6 +51,48 @@ class LabelMap:
             values = np.unique(raw[unknown]).tolist()
             raise DatasetError(f"label {path} has values {values} outside the known set ({self.known}). {self.fix}")
         return mapped.astype(np.uint8)
+
+
+class ColourMap:
+    """Maps the colours of RGB label images to training ids, for annotations painted as colours rather than ids.
+
+    Every colour has to be listed, as with ``LabelMap``: an unknown colour is a mislabelled pixel, a blurred edge
+    (a mask saved as JPEG or resized with interpolation) or a class missing from the palette.
+
+    Args:
+        mapping: ``{(r, g, b): training id}`` for every colour a label may hold (``IGNORE_INDEX`` for void).
+        fix: what the user should do about an unknown colour, appended to that error.
+    """
+
+    def __init__(self, mapping: Mapping[Colour, int], fix: str) -> None:
+        codes = np.array([_code(np.asarray(colour)) for colour in mapping], np.int64)
+        order = np.argsort(codes)
+        self.codes = codes[order]
+        self.ids = np.array(list(mapping.values()), np.uint8)[order]
+        self.fix = fix
+
+    def apply(self, rgb: np.ndarray, path: Path) -> np.ndarray:
+        """Training ids (uint8, ``IGNORE_INDEX`` for void) of the (H, W, 3) uint8 label read from ``path``.
+
+        Args:
+            rgb: the label's colours.
+            path: the label's file, named in errors.
+        """
+        codes = _code(rgb)
+        where = np.minimum(np.searchsorted(self.codes, codes), len(self.codes) - 1)
+        unknown = self.codes[where] != codes
+        if unknown.any():
+            found = np.unique(codes[unknown])
+            shown = ", ".join(str(tuple(int(c) >> s & 255 for s in (16, 8, 0))) for c in found[:5])
+            more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+            raise DatasetError(f"label {path} has colours {shown}{more} that are not in the palette. {self.fix}")
+        return self.ids[where]
+
+
+def _code(rgb: np.ndarray) -> np.ndarray:
+    """Colours as single integers (``r << 16 | g << 8 | b``), for one lookup per pixel."""
+    rgb = rgb.astype(np.int64)
+    return rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]
 
 
 def generated_palette(count: int) -> List[Colour]:
