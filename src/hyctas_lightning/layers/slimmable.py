@@ -6,11 +6,14 @@ leading rows of the weight. A standalone child built at exactly those widths and
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+from .inference import DerivedWeights, DerivedWeightsOwner, inference_shortcuts
 
 
 class SlimConv2d(nn.Conv2d):
@@ -21,9 +24,13 @@ class SlimConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor, out_channels: Optional[int] = None,  # type: ignore[override]
                 in_index: Optional[torch.Tensor] = None) -> torch.Tensor:
         out_channels = self.out_channels if out_channels is None else out_channels
-        weight = self.weight[:out_channels]
-        weight = weight.index_select(1, in_index) if in_index is not None else weight[:, : x.shape[1]]
-        bias = self.bias[:out_channels] if self.bias is not None else None
+        weight, bias = self.weight, self.bias
+        if out_channels != self.out_channels:  # exact widths (a child network) run the parameters unsliced
+            weight, bias = weight[:out_channels], bias[:out_channels] if bias is not None else None
+        if in_index is not None:
+            weight = weight.index_select(1, in_index)
+        elif x.shape[1] != self.in_channels:
+            weight = weight[:, : x.shape[1]]
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
 
 
@@ -38,18 +45,18 @@ class SlimBatchNorm2d(nn.BatchNorm2d):
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         use_batch_stats = self.training or self.running_mean is None
-        return F.batch_norm(
-            x,
-            self.running_mean[:c] if self.running_mean is not None else None,
-            self.running_var[:c] if self.running_var is not None else None,
-            self.weight[:c] if self.weight is not None else None,
-            self.bias[:c] if self.bias is not None else None,
-            use_batch_stats, factor, self.eps,
-        )
+        tensors = (self.running_mean, self.running_var, self.weight, self.bias)
+        if c != self.num_features:
+            tensors = tuple(t[:c] if t is not None else None for t in tensors)
+        return F.batch_norm(x, *tensors, use_batch_stats, factor, self.eps)
 
 
-class ConvBNAct(nn.Module):
+class ConvBNAct(DerivedWeightsOwner):
     """Slimmable conv -> BN -> optional ReLU, the building brick of every op.
+
+    At its full width in eval mode without autograd it runs as one conv with the BatchNorm folded in (weights
+    derived once and kept until a parameter or statistic changes, :mod:`.inference`) and an in-place ReLU: two ops
+    where the plain path has a BN with its slicing and an out-of-place ReLU.
 
     Args:
         c_in: input channels at full width.
@@ -64,14 +71,44 @@ class ConvBNAct(nn.Module):
         self.conv = SlimConv2d(c_in, c_out, kernel_size, stride, padding=kernel_size // 2, bias=False)
         self.bn = SlimBatchNorm2d(c_out)
         self.act = act
+        self._folded = DerivedWeights()
         nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
 
     @property
     def out_channels(self) -> int:
         return self.conv.out_channels
 
+    def inference_weights(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(weight, bias) of the one conv this layer computes in eval mode: the BatchNorm folded in (cached), or
+        the conv's own after ``fold_batchnorm`` replaced the BN."""
+        conv, bn = self.conv, self.bn
+        if isinstance(bn, nn.Identity):
+            return conv.weight, conv.bias
+        w, b, mean, var, gamma, beta = conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias
+        return self._folded.get((w, b, mean, var, gamma, beta), lambda: tuple(
+            t.detach() for t in fuse_conv_bn_weights(w, b, mean, var, bn.eps, gamma, beta)))
+
+    def runs_folded(self, x: torch.Tensor, out_channels: Optional[int] = None,
+                    in_index: Optional[torch.Tensor] = None) -> bool:
+        """Whether ``forward`` takes the folded path for these arguments: full width in and out, eval mode, no
+        autograd, not traced, statistics to fold.
+
+        Args:
+            x: the input.
+            out_channels: the output channels asked for (None: full width).
+            in_index: input channels picked (None: the leading ones).
+        """
+        conv, bn = self.conv, self.bn
+        foldable = isinstance(bn, nn.Identity) or (isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None)
+        return (foldable and in_index is None and x.shape[1] == conv.in_channels
+                and out_channels in (None, conv.out_channels) and inference_shortcuts(self))
+
     def forward(self, x: torch.Tensor, out_channels: Optional[int] = None,
                 in_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.runs_folded(x, out_channels, in_index):
+            conv = self.conv
+            y = F.conv2d(x, *self.inference_weights(), conv.stride, conv.padding, conv.dilation)
+            return y.relu_() if self.act else y
         y = self.bn(self.conv(x, out_channels, in_index))
         return F.relu(y) if self.act else y
 

@@ -1,6 +1,7 @@
 """Fixed-topology parts around the searched cells: stem, fusion nodes, stride-4 decoder."""
 from __future__ import annotations
 
+import functools
 from typing import Mapping, Sequence
 
 import torch
@@ -38,7 +39,7 @@ class ResidualBlock(nn.Module):
         self.shortcut = ConvBNAct(c_in, c_out, 1, stride, act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
+        return self.conv2(self.conv1(x)).add_(self.shortcut(x)).relu_()
 
 
 class Stem(nn.Module):
@@ -113,13 +114,15 @@ class FusionNode(nn.Module):
 
     def forward(self, x: torch.Tensor, siblings: Sequence[tuple[torch.Tensor, int]]) -> torch.Tensor:
         c, full = x.shape[1], self.conv.out_channels
-        parts, index = [x], [torch.arange(c, device=x.device)]
+        parts, used = [x], [0]
         for k, t in enumerate(self.slots, start=1):
-            same = [y for y, s in siblings if s == t]
+            same = [self.resample[str(t)](y, c, x.shape[-2:]) for y, s in siblings if s == t]
             if same:
-                parts.append(sum(self.resample[str(t)](y, c, x.shape[-2:]) for y in same))
-                index.append(torch.arange(k * full, k * full + c, device=x.device))
-        in_index = None if c * len(parts) == self.conv.conv.in_channels else torch.cat(index)
+                parts.append(functools.reduce(torch.add, same))
+                used.append(k)
+        in_index = None
+        if c * len(parts) != self.conv.conv.in_channels:  # narrower or missing slots: pick their input channels
+            in_index = torch.cat([torch.arange(k * full, k * full + c, device=x.device) for k in used])
         return self.conv(torch.cat(parts, 1), c, in_index)
 
     @torch.no_grad()

@@ -79,10 +79,10 @@ class ZoomedConv(nn.Module):
         y = bilinear_half(x)
         for conv in self.convs:
             y = conv(y, out_channels)
-        if self.bypass is not None:
+        if self.bypass is not None:  # in place: every operand is a fresh tensor that autograd does not keep
             y = self.drop_path(F.interpolate(y, size=size, mode="bilinear", align_corners=False))
-            y = y + self.bypass(x, out_channels)
-        return F.relu(y)
+            y = y.add_(self.bypass(x, out_channels))
+        return y.relu_()
 
 
 @register_op("light_conv")
