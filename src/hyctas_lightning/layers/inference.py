@@ -10,12 +10,13 @@ see the plain layers.
 """
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-Stamp = Tuple[Tuple[int, int, int], ...]
+Stamp = Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]
 
 
 def inference_shortcuts(module: nn.Module) -> bool:
@@ -29,12 +30,16 @@ def inference_shortcuts(module: nn.Module) -> bool:
                 or torch.jit.is_tracing())
 
 
-def _stamp(sources: Sequence[Optional[torch.Tensor]]) -> Optional[Stamp]:
-    """What identifies the current content of each tensor: the object, its storage address (``.to()`` and ``.half()``
-    swap the storage of the same parameter) and its version counter (every in-place write bumps it); None for
-    tensors that keep no version counter (made under ``torch.inference_mode``), which are never cached."""
+_version = operator.attrgetter("_version")
+
+
+def _stamp(sources: Sequence[torch.Tensor]) -> Optional[Stamp]:
+    """What identifies the current content of each tensor: the object, its storage address (assigning ``.data``
+    swaps the storage of the same parameter) and its version counter (every in-place write bumps it); None for
+    tensors that keep no version counter (made under ``torch.inference_mode``), which are never cached. Mapped in C:
+    this runs for every layer on every pass."""
     try:
-        return tuple((id(t), t.data_ptr(), t._version) if t is not None else (0, 0, 0) for t in sources)
+        return tuple(map(id, sources)), tuple(map(torch.Tensor.data_ptr, sources)), tuple(map(_version, sources))
     except RuntimeError:
         return None
 
@@ -57,12 +62,12 @@ class DerivedWeights:
         self._stamp: Optional[Stamp] = None
         self._value: Any = None
 
-    def get(self, sources: Sequence[Optional[torch.Tensor]], build: Callable[[], Any]) -> Any:
+    def get(self, sources: Sequence[torch.Tensor], build: Callable[[], Any]) -> Any:
         """The derived tensors of ``sources``: the cached ones if no source changed since they were built, else
         ``build()`` (run without autograd), cached.
 
         Args:
-            sources: every tensor the result depends on (None for absent ones, e.g. a conv without bias).
+            sources: every tensor the result depends on.
             build: computes the result from the current sources.
         """
         stamp = _stamp(sources)
@@ -71,8 +76,7 @@ class DerivedWeights:
                 value = build()
             if stamp is None:
                 return value
-            storages = tuple(t.detach() for t in sources if t is not None)
-            self._sources, self._stamp, self._value = (tuple(sources), storages), stamp, value
+            self._sources, self._stamp, self._value = (tuple(sources), tuple(t.detach() for t in sources)), stamp, value
         return self._value
 
     def __deepcopy__(self, memo: dict) -> DerivedWeights:

@@ -78,36 +78,43 @@ class ConvBNAct(DerivedWeightsOwner):
     def out_channels(self) -> int:
         return self.conv.out_channels
 
-    def inference_weights(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def inference_weights(self) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
         """(weight, bias) of the one conv this layer computes in eval mode: the BatchNorm folded in (cached), or
-        the conv's own after ``fold_batchnorm`` replaced the BN."""
-        conv, bn = self.conv, self.bn
+        the conv's own after ``fold_batchnorm`` replaced the BN; None if the BN keeps no running statistics."""
+        # read from the modules' own dicts: nn.Module attribute access would cost more than the whole check,
+        # which runs for every layer on every pass
+        conv, bn = self._modules["conv"], self._modules["bn"]
+        w, b = conv._parameters["weight"], conv._parameters["bias"]
         if isinstance(bn, nn.Identity):
-            return conv.weight, conv.bias
-        w, b, mean, var, gamma, beta = conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias
-        return self._folded.get((w, b, mean, var, gamma, beta), lambda: tuple(
+            return w, b
+        if not isinstance(bn, nn.BatchNorm2d) or bn._buffers.get("running_mean") is None:
+            return None
+        mean, var = bn._buffers["running_mean"], bn._buffers["running_var"]
+        gamma, beta = bn._parameters["weight"], bn._parameters["bias"]
+        sources = [t for t in (w, b, mean, var, gamma, beta) if t is not None]
+        return self._folded.get(sources, lambda: tuple(
             t.detach() for t in fuse_conv_bn_weights(w, b, mean, var, bn.eps, gamma, beta)))
 
     def runs_folded(self, x: torch.Tensor, out_channels: Optional[int] = None,
                     in_index: Optional[torch.Tensor] = None) -> bool:
-        """Whether ``forward`` takes the folded path for these arguments: full width in and out, eval mode, no
-        autograd, not traced, statistics to fold.
+        """Whether ``forward`` may take the folded path for these arguments: full width in and out, eval mode, no
+        autograd, not traced (and, see ``inference_weights``, statistics to fold).
 
         Args:
             x: the input.
             out_channels: the output channels asked for (None: full width).
             in_index: input channels picked (None: the leading ones).
         """
-        conv, bn = self.conv, self.bn
-        foldable = isinstance(bn, nn.Identity) or (isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None)
-        return (foldable and in_index is None and x.shape[1] == conv.in_channels
-                and out_channels in (None, conv.out_channels) and inference_shortcuts(self))
+        conv = self._modules["conv"]
+        return (in_index is None and x.shape[1] == conv.in_channels and out_channels in (None, conv.out_channels)
+                and inference_shortcuts(self))
 
     def forward(self, x: torch.Tensor, out_channels: Optional[int] = None,
                 in_index: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if self.runs_folded(x, out_channels, in_index):
-            conv = self.conv
-            y = F.conv2d(x, *self.inference_weights(), conv.stride, conv.padding, conv.dilation)
+        folded = self.inference_weights() if self.runs_folded(x, out_channels, in_index) else None
+        if folded is not None:
+            conv = self._modules["conv"]
+            y = F.conv2d(x, *folded, conv.stride, conv.padding, conv.dilation)
             return y.relu_() if self.act else y
         y = self.bn(self.conv(x, out_channels, in_index))
         return F.relu(y) if self.act else y
