@@ -13,7 +13,9 @@ Per forward: ``host_ms``, the time until the call returns (without the profiler;
 asynchronously, so this is the Python and launch cost), ``wall_ms`` with the device synchronised, ``device_ms``
 the kernels' own time (GPU only); a pass whose host time exceeds its device time is launch-bound. ``aten_ops``
 counts the operators called from Python, ``launches`` the kernel (or CUDA-graph) launches and ``kernels`` the
-kernels that ran (GPU only). On a CPU the same tables come with the CPU's times (use a small ``--sizes`` there).
+kernels and memory copies that ran (GPU only); ``profiled_cpu_ms`` is the host time under the profiler (inflated
+by its own overhead, but split by op in the tables). On a CPU the same tables come with the CPU's times (use a
+small ``--sizes`` there).
 """
 from __future__ import annotations
 
@@ -100,7 +102,8 @@ def summarise(prof: profile, iters: int, top: int) -> dict:
     return {"aten_ops": len(aten) / iters,
             "launches": sum(_is_launch(e.name) for e in events) / iters if kernels else None,
             "kernels": len(kernels) / iters if kernels else None,
-            "profiled_cpu_ms": statistics.median(e.cpu_time_total / 1e3 for e in prof.events() if e.name == PASS),
+            "profiled_cpu_ms": statistics.median(e.cpu_time_total / 1e3 for e in prof.events()
+                                                 if e.name == PASS and e.device_type == DeviceType.CPU),
             "device_ms": device_ms if kernels else None,
             "top_cpu": sorted(rows, key=lambda r: -r["cpu_ms"])[:top],
             "top_device": sorted((r for r in rows if r["device_ms"] > 0), key=lambda r: -r["device_ms"])[:top]}
