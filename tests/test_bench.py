@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from hyctas_lightning.cli import main
-from hyctas_lightning.evaluation.bench import CPU_VARIANTS, Variant, bench, optimise
+from hyctas_lightning.cli.errors import EXIT_FILES
+from hyctas_lightning.deploy import optimize
+from hyctas_lightning.evaluation import bench as bench_module
+from hyctas_lightning.evaluation.bench import CPU_VARIANTS, InferenceRunner, Variant, bench, optimise
 from hyctas_lightning.models import ChildNet, load_architecture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,3 +112,114 @@ def test_a_failing_variant_is_reported_and_the_rest_still_timed():
     assert [r.variant for r in report.rows] == ["fp32"]
     assert report.failures == [{"network": "net", "variant": "bf16", "error": "no kernel for torch.bfloat16"}]
     assert "- net bf16: no kernel for torch.bfloat16" in report.markdown()
+
+
+def test_repeats_interleave_the_networks_and_report_the_spread_of_the_speedups(monkeypatch):
+    order = []
+    real = bench_module.measure_latency
+
+    def spy(runner, *args):
+        order.append(runner.net.tag)
+        return real(runner, *args)
+
+    monkeypatch.setattr(bench_module, "measure_latency", spy)
+    nets = {}
+    for tag, fch in (("a", 4), ("b", 8)):
+        nets[tag] = ChildNet(load_architecture(S), 8, fch=fch)
+        nets[tag].tag = tag
+    report = bench({"a": nets["a"]}, (32, 64), ["fp32", "fp32-fold"], peers={"b": nets["b"]}, device="cpu",
+                   warmup=0, runs=2, repeat=3)
+    assert order == ["a", "b"] * 6  # per repeat, per variant: every network in turn
+    assert [(r.network, r.variant) for r in report.rows] == [("a", "fp32"), ("a", "fp32-fold"), ("b", "fp32"),
+                                                             ("b", "fp32-fold")]
+    row = report.rows[0]
+    assert len(row.repeats_ms) == 3 and row.latency.median_ms == sorted(row.repeats_ms)[1]
+    ratio = report.speedups()[0]
+    per = [b / a for a, b in zip(report.rows[0].repeats_ms, report.rows[2].repeats_ms)]
+    assert ratio["per_repeat"] == pytest.approx(per) and ratio["ratio"] == pytest.approx(sorted(per)[1])
+    assert ratio["min"] == pytest.approx(min(per)) and ratio["max"] == pytest.approx(max(per))
+    text = report.markdown()
+    assert "3 interleaved repeats" in text and f"({min(per):.2f}-{max(per):.2f})" in text
+    summary = report.comparison("hyctas bench ...", "b")
+    assert summary["speedups"] == {"a": {"fp32": ratio["ratio"], "fp32-fold": report.speedups()[1]["ratio"]}}
+    assert summary["rows"][0]["repeats_ms"] == row.repeats_ms and summary["gpu"] is None
+
+
+def test_hyctas_bench_json_holds_every_size_of_one_command(tmp_path, capsys):
+    out = tmp_path / "docs" / "inference.json"
+    assert main(["bench", "--arch", S, "--fch", "4", "--size", "32", "64", "48", "64", "--peers", "--warmup", "0",
+                 "--runs", "1", "--repeat", "2", "--variants", "fp32", "--json", str(out), "--out",
+                 str(tmp_path / "md")]) == 0
+    data = json.loads(out.read_text())
+    assert [d["size"] for d in data] == [[32, 64], [48, 64]]
+    for d in data:
+        assert d["command"].startswith("hyctas bench --arch hyctas_s") and "--repeat 2" in d["command"]
+        assert d["reference"] == "lraspp_mobilenet_v3_large" and d["repeat"] == 2
+        assert set(d["speedups"]) == {"hyctas_s"} and d["speedups"]["hyctas_s"]["fp32"] > 0
+        assert all(len(r["repeats_ms"]) == 2 for r in d["rows"])
+    assert (tmp_path / "md" / "48x64" / "bench.md").read_text().startswith("Timing: batch 1 at 48x64")
+
+
+def test_bench_outputs_are_checked_before_anything_is_timed(tmp_path, capsys, monkeypatch):
+    def must_not_time(*args, **kwargs):
+        raise AssertionError("timed before the outputs were checked")
+
+    monkeypatch.setattr(bench_module, "bench", must_not_time)
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("x")
+    for args, text in ((["--out", a_file], f"--out {a_file} is a file: give a folder"),
+                       (["--json", tmp_path], f"--json {tmp_path} is a folder: give a file"),
+                       (["--json", a_file / "x.json"], f"{a_file} is a file, not a folder"),
+                       (["--out", a_file / "sub"], f"{a_file} is a file, not a folder")):
+        assert main(["bench", "--arch", S, *map(str, args)]) == EXIT_FILES
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and text in err[0], err
+    assert main(["bench", "--arch", S, "--size", "64", "128", "32"]) == 2
+    assert "--size: give positive H W pairs" in capsys.readouterr().err
+
+
+def test_deploy_optimize_returns_what_the_bench_times_and_auto_picks_an_exact_enough_variant(monkeypatch):
+    net = ChildNet(load_architecture(S), 8, fch=4)
+    x = torch.randn(1, 3, 32, 64)
+    with torch.no_grad():
+        reference = net.eval()(x)
+        runner = optimize(net, "fp32-fold-cl", x)
+        assert isinstance(runner, InferenceRunner) and runner(x).is_contiguous(memory_format=torch.channels_last)
+        assert ((runner(x) - reference).norm() / reference.norm()).item() < 1e-5
+    monkeypatch.setitem(bench_module.TOLERANCE, "bf16", 0.0)  # bf16 no longer counts as the same network
+    auto = optimize(net, "auto", x, candidates=["fp32", "fp32-fold", "bf16-fold-cl"], warmup=0, runs=3)
+    selection = auto.selection
+    assert [t.variant for t in selection.trials] == ["fp32", "fp32-fold", "bf16-fold-cl"]
+    bf16 = selection.trials[2]
+    assert not bf16.accepted and bf16.median_ms is None and bf16.rel_err > 0
+    timed = {t.variant: t.median_ms for t in selection.trials if t.median_ms is not None}
+    assert selection.chosen == min(timed, key=timed.get) and "| bf16-fold-cl |" in selection.markdown()
+
+
+def test_deploy_auto_skips_variants_that_fail_and_says_when_none_runs():
+    auto = optimize(Fp32Only(), "auto", torch.randn(1, 3, 8, 8), candidates=["bf16", "fp32"], warmup=0, runs=2)
+    assert auto.selection.chosen == "fp32"
+    assert auto.selection.trials[0].error == "no kernel for torch.bfloat16"
+    with pytest.raises(RuntimeError, match="no variant ran within tolerance"):
+        optimize(Fp32Only(), "auto", torch.randn(1, 3, 8, 8), candidates=["bf16"])
+
+
+def test_inference_profile_counts_the_ops_of_a_pass_on_cpu(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("inference_profile", ROOT / "benchmarks/inference_profile.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "profile.json"
+    zoo = str(ROOT / "model_zoo/camvid/searched_camvid.ckpt")
+    assert script.main(["--networks", "hyctas_s", zoo, "--sizes", "32x64", "--variants", "fp32", "fp32-fold",
+                        "--device", "cpu", "--warmup", "1", "--iters", "2", "--top", "5", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    results = {(r["network"], r["variant"]): r for r in data["results"]}
+    assert set(results) == {(n, v) for n in ("hyctas_s", zoo) for v in ("fp32", "fp32-fold")}
+    s = results[("hyctas_s", "fp32")]
+    assert s["size"] == [32, 64] and s["rel_err"] == 0.0 and s["host_ms"] > 0 and s["wall_ms"] >= s["host_ms"]
+    assert s["kernels"] is None and s["device_ms"] is None  # no GPU: no kernels to count
+    assert 50 < s["aten_ops"] < 400 and results[(zoo, "fp32")]["aten_ops"] < s["aten_ops"]
+    assert len(s["top_cpu"]) == 5 and any("conv" in r["op"] for r in s["top_cpu"])
+    assert s["top_cpu"][0]["cpu_ms"] >= s["top_cpu"][-1]["cpu_ms"]
+    text = capsys.readouterr().out
+    assert "| hyctas_s | 32x64 | fp32 | " in text and "top ops per forward" in text

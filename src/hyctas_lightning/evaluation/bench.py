@@ -4,12 +4,18 @@ Each network is timed under several *variants*, written ``DTYPE[-fold][-cl][-com
 ``fp32``/``fp16``/``bf16`` weights and input, ``fold`` BatchNorm folded into the convs, ``cl`` channels-last
 memory format, ``compile`` torch.compile, ``graph`` the forward captured once as a CUDA graph and replayed.
 ``fp32`` alone is the eager network the paper times. Each variant's output is compared with it (``rel. err``),
-so a faster path that computes something else shows up. Timings include casting the fp32 input.
+so a faster path that computes something else shows up; ``TOLERANCE`` is the error a variant of each dtype may
+show and still count as the same network. Timings include casting the fp32 input.
+
+With ``repeat`` K the whole comparison runs K times in one process, each repeat timing every variant of every
+network in turn (network A, B, C, A, B, C, ...), so that a slow phase of the host hits all networks alike; speed-ups
+are taken per repeat and reported as their median and range.
 """
 from __future__ import annotations
 
 import copy
 import logging
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -28,6 +34,10 @@ FLAGS = ("fold", "cl", "compile", "graph")
 GPU_VARIANTS = ("fp32", "fp32-fold", "fp16-fold-cl", "bf16-fold-cl", "fp16-fold-cl-graph", "fp16-fold-cl-compile-graph")
 CPU_VARIANTS = ("fp32", "fp32-fold", "fp32-fold-cl", "bf16-fold-cl")
 PEERS = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
+# Relative error a variant may show against eager fp32 and still compute the same network: fp32 allows for the
+# TF32 convolutions GPUs run by default (seen: ~6e-4), the half-precision types for their rounding (seen: fp16
+# ~1e-3, bf16 ~1e-2).
+TOLERANCE = {"fp32": 2e-3, "fp16": 1e-2, "bf16": 5e-2}
 log = logging.getLogger(__name__)
 
 
@@ -62,6 +72,11 @@ class Variant:
     def name(self) -> str:
         flags = [f for f, on in zip(FLAGS, (self.fold, self.channels_last, self.compile, self.cuda_graph)) if on]
         return "-".join([self.dtype, *flags])
+
+    @property
+    def tolerance(self) -> float:
+        """The largest relative error against eager fp32 that still counts as the same network."""
+        return TOLERANCE[self.dtype]
 
 
 class InferenceRunner(nn.Module):
@@ -128,6 +143,22 @@ def optimise(net: nn.Module, variant: Variant, example: torch.Tensor) -> Inferen
         torch.backends.cudnn.benchmark = tuned
 
 
+def prepare(net: nn.Module, variant: Variant, example: torch.Tensor,
+            reference: torch.Tensor) -> Tuple[InferenceRunner, float]:
+    """``net`` prepared under ``variant`` (:func:`optimise`) and the relative error of its output on ``example``
+    against ``reference``, the eager fp32 output: what the bench times and what the deploy path returns.
+
+    Args:
+        net: the network (untouched).
+        variant: how to run it.
+        example: an fp32 input of the timed size on the timing device.
+        reference: the eager fp32 network's output on ``example``.
+    """
+    runner = optimise(net, variant, example)
+    with torch.no_grad():
+        return runner, relative_error(runner(example), reference)
+
+
 @dataclass
 class BenchRow:
     """One timed (network, variant) pair.
@@ -138,8 +169,9 @@ class BenchRow:
         variant: the variant's name (``fp16-fold-cl``).
         params_m: parameters in millions.
         macs_g: multiply-accumulates of one image, in billions.
-        latency: the measured latency.
+        latency: the measured latency (of the median repeat when there are several).
         rel_err: relative error of the variant's output against the eager fp32 network.
+        repeats_ms: median latency of each repeat, in the order they ran (empty: one repeat, ``latency``).
     """
 
     network: str
@@ -149,10 +181,20 @@ class BenchRow:
     macs_g: float
     latency: Latency
     rel_err: float
+    repeats_ms: List[float] = field(default_factory=list)
+
+    @property
+    def per_repeat_ms(self) -> List[float]:
+        return self.repeats_ms or [self.latency.median_ms]
+
+    @property
+    def within_tolerance(self) -> bool:
+        return self.rel_err <= Variant.parse(self.variant).tolerance
 
     def to_dict(self) -> dict:
         row = {k: v for k, v in asdict(self).items() if k != "latency"}
-        return {**row, **{k: v for k, v in self.latency.to_dict().items() if k.endswith("_ms") or k == "fps"}}
+        return {**row, **{k: v for k, v in self.latency.to_dict().items() if k.endswith("_ms") or k == "fps"},
+                "within_tolerance": self.within_tolerance}
 
 
 @dataclass
@@ -167,6 +209,7 @@ class BenchReport:
         runs: timed passes; the median is reported.
         rows: the timed pairs.
         failures: ``{network, variant, error}`` of pairs that could not run.
+        repeat: how many times the whole comparison ran, interleaved.
     """
 
     size: Tuple[int, int]
@@ -176,37 +219,53 @@ class BenchReport:
     runs: int
     rows: List[BenchRow] = field(default_factory=list)
     failures: List[dict] = field(default_factory=list)
+    repeat: int = 1
 
     def speedups(self) -> List[dict]:
-        """Peer latency / network latency for every (network, peer) pair timed under the same variant."""
+        """Peer latency / network latency for every (network, peer) pair timed under the same variant: per repeat
+        (``per_repeat``), their median (``ratio``) and range (``min``, ``max``)."""
         by_key = {(r.network, r.variant): r for r in self.rows}
-        return [{"network": n.network, "peer": p.network, "variant": n.variant,
-                 "ratio": p.latency.median_ms / n.latency.median_ms}
-                for n in self.rows if n.role == "network"
-                for p in self.rows if p.role == "peer" and by_key.get((p.network, n.variant)) is p]
+        found = []
+        for n in self.rows:
+            for p in self.rows:
+                if n.role == "network" and p.role == "peer" and by_key.get((p.network, n.variant)) is p:
+                    per = [a / b for a, b in zip(p.per_repeat_ms, n.per_repeat_ms)]
+                    found.append({"network": n.network, "peer": p.network, "variant": n.variant,
+                                  "ratio": statistics.median(per), "min": min(per), "max": max(per),
+                                  "per_repeat": per})
+        return found
 
     def timing_note(self) -> str:
         h, w = self.size
         how = (f"CUDA events on {self.device}" if self.backend == "cuda"
                else "wall clock on the CPU (no GPU here; not the paper's GPU protocol)")
-        return (f"batch 1 at {h}x{w}, {how}; median of {self.runs} passes after {self.warmup} warm-up passes; "
-                "FPS = 1 / latency")
+        repeats = (f"; {self.repeat} interleaved repeats of the whole comparison, the median repeat shown"
+                   if self.repeat > 1 else "")
+        return (f"batch 1 at {h}x{w}, {how}; median of {self.runs} passes after {self.warmup} warm-up passes"
+                f"{repeats}; FPS = 1 / latency")
 
     def markdown(self) -> str:
+        repeats = self.repeat > 1
         lines = [f"Timing: {self.timing_note()}.", "",
                  "| network | params (M) | mult-adds (G) | variant | median (ms) | p10 (ms) | p90 (ms) | FPS "
-                 "| rel. err |", "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+                 "| rel. err |" + (" repeats (ms) |" if repeats else ""),
+                 "|---|---:|---:|---|---:|---:|---:|---:|---:|" + ("---|" if repeats else "")]
         lines += [f"| {r.network} | {r.params_m:.2f} | {r.macs_g:.1f} | {r.variant} | {r.latency.median_ms:.2f} | "
-                  f"{r.latency.p10_ms:.2f} | {r.latency.p90_ms:.2f} | {r.latency.fps:.1f} | {r.rel_err:.1e} |"
+                  f"{r.latency.p10_ms:.2f} | {r.latency.p90_ms:.2f} | {r.latency.fps:.1f} | {r.rel_err:.1e}"
+                  f"{'' if r.within_tolerance else ' (over tolerance)'} |"
+                  + (" " + " ".join(f"{m:.2f}" for m in r.per_repeat_ms) + " |" if repeats else "")
                   for r in self.rows]
         ratios = self.speedups()
         if ratios:
-            lines += ["", "Speed-up over the peers (peer latency / network latency, same variant):", "",
-                      "| network | variant | " + " | ".join(f"vs {p}" for p in dict.fromkeys(r["peer"] for r in ratios))
-                      + " |", "|---|---|" + "---:|" * len(dict.fromkeys(r["peer"] for r in ratios))]
+            spread = ", median and range over the repeats" if repeats else ""
+            peers = list(dict.fromkeys(r["peer"] for r in ratios))
+            lines += ["", f"Speed-up over the peers (peer latency / network latency, same variant{spread}):", "",
+                      "| network | variant | " + " | ".join(f"vs {p}" for p in peers) + " |",
+                      "|---|---|" + "---:|" * len(peers)]
             table: Dict[Tuple[str, str], List[str]] = {}
             for r in ratios:
-                table.setdefault((r["network"], r["variant"]), []).append(f"{r['ratio']:.2f}x")
+                cell = f"{r['ratio']:.2f}x" + (f" ({r['min']:.2f}-{r['max']:.2f})" if repeats else "")
+                table.setdefault((r["network"], r["variant"]), []).append(cell)
             lines += [f"| {n} | {v} | " + " | ".join(cells) + " |" for (n, v), cells in table.items()]
         if self.failures:
             lines += ["", "Failed (not timed):", ""] + [f"- {f['network']} {f['variant']}: {f['error']}"
@@ -215,7 +274,30 @@ class BenchReport:
 
     def to_dict(self) -> dict:
         return {"size": list(self.size), "backend": self.backend, "device": self.device, "warmup": self.warmup,
-                "runs": self.runs, "rows": [r.to_dict() for r in self.rows], "speedups": self.speedups(),
+                "runs": self.runs, "repeat": self.repeat, "rows": [r.to_dict() for r in self.rows],
+                "speedups": self.speedups(), "failures": self.failures}
+
+    def comparison(self, command: str, reference: Optional[str]) -> dict:
+        """The comparison as a results file keeps it: per network and variant the median latency of each repeat,
+        and the median speed-up over ``reference`` (a peer's name; None: no speed-ups) with its range.
+
+        Args:
+            command: the command line that measured it.
+            reference: the peer the speed-ups are taken over (LRASPP-MobileNetV3-Large in the project's tables).
+        """
+        rows = [{"network": r.network, "role": r.role, "variant": r.variant, "params_m": r.params_m,
+                 "macs_g": r.macs_g, "median_ms": r.latency.median_ms, "repeats_ms": r.per_repeat_ms,
+                 "fps": r.latency.fps, "rel_err": r.rel_err, "within_tolerance": r.within_tolerance}
+                for r in self.rows]
+        over = [s for s in self.speedups() if s["peer"] == reference]
+        speedups: Dict[str, Dict[str, float]] = {}
+        ranges: Dict[str, Dict[str, List[float]]] = {}
+        for s in over:
+            speedups.setdefault(s["network"], {})[s["variant"]] = s["ratio"]
+            ranges.setdefault(s["network"], {})[s["variant"]] = [s["min"], s["max"]]
+        return {"gpu": self.device if self.backend == "cuda" else None, "device": self.device, "command": command,
+                "size": list(self.size), "warmup": self.warmup, "runs": self.runs, "repeat": self.repeat,
+                "reference": reference, "rows": rows, "speedups": speedups, "speedup_ranges": ranges,
                 "failures": self.failures}
 
     def write(self, out_dir: Path) -> Tuple[Path, Path]:
@@ -233,33 +315,72 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def bench(networks: Dict[str, nn.Module], size: Sequence[int] = (1024, 2048), variants: Sequence[str] = (),
           peers: Optional[Dict[str, nn.Module]] = None, device: str = "auto", warmup: int = 50,
-          runs: int = 100) -> BenchReport:
-    """Time every network (and peer) under every variant; default variants depend on the device."""
+          runs: int = 100, repeat: int = 1) -> BenchReport:
+    """Time every network (and peer) under every variant, ``repeat`` times over, interleaved (see the module doc);
+    default variants depend on the device. Each network is prepared once per variant and kept for the repeats."""
     backend = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     if backend not in ("cuda", "cpu"):
         raise ValueError(f"--device: auto, cuda or cpu, got '{device}'")
+    if repeat < 1:
+        raise ValueError(f"--repeat: at least 1, got {repeat}")
     chosen = [Variant.parse(v) for v in (variants or (GPU_VARIANTS if backend == "cuda" else CPU_VARIANTS))]
     h, w = int(size[0]), int(size[1])
     example = torch.randn(1, 3, h, w, device=backend)
-    report = BenchReport((h, w), backend, torch.cuda.get_device_name() if backend == "cuda" else "cpu", warmup, runs)
-    for role, group in (("network", networks), ("peer", peers or {})):
-        for name, net in group.items():
-            params, macs = count_params(net) / 1e6, count_macs(net, (h, w)) / 1e9
-            with torch.no_grad():
-                reference = net.eval().to(backend)(example)
-            for variant in chosen:
+    report = BenchReport((h, w), backend, torch.cuda.get_device_name() if backend == "cuda" else "cpu", warmup, runs,
+                         repeat=repeat)
+    entries = [(role, name, net) for role, group in (("network", networks), ("peer", peers or {}))
+               for name, net in group.items()]
+    prepared: Dict[Tuple[str, str], InferenceRunner] = {}
+    errors: Dict[Tuple[str, str], float] = {}
+    timed: Dict[Tuple[str, str], List[Latency]] = {}
+    for r in range(repeat):
+        references: Dict[str, torch.Tensor] = {}  # eager fp32 outputs, needed while the first repeat prepares
+        for variant in chosen:
+            for _, name, net in entries:
+                key = (name, variant.name)
+                if r > 0 and key not in timed:
+                    continue  # failed before
                 try:
-                    runner = optimise(net, variant, example)
-                    with torch.no_grad():
-                        error = relative_error(runner(example), reference)
-                    latency = measure_latency(runner, (h, w), backend, warmup, runs)
+                    if key not in prepared:
+                        if name not in references:
+                            references[name] = eager_output(net, example)
+                        prepared[key], errors[key] = prepare(net, variant, example, references[name])
+                    latency = measure_latency(prepared[key], (h, w), backend, warmup, runs)
                 except RuntimeError as e:  # a compiler or graph-capture failure, or out of memory: time the rest
+                    prepared.pop(key, None)
+                    timed.pop(key, None)
                     report.failures.append({"network": name, "variant": variant.name, "error": str(e).splitlines()[0]})
                     log.info("  %-32s %-28s failed: %s", name, variant.name, report.failures[-1]["error"])
                     continue
-                finally:
-                    runner = None
-                report.rows.append(BenchRow(name, role, variant.name, params, macs, latency, error))
-                log.info("  %-32s %-28s %9.2f ms  %8.1f FPS", name, variant.name, latency.median_ms, latency.fps)
-            net.to("cpu")
+                timed.setdefault(key, []).append(latency)
+                log.info("  %-32s %-28s %9.2f ms  %8.1f FPS%s", name, variant.name, latency.median_ms, latency.fps,
+                         f"  (repeat {r + 1}/{repeat})" if repeat > 1 else "")
+                if r == repeat - 1:
+                    del prepared[key]  # its last repeat is timed: free its memory
+    for role, name, net in entries:
+        params, macs = count_params(net) / 1e6, count_macs(net, (h, w)) / 1e9
+        for variant in chosen:
+            latencies = timed.get((name, variant.name))
+            if latencies:
+                report.rows.append(BenchRow(name, role, variant.name, params, macs, _median_repeat(latencies),
+                                            errors[(name, variant.name)], [t.median_ms for t in latencies]))
+        net.to("cpu")
     return report
+
+
+def eager_output(net: nn.Module, example: torch.Tensor) -> torch.Tensor:
+    """The eager fp32 network's output on ``example``, what every variant is checked against (the network is put
+    in eval mode and moved to the example's device).
+
+    Args:
+        net: the network.
+        example: an fp32 input.
+    """
+    with torch.no_grad():
+        return net.eval().to(example.device)(example)
+
+
+def _median_repeat(latencies: List[Latency]) -> Latency:
+    """The repeat whose median is the median of the repeats (the lower middle one for an even count)."""
+    middle = statistics.median_low(t.median_ms for t in latencies)
+    return next(t for t in latencies if t.median_ms == middle)

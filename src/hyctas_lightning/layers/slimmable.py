@@ -6,11 +6,14 @@ leading rows of the weight. A standalone child built at exactly those widths and
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+from .inference import DerivedWeights, DerivedWeightsOwner, inference_shortcuts
 
 
 class SlimConv2d(nn.Conv2d):
@@ -83,8 +86,12 @@ class SlimBatchNorm2d(nn.BatchNorm2d):
         return F.batch_norm(x, mean, var, weight, bias, use_batch_stats, factor, self.eps)
 
 
-class ConvBNAct(nn.Module):
+class ConvBNAct(DerivedWeightsOwner):
     """Slimmable conv -> BN -> optional ReLU, the building brick of every op.
+
+    At its full width in eval mode without autograd it runs as one conv with the BatchNorm folded in (weights
+    derived once and kept until a parameter or statistic changes, :mod:`.inference`) and an in-place ReLU: two ops
+    where the plain path has a BN with its slicing and an out-of-place ReLU.
 
     Args:
         c_in: input channels at full width.
@@ -99,14 +106,51 @@ class ConvBNAct(nn.Module):
         self.conv = SlimConv2d(c_in, c_out, kernel_size, stride, padding=kernel_size // 2, bias=False)
         self.bn = SlimBatchNorm2d(c_out)
         self.act = act
+        self._folded = DerivedWeights()
         nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
 
     @property
     def out_channels(self) -> int:
         return self.conv.out_channels
 
+    def inference_weights(self) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """(weight, bias) of the one conv this layer computes in eval mode: the BatchNorm folded in (cached), or
+        the conv's own after ``fold_batchnorm`` replaced the BN; None if the BN keeps no running statistics."""
+        # read from the modules' own dicts: nn.Module attribute access would cost more than the whole check,
+        # which runs for every layer on every pass
+        conv, bn = self._modules["conv"], self._modules["bn"]
+        w, b = conv._parameters["weight"], conv._parameters["bias"]
+        if isinstance(bn, nn.Identity):
+            return w, b
+        if not isinstance(bn, nn.BatchNorm2d) or bn._buffers.get("running_mean") is None:
+            return None
+        mean, var = bn._buffers["running_mean"], bn._buffers["running_var"]
+        gamma, beta = bn._parameters["weight"], bn._parameters["bias"]
+        sources = [t for t in (w, b, mean, var, gamma, beta) if t is not None]
+        return self._folded.get(sources, lambda: tuple(
+            t.detach() for t in fuse_conv_bn_weights(w, b, mean, var, bn.eps, gamma, beta)))
+
+    def runs_folded(self, x: torch.Tensor, out_channels: Optional[int] = None,
+                    in_index: Optional[torch.Tensor] = None) -> bool:
+        """Whether ``forward`` may take the folded path for these arguments: full width in and out, eval mode, no
+        autograd, not traced (and, see ``inference_weights``, statistics to fold).
+
+        Args:
+            x: the input.
+            out_channels: the output channels asked for (None: full width).
+            in_index: input channels picked (None: the leading ones).
+        """
+        conv = self._modules["conv"]
+        return (in_index is None and x.shape[1] == conv.in_channels and out_channels in (None, conv.out_channels)
+                and inference_shortcuts(self))
+
     def forward(self, x: torch.Tensor, out_channels: Optional[int] = None,
                 in_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        folded = self.inference_weights() if self.runs_folded(x, out_channels, in_index) else None
+        if folded is not None:
+            conv = self._modules["conv"]
+            y = F.conv2d(x, *folded, conv.stride, conv.padding, conv.dilation)
+            return y.relu_() if self.act else y
         y = self.bn(self.conv(x, out_channels, in_index))
         return F.relu(y) if self.act else y
 

@@ -5,7 +5,6 @@ import functools
 from typing import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hyctas_lightning.layers import ConvBNAct, copy_prefix_, resize_bilinear
@@ -38,7 +37,7 @@ class ResidualBlock(nn.Module):
         self.shortcut = ConvBNAct(c_in, c_out, 1, stride, act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
+        return self.conv2(self.conv1(x)).add_(self.shortcut(x)).relu_()
 
 
 class Stem(nn.Module):

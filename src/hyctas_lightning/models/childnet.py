@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ from .heads import build_classifier, build_head, head_widths
 from .supernet import SuperNet, cell_key
 
 Built = Tuple[int, str]  # what the builder's walk carries: (channels, name of the module that produced them)
+Step = Tuple[str, int, Optional[Tuple[Tuple[int, int], ...]]]  # (cell or fusion key, input, fusion siblings)
 
 
 class ChildNet(nn.Module):
@@ -65,6 +66,22 @@ class ChildNet(nn.Module):
         self.num_features = c_head  # channels of ``forward_features``, what the classifier sees
         self.classifier = build_classifier(arch.classifier, c_head, num_classes, arch.output_stride)
         self.aux_features: Dict[str, int] = {name: c for f in built.values() for s, (c, name) in f.items() if s > 8}
+        self._steps, self._features = self._record()
+
+    def _record(self) -> Tuple[Tuple[Step, ...], Dict[int, Dict[int, int]]]:
+        """The walk over the architecture, taken once: the modules to run in order, each with the index of its input
+        among the values computed so far (0: the stem's stride-8 map) and, for a fusion node, its siblings' (index,
+        scale); and the index of each branch feature the head reads. ``forward_features`` replays it instead of
+        re-deriving the genes, groups and siblings of every layer on every pass."""
+        steps: List[Step] = []
+
+        def record(layer: int, branch: int, src: int, siblings: Optional[list] = None) -> int:
+            steps.append((f"L{layer}_B{branch}", src, tuple(siblings) if siblings is not None else None))
+            return len(steps)
+
+        features = walk(self.arch, 0, lambda layer, b, src, s: record(layer, b, src),
+                        lambda layer, b, src, s, sib: record(layer, b, src, sib))
+        return tuple(steps), features
 
     # building walks the same graph with (channels, producing module) instead of tensors
     def _build_cell(self, layer: int, branch: int, value: Built, scale: int) -> Built:
@@ -87,9 +104,13 @@ class ChildNet(nn.Module):
         """The feature map the classifier sees: the aggregation head's stride-8 map (merged with the stem's
         stride-4 feature at output stride 4), ``(N, C, H / stride, W / stride)``."""
         x4, x8 = self.stem(images)
-        feats = walk(self.arch, x8, lambda layer, b, x, s: self.cells[f"L{layer}_B{b}"](x),
-                     lambda layer, b, x, s, sib: self.fuses[f"L{layer}_B{b}"](x, sib))
-        feature = self.head(feats)
+        values = [x8]
+        for key, src, siblings in self._steps:
+            if siblings is None:
+                values.append(self.cells[key](values[src]))
+            else:
+                values.append(self.fuses[key](values[src], [(values[i], s) for i, s in siblings]))
+        feature = self.head({end: {s: values[i] for s, i in f.items()} for end, f in self._features.items()})
         return self.decoder(feature, x4) if self.decoder is not None else feature
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyctas_lightning.layers import ConvBNAct, attention
+from hyctas_lightning.layers import ConvBNAct, DerivedWeights, DerivedWeightsOwner, attention, inference_shortcuts
 from hyctas_lightning.ops import build_op
 from hyctas_lightning.registry import Registry
 from hyctas_lightning.search_space import SCALES, channels
@@ -157,7 +157,7 @@ class FeatureFusion(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
-        return x * (1 + self.excite(x.mean((2, 3), keepdim=True)))
+        return torch.addcmul(x, x, self.excite(x.mean((2, 3), keepdim=True)))  # x * (1 + se) in one op
 
 
 @register_head("progressive")
@@ -199,12 +199,13 @@ class LinearClassifier(nn.Conv2d):
         super().__init__(in_channels, num_classes, 1)
 
 
-class PooledAttention(nn.Module):
+class PooledAttention(DerivedWeightsOwner):
     """Global self-attention on a map ``pool`` times coarser (the release's attention head block): 1x1
     conv-BN-ReLU, bilinear down, single-head dot-product attention with query/key width C/8 (release; rounded up
     to a multiple of 8, so the GPU's fused attention kernels also take it in half precision) and value width C
     added to its input (``F.scaled_dot_product_attention``), bilinear back up, 1x1 conv-BN starting at zero
-    scale, plus the input, ReLU. A fresh block is the identity on its (non-negative) input.
+    scale, plus the input, ReLU. A fresh block is the identity on its (non-negative) input. In eval mode the
+    query, key and value projections run as one conv (weights and biases concatenated once).
 
     Args:
         c: channels in and out.
@@ -221,15 +222,29 @@ class PooledAttention(nn.Module):
         self.k = nn.Conv2d(c, c_qk, 1)
         self.v = nn.Conv2d(c, c, 1)
         self.expand = ConvBNAct(c, c, 1, act=False)
+        self._qkv = DerivedWeights()
         nn.init.zeros_(self.expand.bn.weight)
+
+    def project(self, r: torch.Tensor) -> Sequence[torch.Tensor]:
+        """Query, key and value maps of ``r``: in eval mode one conv over the concatenated weights (cached).
+
+        Args:
+            r: the pooled map.
+        """
+        convs = (self.q, self.k, self.v)
+        if not inference_shortcuts(self):
+            return tuple(t(r) for t in convs)
+        weight, bias = self._qkv.get([p for t in convs for p in (t.weight, t.bias)], lambda: (
+            torch.cat([t.weight for t in convs]), torch.cat([t.bias for t in convs])))
+        return F.conv2d(r, weight, bias).split([t.out_channels for t in convs], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         r = resize(self.reduce(x), ((h + self.pool - 1) // self.pool, (w + self.pool - 1) // self.pool))
         b, c, hp, wp = r.shape
-        q, k, v = (t(r).flatten(2).transpose(1, 2).unsqueeze(1).contiguous() for t in (self.q, self.k, self.v))
+        q, k, v = (t.flatten(2).transpose(1, 2).unsqueeze(1).contiguous() for t in self.project(r))
         a = attention(q, k, v).squeeze(1).transpose(1, 2).reshape(b, c, hp, wp)
-        return F.relu(x + self.expand(resize(r + a, (h, w))))
+        return self.expand(resize(r + a, (h, w))).add_(x).relu_()
 
 
 @register_classifier("attention")

@@ -1,14 +1,21 @@
 """Memory-efficient self-attention cell (paper section 3.3): exact attention inside a channel bottleneck."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
-from hyctas_lightning.layers import ConvBNAct, SlimConv2d, attention
+from hyctas_lightning.layers import (
+    ConvBNAct,
+    DerivedWeights,
+    DerivedWeightsOwner,
+    SlimConv2d,
+    attention,
+    inference_shortcuts,
+)
 
 from .registry import register_op
 
@@ -18,7 +25,7 @@ def _multiple(value: int, base: int) -> int:
 
 
 @register_op("mesa")
-class MemoryEfficientSelfAttention(nn.Module):
+class MemoryEfficientSelfAttention(DerivedWeightsOwner):
     """1x1 reduce into a bottleneck of ``C/2`` channels, multi-head dot-product attention with query/key
     dimension ``C/8`` and no FFN, 1x1 expand, plus a 1x1 bypass that keeps the uncompressed residue.
 
@@ -27,6 +34,8 @@ class MemoryEfficientSelfAttention(nn.Module):
     Inner dimensions follow the requested output width, so the cell stays slimmable. Down-sampling is 2x2 average
     pooling.
     The attention path carries a ``DropPath`` for scheduled drop path in retraining (identity in eval mode).
+    In eval mode at full width the query, key and value projections run as one conv (weights concatenated once,
+    :mod:`hyctas_lightning.layers.inference`).
 
     Args:
         c_in: input channels at full width (narrower inputs use the leading ones).
@@ -48,6 +57,7 @@ class MemoryEfficientSelfAttention(nn.Module):
         self.expand = ConvBNAct(c_b, c_out, 1, act=False)
         self.bypass = ConvBNAct(c_in, c_out, 1, act=False)
         self.drop_path = DropPath()
+        self._qkv = DerivedWeights()
         nn.init.zeros_(self.expand.bn.weight)
 
     @classmethod
@@ -65,7 +75,22 @@ class MemoryEfficientSelfAttention(nn.Module):
         # (b, heads, h*w, dim), contiguous in dim: the fused attention kernels need it, or PyTorch falls back to
         # the math path that materialises the (h*w)^2 scores
         q, k, v = (t.flatten(2).unflatten(1, (self.heads, -1)).transpose(-1, -2).contiguous()
-                   for t in (self.q(r, c_qk), self.k(r, c_qk), self.v(r, c_b)))
+                   for t in self.project(r, c_qk, c_b))
         a = attention(q, k, v)  # (b, heads, h*w, c_b / heads)
         a = a.transpose(-1, -2).reshape(b, c_b, h, w)
-        return F.relu(self.drop_path(self.expand(a, out_channels)) + self.bypass(x, out_channels))
+        return self.drop_path(self.expand(a, out_channels)).add_(self.bypass(x, out_channels)).relu_()
+
+    def project(self, r: torch.Tensor, c_qk: int, c_b: int) -> Sequence[torch.Tensor]:
+        """Query, key and value maps of the bottleneck ``r``: at full width in eval mode one conv whose weights
+        are the three concatenated (cached), else the three slimmable convs.
+
+        Args:
+            r: the bottleneck map.
+            c_qk: query/key channels.
+            c_b: value channels.
+        """
+        q, k, v = self.q, self.k, self.v
+        if r.shape[1] != q.in_channels or c_b != v.out_channels or not inference_shortcuts(self):
+            return q(r, c_qk), k(r, c_qk), v(r, c_b)
+        weight = self._qkv.get((q.weight, k.weight, v.weight), lambda: torch.cat([q.weight, k.weight, v.weight]))
+        return F.conv2d(r, weight).split([c_qk, c_qk, c_b], 1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
@@ -79,10 +78,10 @@ class ZoomedConv(nn.Module):
         y = bilinear_half(x)
         for conv in self.convs:
             y = conv(y, out_channels)
-        if self.bypass is not None:
+        if self.bypass is not None:  # in place: every operand is a fresh tensor that autograd does not keep
             y = self.drop_path(resize_bilinear(y, size))
-            y = y + self.bypass(x, out_channels)
-        return F.relu(y)
+            y = y.add_(self.bypass(x, out_channels))
+        return y.relu_()
 
 
 @register_op("light_conv")
