@@ -402,9 +402,11 @@ def test_rank_references_missing_empty_or_not_json(runs, tmp_path, capsys):
           f"--references {tmp_path / 'nowhere'}: no such folder")
     references = tmp_path / "references"
     references.mkdir()
-    (references / "notes.json").write_text("miou: 0.5\n")
+    (references / "notes.json").write_text("miou: 0.5\n")  # not JSON: the file named, as every unreadable JSON
+    fails(capsys, [*rank, "--references", references], E.EXIT_FILES, str(references / "notes.json"))
+    (references / "notes.json").write_text("[0.5]\n")  # JSON, but not a result
     fails(capsys, [*rank, "--references", references], E.EXIT_USAGE,
-          f"{references / 'notes.json'}: not a JSON reference result")
+          f"{references / 'notes.json'}: not a reference result")
     (references / "notes.json").unlink()
     assert main([str(a) for a in rank] + ["--references", str(references)]) == 0
     out = capsys.readouterr().out

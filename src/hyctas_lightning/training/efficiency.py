@@ -11,8 +11,6 @@ when the fit ends; ``benchmarks/gpu_efficiency.py`` runs ``hyctas fit`` with it 
 """
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -22,6 +20,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.data import extract_batch_size
+
+from hyctas_lightning.fileio import write_json
 
 PHASES = ("data_wait", "forward_backward", "optimizer", "validation", "checkpoint", "other")
 IDLE_PERCENT = 5  # a GPU utilisation sample at or below this counts as idle
@@ -81,6 +81,12 @@ class GpuBusy:
                 "gpu_samples": n, "gpu_note": self.error or f"NVML every {self.interval:g} s"}
 
 
+def sub_networks(pl_module: L.LightningModule, step: int) -> int:
+    """Sub-networks a module trains at ``step``: its sampler's draw (a supernet), else one network."""
+    sampler = getattr(pl_module, "sampler", None)
+    return len(sampler.sample(step)) if callable(getattr(sampler, "sample", None)) else 1
+
+
 class TrainingEfficiency(L.Callback):
     """Times every training step in phases after ``warmup_steps`` steps: **forward/backward** (batch start to the
     optimiser step: the sub-networks' passes, the gradient all-reduce), **optimizer** (the step and what the
@@ -123,8 +129,7 @@ class TrainingEfficiency(L.Callback):
         self._steps: List[Tuple[int, int]] = []  # (global step, images) of every timed step
         self._passes_counted, self._passes = 0, 0
         self._batches = 0  # steps begun in this run, the warm-up included
-        self._start: Optional[float] = None  # the timed window's start and end
-        self._end: Optional[float] = None
+        self._start = self._end = None  # the timed window: perf_counter seconds, or None
         self._mark = 0.0  # the last phase boundary
         self._carved = 0.0  # validation and checkpoint time since the last boundary
         self._optimizer_seen = False
@@ -254,19 +259,13 @@ class TrainingEfficiency(L.Callback):
             return
         self._end = self._now()
         self._close("other", self._end)
-        if self._gpu is not None:
-            self._gpu_result = self._gpu.stop()
-            self._gpu = None
+        self._gpu_result, self._gpu = self._gpu.stop() if self._gpu is not None else self._gpu_result, None
         self.result = self.summary(trainer, pl_module, self._end)
-
-    def _sub_networks(self, pl_module: L.LightningModule, step: int) -> int:
-        sampler = getattr(pl_module, "sampler", None)
-        return len(sampler.sample(step)) if callable(getattr(sampler, "sample", None)) else 1
 
     def summary(self, trainer: L.Trainer, pl_module: L.LightningModule, now: float) -> Dict[str, Any]:
         """The timed window so far: rates of all processes together, seconds and shares of each phase, GPU busy."""
         for step, images in self._steps[self._passes_counted:]:
-            self._passes += images * self._sub_networks(pl_module, step)
+            self._passes += images * sub_networks(pl_module, step)
         self._passes_counted = len(self._steps)
         wall = max(now - (self._start or now), 1e-9)
         processes = trainer.world_size
@@ -283,11 +282,8 @@ class TrainingEfficiency(L.Callback):
     def _write(self, trainer: L.Trainer) -> None:
         if self.result is None or not trainer.is_global_zero:
             return
-        path = Path(self.path) if self.path else Path(trainer.default_root_dir) / "efficiency.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.result, indent=1) + "\n")
-        os.replace(tmp, path)  # a reader never sees half a file
+        path = write_json(Path(self.path) if self.path else Path(trainer.default_root_dir) / "efficiency.json",
+                          self.result)
         shares = ", ".join(f"{k} {100 * v:.1f}%" for k, v in self.result["phases"].items())
         rank_zero_info(f"efficiency: {self.result['images_per_s']:.1f} images/s, {self.result['passes_per_s']:.1f} "
                        f"sub-network passes/s over {self.result['steps']} steps; {shares} ({path})")

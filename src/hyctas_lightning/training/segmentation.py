@@ -27,14 +27,24 @@ from .losses import segmentation_loss
 from .schedules import PolyWarmupLR, drop_path_modules, scheduled_drop_path
 
 
+def hparam_as_stored(name: str, value: Any) -> Any:
+    """``value`` of argument ``name`` as a checkpoint stores it (``arch``: the architecture itself, not the preset or
+    file naming it), so a value given on the command line can be compared with a checkpoint's.
+
+    Args:
+        name: the argument.
+        value: its value as parsed.
+    """
+    return load_architecture(value).to_dict() if name == "arch" and value is not None else value
+
+
 class SegmentationModule(L.LightningModule):
     """Trains one network from scratch with the HyCTAS retrain recipe and evaluates it by mIoU.
 
     Searched networks and hand-designed baselines train under identical settings: every part of the recipe is an
     argument. The defaults follow the release recipe as its code runs (with the paper's drop path and a linear
-    warm-up); ``configs/retrain/`` holds it and the paper's. Validation is
-    single-scale whole-image; test and predict add test-time augmentation when set, and test prints the per-class
-    IoU table.
+    warm-up); ``configs/retrain/`` holds it and the paper's. Validation is single-scale whole-image; test and
+    predict add test-time augmentation when set, and test prints the per-class IoU table.
 
     Args:
         arch: the architecture to build as a ChildNet: a preset name (``hyctas_s``), a JSON file (e.g. a search's
@@ -101,16 +111,7 @@ class SegmentationModule(L.LightningModule):
         self.palette: Optional[List[Tuple[int, int, int]]] = None
         self._total_steps = 1
 
-    @staticmethod
-    def hparam_as_stored(name: str, value: Any) -> Any:
-        """``value`` of argument ``name`` as a checkpoint stores it (``arch``: the architecture itself, not the
-        preset or file naming it), so a value given on the command line can be compared with a checkpoint's.
-
-        Args:
-            name: the argument.
-            value: its value as parsed.
-        """
-        return load_architecture(value).to_dict() if name == "arch" and value is not None else value
+    hparam_as_stored = staticmethod(hparam_as_stored)
 
     def build_net(self, source: Any, num_classes: int, **overrides: Any) -> nn.Module:
         """The network this module trains, from an Architecture or a registered name and ``create_network``'s

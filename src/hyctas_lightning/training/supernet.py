@@ -65,9 +65,8 @@ class SupernetModule(L.LightningModule):
         scheduler_interval: step the learning-rate schedule every ``epoch`` (the paper's exponential decay) or
             every ``step`` (e.g. ``PolyWarmupLR`` with a warm-up).
         seed: seed of the per-step draws.
-        channels_last: run the supernet in channels-last memory format (on the GPU: tensor-core convolutions
-            without layout conversions, and resizing on the channels-last kernel); the weights are the same and a
-            checkpoint loads either way.
+        channels_last: run the supernet channels-last (GPU: convolutions without layout conversions, fast
+            resizing); the weights are the same and a checkpoint loads either way.
     """
 
     checkpoint_kind = SUPERNET_KIND
@@ -108,9 +107,7 @@ class SupernetModule(L.LightningModule):
 
     # ------------------------------------------------------------------ training
     def on_train_start(self) -> None:
-        """Momentum buffers for a fused SGD once the checkpoint's, if any, are restored (``prime_momentum``)."""
-        optimizers = self.optimizers(use_pl_optimizer=False)
-        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+        for optimizer in self.trainer.optimizers:  # a fused SGD's momentum buffers, once a checkpoint's are restored
             prime_momentum(optimizer)
 
     def on_fit_start(self) -> None:
@@ -161,15 +158,13 @@ class SupernetModule(L.LightningModule):
         self.log_dict(logs, batch_size=size)
         self.log("loss", total, prog_bar=True, batch_size=size)
         self.log("train/lr", optimizer.param_groups[0]["lr"], batch_size=size)
-        # also per epoch, averaged over the processes: every epoch has a record even when it has fewer batches than
-        # log_every_n_steps (a small data set on several GPUs)
+        # per epoch too, averaged over the processes: a record even for epochs shorter than log_every_n_steps
         self.log("train/loss_epoch", total, on_step=False, on_epoch=True, sync_dist=True, batch_size=size)
         self.log_dict({f"b{k[-1]}": v for k, v in logs.items() if "branches" in k}, prog_bar=True, logger=False)
         return total
 
     def _step_scheduler(self) -> None:
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
+        if (scheduler := self.lr_schedulers()) is not None:
             scheduler.step()
 
     def on_train_epoch_end(self) -> None:
@@ -220,12 +215,8 @@ class SupernetModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         """Everything the search needs travels in the checkpoint: space, data, classes, sampler."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        data = None
-        if dm is not None:
-            data = {**datamodule_spec(dm), "classes": list(getattr(dm, "classes", [])),
-                    "ignore_index": self.hparams.ignore_index}
-        checkpoint["hyctas"] = supernet_metadata(self.space.to_dict(), data, self.hparams.num_classes,
-                                                 self.sampler.state_dict())
+        checkpoint["hyctas"] = supernet_metadata(self.space.to_dict(), data_metadata(dm, self.hparams.ignore_index),
+                                                 self.hparams.num_classes, self.sampler.state_dict())
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         meta = require_kind(checkpoint, SUPERNET_KIND, "this checkpoint")
@@ -234,6 +225,19 @@ class SupernetModule(L.LightningModule):
             raise ValueError(f"this checkpoint was trained with another sampler than sampling="
                              f"'{self.hparams.sampling}'")
         self.sampler.load_state_dict(state)
+
+
+def data_metadata(datamodule: Any, ignore_index: int) -> Optional[Dict[str, Any]]:
+    """What a supernet checkpoint keeps of its data (None without a DataModule): how to rebuild it, the classes.
+
+    Args:
+        datamodule: the trainer's DataModule, or None.
+        ignore_index: label ignored by loss and metric.
+    """
+    if datamodule is None:
+        return None
+    return {**datamodule_spec(datamodule), "classes": list(getattr(datamodule, "classes", [])),
+            "ignore_index": ignore_index}
 
 
 def check_options(hp: Any) -> None:
