@@ -33,8 +33,8 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from hyctas_lightning.evaluation.bench import Variant, eager_output, prepare
+from hyctas_lightning.fileio import write_json
 from hyctas_lightning.models import create_network, list_networks, load_network
-from hyctas_lightning.pipeline.manifest import write_json
 
 NETWORKS = ("hyctas_s", "hyctas_m", "model_zoo/camvid/searched_camvid.ckpt", "lraspp_mobilenet_v3_large")
 SIZES = ("1024x2048", "360x480")
