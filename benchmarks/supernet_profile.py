@@ -80,7 +80,8 @@ def time_variant(net: SuperNet, sampling: str, variant: str, args, device) -> Di
                                     row_limit=12, max_name_column_width=48)
     print(f"\n== {sampling} {variant}\n{top}")
     return {"ms_per_step": 1e3 * wall, "host_ms": 1e3 * statistics.mean(host),
-            "images_per_s": args.batch / wall, "passes_per_s": passes * args.batch / args.steps / wall,  # images x sub-networks
+            "images_per_s": args.batch / wall,
+            "passes_per_s": passes * args.batch / args.steps / wall,  # images x sub-networks
             "kernels_per_step": len(kernels), "device_ms": sum(e.device_time for e in kernels) / 1e3,
             "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0}
 
