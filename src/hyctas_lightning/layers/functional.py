@@ -28,7 +28,7 @@ def resize_bilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         x: a ``(N, C, H, W)`` map.
         size: target (height, width).
     """
-    size = (int(size[0]), int(size[1]))
+    size = tuple(size)  # kept as given: sizes traced symbolically (a dynamic export) must stay symbolic
     if tuple(x.shape[-2:]) == size:
         return x
     nchw_cuda = x.is_cuda and x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous()
