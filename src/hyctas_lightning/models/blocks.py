@@ -10,15 +10,7 @@ from torch import nn
 from hyctas_lightning.layers import ConvBNAct, copy_prefix_, resize_bilinear
 from hyctas_lightning.search_space import channels
 
-
-def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """``x`` resized bilinearly to ``size``, or ``x`` itself when it already has that size (no copy).
-
-    Args:
-        x: a ``(..., H, W)`` map.
-        size: target (height, width).
-    """
-    return resize_bilinear(x, size)
+resize = resize_bilinear  # the name the heads and blocks have always used
 
 
 class ResidualBlock(nn.Module):
