@@ -12,7 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from helpers import randomize_bn_
 from hyctas_lightning.evaluation import fold_batchnorm
-from hyctas_lightning.layers import ConvBNAct
+from hyctas_lightning.layers import ConvBNAct, DerivedWeightsOwner, derived_tensors
 from hyctas_lightning.models import ChildNet, create_network, load_architecture
 from hyctas_lightning.models.heads import PooledAttention
 from hyctas_lightning.ops import build_op
@@ -59,6 +59,21 @@ def test_eval_pass_folds_batchnorm_and_computes_the_plain_network(name):
     assert slow.ops["aten.native_batch_norm"] > 20
     # each BatchNorm took two ops (the norm and its output), gone with the fold; nothing new instead
     assert sum(fast.ops.values()) <= sum(slow.ops.values()) - 2 * slow.ops["aten.native_batch_norm"]
+
+
+def test_derived_tensors_lists_what_an_eval_pass_cached_and_eval_drops_it():
+    """A CUDA graph replays on these tensors' addresses, so its runner keeps the list: eval() or to() on the runner
+    clear the caches, and without the list the graph would read freed memory."""
+    net = randomize_bn_(ChildNet(load_architecture("hyctas_s"), 11, fch=4)).eval()
+    with torch.no_grad():
+        net(torch.randn(1, 3, 64, 96))
+    kept = derived_tensors(net)
+    owners = [m for m in net.modules() if isinstance(m, DerivedWeightsOwner)]
+    assert len(kept) >= len(owners) > 20  # ConvBNAct caches a weight and a bias
+    copies = [t.clone() for t in kept]
+    net.eval()
+    assert derived_tensors(net) == []
+    assert all(torch.equal(a, b) for a, b in zip(kept, copies))
 
 
 def test_the_folded_weights_follow_every_change_of_the_layer():

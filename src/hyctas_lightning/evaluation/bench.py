@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from hyctas_lightning.fileio import atomic_write_text, write_json
+from hyctas_lightning.layers import derived_tensors
 
 from .folding import fold_batchnorm
-from .latency import Latency, measure_latency
+from .latency import Latency, cudnn_autotune, measure_latency
 from .profile import count_macs, count_params
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -113,6 +114,7 @@ class InferenceRunner(nn.Module):
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.static_output = self.net(self.static_input)
+        self.graph_reads = derived_tensors(self.net)  # eval()/to() on the runner drop the caches the graph reads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.graph is None:
@@ -122,8 +124,9 @@ class InferenceRunner(nn.Module):
         return self.static_output
 
 
-def optimise(net: nn.Module, variant: Variant, example: torch.Tensor) -> InferenceRunner:
-    """A copy of ``net`` prepared for inference under ``variant`` on ``example``'s device (``net`` is untouched)."""
+def optimise(net: nn.Module, variant: Variant, example: torch.Tensor, autotune: bool = True) -> InferenceRunner:
+    """A copy of ``net`` prepared for inference under ``variant`` on ``example``'s device (``net`` is untouched),
+    its CUDA graph captured with cuDNN autotuning on unless ``autotune`` is False (see :func:`cudnn_autotune`)."""
     if variant.cuda_graph and example.device.type != "cuda":
         raise ValueError(f"variant '{variant.name}': CUDA graphs need a GPU (--device cuda)")
     model = copy.deepcopy(net).eval()
@@ -135,12 +138,8 @@ def optimise(net: nn.Module, variant: Variant, example: torch.Tensor) -> Inferen
     if variant.compile:
         torch.compiler.reset()  # a fresh cache per network: guards on shared forward code would pile up
         model = torch.compile(model)
-    tuned = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
-    try:
+    with cudnn_autotune(autotune):
         return InferenceRunner(model, variant, example)
-    finally:
-        torch.backends.cudnn.benchmark = tuned
 
 
 def prepare(net: nn.Module, variant: Variant, example: torch.Tensor,

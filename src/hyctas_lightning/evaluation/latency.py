@@ -1,13 +1,14 @@
 """Batch-1 latency by the paper's protocol: warm-up, then the median of many timed passes.
 
-On a GPU each pass is timed with CUDA events and cuDNN autotuning is on; on a CPU the wall clock is used
-(and the result says so through ``backend``)."""
+On a GPU each pass is timed with CUDA events and cuDNN autotuning is on unless asked off; on a CPU the wall clock is
+used (and the result says so through ``backend``)."""
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -46,9 +47,22 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+@contextlib.contextmanager
+def cudnn_autotune(on: bool = True) -> Iterator[None]:
+    """cuDNN autotuning (``torch.backends.cudnn.benchmark``) set to ``on`` inside the block, restored after it.
+    Autotuning times every convolution algorithm once per new shape: the fastest kernels for a network timed many
+    times, a second or two of overhead for one that is timed once."""
+    tuned = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = on
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = tuned
+
+
 @torch.no_grad()
 def measure_latency(model: nn.Module, size: Sequence[int] = (1024, 2048), backend: str = "cuda", warmup: int = 50,
-                    runs: int = 100, in_chans: int = 3) -> Latency:
+                    runs: int = 100, in_chans: int = 3, autotune: bool = True) -> Latency:
     """Latency of ``model`` on one ``size`` image. ``backend``: ``cuda`` (CUDA events) or ``cpu`` (wall clock).
 
     Args:
@@ -58,6 +72,7 @@ def measure_latency(model: nn.Module, size: Sequence[int] = (1024, 2048), backen
         warmup: untimed passes first (cuDNN autotuning, caches).
         runs: timed passes; more gives a steadier median.
         in_chans: channels of the random input.
+        autotune: cuDNN autotuning while timing (see :func:`cudnn_autotune`).
     """
     if backend not in ("cuda", "cpu"):
         raise ValueError(f"latency backend: 'cuda' or 'cpu', got '{backend}'")
@@ -66,14 +81,10 @@ def measure_latency(model: nn.Module, size: Sequence[int] = (1024, 2048), backen
     device = torch.device(backend)
     model = model.eval().to(device)
     x = torch.randn(1, in_chans, *size, device=device)
-    tuned = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
-    try:
+    with cudnn_autotune(autotune):
         for _ in range(warmup):
             model(x)
         times = [_time_cuda(model, x) if backend == "cuda" else _time_cpu(model, x) for _ in range(runs)]
-    finally:
-        torch.backends.cudnn.benchmark = tuned
     name = torch.cuda.get_device_name(device) if backend == "cuda" else "cpu"
     return Latency(statistics.median(times), _quantile(times, 0.1), _quantile(times, 0.9), backend, name,
                    (int(size[0]), int(size[1])))

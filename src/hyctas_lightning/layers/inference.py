@@ -11,7 +11,7 @@ see the plain layers.
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -79,11 +79,27 @@ class DerivedWeights:
             self._sources, self._stamp, self._value = (tuple(sources), tuple(t.detach() for t in sources)), stamp, value
         return self._value
 
+    def tensors(self) -> List[torch.Tensor]:
+        """The derived tensors cached now (empty when nothing is cached)."""
+        value = self._value if isinstance(self._value, (tuple, list)) else (self._value,)
+        return [t for t in value if isinstance(t, torch.Tensor)]
+
     def __deepcopy__(self, memo: dict) -> DerivedWeights:
         return DerivedWeights()
 
     def __reduce__(self) -> Tuple[type, tuple]:
         return DerivedWeights, ()
+
+
+def derived_tensors(model: nn.Module) -> List[torch.Tensor]:
+    """Every derived tensor cached in ``model``'s layers now. A CUDA graph captured from the model reads them by
+    address, so whoever keeps the graph keeps these alive: switching the mode or moving the model drops the caches,
+    and the graph would then replay on freed memory.
+
+    Args:
+        model: the network, after the passes that built its caches.
+    """
+    return [t for m in model.modules() for v in vars(m).values() if isinstance(v, DerivedWeights) for t in v.tensors()]
 
 
 class DerivedWeightsOwner(nn.Module):
