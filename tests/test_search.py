@@ -11,6 +11,7 @@ import torch
 from hyctas_lightning.cli import main
 from hyctas_lightning.data import SyntheticStreetDataModule
 from hyctas_lightning.evaluation.batchnorm import bn_state, load_bn_state, recalibrate_bn
+from hyctas_lightning.evaluation.weight_sharing import SubnetScorer
 from hyctas_lightning.search import (
     Journal,
     Measurement,
@@ -289,23 +290,47 @@ def test_bn_recalibration_gives_each_sub_network_its_own_statistics(trained):
         assert errors[0] < 0.05 and errors[1] > 4 * errors[0], (errors, arch)  # measured: 0.004-0.017, 0.23-0.68
 
 
+def test_stacked_passes_give_the_batch_by_batch_statistics_and_scores(trained):
+    # the scorer runs up to images_per_pass images at once; BN still takes each calibration batch's own statistics,
+    # so statistics and scores match one batch at a time (uneven batch sizes and a lone last batch included)
+    module, data, _ = trained
+    supernet = module.supernet.eval()
+    images = collect_images(data, "train", 64, 0, False)
+    calibration = [images[0][:8], images[0][8:], images[1][:8], images[1][8:12], images[2]]
+    validation = collect_images(data, "val", 16, 0, True)
+    validation = [(x[i:i + 4], y[i:i + 4]) for x, y in validation for i in range(0, x.shape[0], 4)]
+    saved = bn_state(supernet)
+    for arch in [supernet.space.largest(), supernet.space.sample(random.Random(3))]:
+        results = []
+        for per_pass in (None, 32):
+            scorer = SubnetScorer(supernet, calibration, 8, images_per_pass=per_pass)
+            results.append((scorer(arch, validation, restore=False), bn_state(supernet)))
+            load_bn_state(supernet, saved)
+        assert len(SubnetScorer(supernet, calibration, 8, images_per_pass=32).calibration) == 3  # 8+8+8, 4, 16
+        (one, one_state), (stacked, stacked_state) = results
+        assert abs(one - stacked) < 1e-6
+        for k in one_state:
+            assert torch.allclose(one_state[k].float(), stacked_state[k].float(), rtol=1e-4, atol=1e-5), k
+
+
 def test_evaluator_times_candidates_in_the_configured_variant(trained, monkeypatch):
     module, data, _ = trained
     supernet = module.supernet.eval()
     seen = []
 
-    def spy(net, variant, example):
-        seen.append(variant.name)
-        return real(net, variant, example)
+    def spy(net, variant, example, autotune):
+        seen.append((variant.name, autotune))
+        return real(net, variant, example, autotune)
 
     real = evaluator_module.optimise
     monkeypatch.setattr(evaluator_module, "optimise", spy)
     evaluator = SupernetEvaluator(supernet, collect_images(data, "train", 16, 0, False),
-                                  collect_images(data, "val", 16, 0, True), fast_config(latency_variant="bf16-fold-cl"))
+                                  collect_images(data, "val", 16, 0, True),
+                                  fast_config(latency_variant="bf16-fold-cl", latency_autotune=False))
     before = {k: v.clone() for k, v in supernet.state_dict().items()}
     arch = supernet.space.sample(random.Random(2))
     measured = evaluator(arch).values
-    assert seen and set(seen) == {"bf16-fold-cl"} and measured["latency_ms"] > 0
+    assert seen and set(seen) == {("bf16-fold-cl", False)} and measured["latency_ms"] > 0
     # BN folding happened on a copy: the shared weights are those training left (BN recalibrated only)
     assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items() if "running" not in k
                and "num_batches" not in k)
@@ -359,3 +384,9 @@ def test_checkpoint_data_spec_with_nested_transforms_rebuilds_the_datamodule():
                           "transforms": {"crop_size": [32, 32], "scale_range": [0.5, 2.0]}}}
     dm = build_datamodule(spec)
     assert dm.transforms.crop_size == (32, 32) and dm.transforms.scale_range == (0.5, 2.0)
+
+
+def test_latency_autotune_off_is_a_new_measurement_protocol_and_on_keeps_old_journals():
+    on, off = SearchConfig(), SearchConfig(latency_autotune=False)
+    assert "latency_autotune" not in on.measurement_settings()
+    assert off.measurement_settings() == {**on.measurement_settings(), "latency_autotune": False}

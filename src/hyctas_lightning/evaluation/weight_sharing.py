@@ -18,7 +18,7 @@ from torchmetrics.classification import MulticlassJaccardIndex
 from hyctas_lightning.data.base import reseed_worker
 from hyctas_lightning.search_space import Architecture
 
-from .batchnorm import bn_state, load_bn_state, recalibrate_bn
+from .batchnorm import Stacked, bn_state, load_bn_state, recalibrate_bn, stacks_batches
 from .metrics import mean_iou, per_class_iou
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
@@ -77,20 +77,51 @@ def whole_split(loader: DataLoader, shuffle: bool, seed: int) -> DataLoader:
                       generator=torch.Generator().manual_seed(seed))
 
 
+def pass_groups(batches: Sequence[Any], images_per_pass: Optional[int],
+                images: Callable[[Any], torch.Tensor] = lambda b: b) -> List[List[Any]]:
+    """``batches`` in runs of consecutive batches of one shape holding up to ``images_per_pass`` images together (a
+    batch alone when it holds more, or when ``images_per_pass`` is None): what one pass of a network can take.
+
+    Args:
+        batches: the batches, in order.
+        images_per_pass: the most images in one run (None: one batch per run).
+        images: the image tensor of a batch.
+    """
+    runs: List[List[Any]] = []
+    for batch in batches:
+        x = images(batch)
+        last = runs[-1] if runs else None
+        if (images_per_pass and last and images(last[0]).shape == x.shape
+                and (len(last) + 1) * x.shape[0] <= images_per_pass):
+            last.append(batch)
+        else:
+            runs.append([batch])
+    return runs
+
+
 class SubnetScorer:
     """Recalibrate-and-score for sub-networks of one supernet.
+
+    The supernet runs several batches at once (``images_per_pass``): on a GPU a sub-network's pass costs mostly
+    kernel launches, so 8 batches in one pass take little longer than one. Validation in eval mode does not depend
+    on the batching; recalibration stacks equal training batches (:class:`~.batchnorm.Stacked`) whose BatchNorm
+    statistics are still taken batch by batch, so the scores equal one-batch-at-a-time scores up to rounding.
 
     Args:
         supernet: the weight-sharing network; ``supernet(images, arch)`` gives logits at the input size.
         calibration: batches of training images for BN recalibration (see :func:`collect_images`).
         num_classes: classes of the logits.
         ignore_index: label ignored by the metric.
+        images_per_pass: the most images the supernet runs at once (None: one batch at a time).
     """
 
     def __init__(self, supernet: nn.Module, calibration: Sequence[torch.Tensor], num_classes: int,
-                 ignore_index: int = 255) -> None:
+                 ignore_index: int = 255, images_per_pass: Optional[int] = 128) -> None:
         self.supernet = supernet
-        self.calibration = list(calibration)
+        self.images_per_pass = images_per_pass
+        stack = images_per_pass if stacks_batches(supernet) else None
+        self.calibration = [Stacked(torch.cat(run), len(run)) if len(run) > 1 else run[0]
+                            for run in pass_groups(list(calibration), stack)]
         self.num_classes = num_classes
         self.ignore_index = ignore_index
 
@@ -124,7 +155,8 @@ class SubnetScorer:
         self.supernet.eval()
         metric = self.metric()
         device = next(self.supernet.parameters()).device
-        for images, masks in validation:
+        for run in pass_groups(validation, self.images_per_pass, images=lambda batch: batch[0]):
+            images, masks = (torch.cat(t) for t in zip(*run)) if len(run) > 1 else run[0]
             metric.update(self.supernet(images.to(device), arch).argmax(1), masks.to(device))
         return float(mean_iou(metric.compute()))
 

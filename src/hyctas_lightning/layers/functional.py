@@ -4,6 +4,7 @@
   pixel and loops over batch and channels, so a map with many channels and few pixels (a cell's up-sampling, the
   logits brought to the input size) runs far below memory speed; its channels-last kernel spreads every element.
   NCHW CUDA maps are therefore resized channels-last and handed back NCHW: the same numbers, two cheap copies.
+  On the meta device, where multiply-adds are counted, only the output's shape is made.
 - ``attention``: ``scaled_dot_product_attention`` takes its fused kernels only when the per-head dimensions are
   multiples of 8 (16-bit) or 4 (fp32); slimmed cells ask for query/key heads of 2 or 6 channels, which fall back to
   the math path that materialises the (pixels x pixels) scores. On the GPU such heads get zero channels appended,
@@ -31,6 +32,8 @@ def resize_bilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     size = tuple(size)  # kept as given: sizes traced symbolically (a dynamic export) must stay symbolic
     if tuple(x.shape[-2:]) == size:
         return x
+    if x.is_meta:  # only the shape exists (multiply-adds are counted): skip PyTorch's slow decomposition
+        return x.new_empty((*x.shape[:-2], *size))
     nchw_cuda = x.is_cuda and x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous()
     if not nchw_cuda or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

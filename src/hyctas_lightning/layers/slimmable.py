@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from .functional import resize_bilinear
 from .inference import DerivedWeights, DerivedWeightsOwner, inference_shortcuts
 
 
@@ -45,6 +46,10 @@ class SlimBatchNorm2d(nn.BatchNorm2d):
     step. The cumulative average's factor ``1 / count`` comes from a host-side copy of the count, so recalibrating
     never waits for the GPU.
 
+    With ``groups`` set to G > 1 (recalibration, :func:`hyctas_lightning.evaluation.batchnorm.recalibrate_bn`), a
+    training-mode input holds G equal batches stacked: each is normalised by its own statistics and counted as one
+    batch of the cumulative average, as if the G batches had run one after the other, in one pass instead of G.
+
     Args:
         num_features: channels at full width.
         eps: added to the variance for numerical stability.
@@ -57,6 +62,7 @@ class SlimBatchNorm2d(nn.BatchNorm2d):
                  track_running_stats: bool = True) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats)
         self._count: Optional[int] = 0
+        self.groups = 1
 
     def reset_running_stats(self) -> None:
         super().reset_running_stats()
@@ -66,14 +72,40 @@ class SlimBatchNorm2d(nn.BatchNorm2d):
         super()._load_from_state_dict(*args, **kwargs)
         self._count = None  # read back from the loaded buffer when a cumulative average next needs it
 
-    def _cumulative_factor(self) -> float:
+    def _counted(self, batches: int) -> tuple[int, int]:
+        """Add ``batches`` to the cumulative average's count; returns the counts before and after."""
         if self._count is None:
             self._count = int(self.num_batches_tracked)
-        self._count += 1
-        self.num_batches_tracked.add_(1)
-        return 1.0 / self._count
+        before = self._count
+        self._count += batches
+        self.num_batches_tracked.add_(batches)
+        return before, self._count
+
+    def _cumulative_factor(self) -> float:
+        return 1.0 / self._counted(1)[1]
+
+    def _grouped(self, x: torch.Tensor) -> torch.Tensor:
+        """Training mode over ``self.groups`` equal batches stacked in ``x`` (see the class docstring)."""
+        g, c = self.groups, x.shape[1]
+        if self.momentum is not None or not self.track_running_stats or x.shape[0] % g:
+            raise ValueError(f"BatchNorm over {g} stacked batches needs a cumulative average (momentum None) and a "
+                             f"batch divisible by {g}, got momentum {self.momentum} and {x.shape[0]} images")
+        xs = x.unflatten(0, (g, -1))
+        var, mean = torch.var_mean(xs, dim=(1, 3, 4), correction=0, keepdim=True)
+        n = xs.shape[1] * xs.shape[3] * xs.shape[4]
+        before, after = self._counted(g)
+        for stat, batch in ((self.running_mean, mean), (self.running_var, var * (n / max(n - 1, 1)))):
+            stat[:c].mul_(before / after).add_(batch.view(g, c).sum(0), alpha=1.0 / after)
+        y = (xs - mean) * torch.rsqrt(var + self.eps)
+        if self.affine:
+            y = torch.addcmul(self.bias[:c, None, None], y, self.weight[:c, None, None])
+        return y.flatten(0, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if x.is_meta:  # multiply-adds are being counted (none here): skip PyTorch's slow meta decomposition
+            return torch.empty_like(x)
+        if self.groups > 1 and self.training:
+            return self._grouped(x)
         c = x.shape[1]
         factor = 0.0
         if self.training and self.track_running_stats:
@@ -133,7 +165,8 @@ class ConvBNAct(DerivedWeightsOwner):
     def runs_folded(self, x: torch.Tensor, out_channels: Optional[int] = None,
                     in_index: Optional[torch.Tensor] = None) -> bool:
         """Whether ``forward`` may take the folded path for these arguments: full width in and out, eval mode, no
-        autograd, not traced (and, see ``inference_weights``, statistics to fold).
+        autograd, not traced, not on the meta device where only multiply-adds are counted (and, see
+        ``inference_weights``, statistics to fold).
 
         Args:
             x: the input.
@@ -141,8 +174,8 @@ class ConvBNAct(DerivedWeightsOwner):
             in_index: input channels picked (None: the leading ones).
         """
         conv = self._modules["conv"]
-        return (in_index is None and x.shape[1] == conv.in_channels and out_channels in (None, conv.out_channels)
-                and inference_shortcuts(self))
+        return (in_index is None and not x.is_meta and x.shape[1] == conv.in_channels
+                and out_channels in (None, conv.out_channels) and inference_shortcuts(self))
 
     def forward(self, x: torch.Tensor, out_channels: Optional[int] = None,
                 in_index: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -175,7 +208,7 @@ def bilinear_half(x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
     if h % 2 == 0 and w % 2 == 0 and not (torch.compiler.is_exporting() or torch.jit.is_tracing()):
         return F.avg_pool2d(x, 2)
-    return F.interpolate(x, size=half_size((h, w)), mode="bilinear", align_corners=False)
+    return resize_bilinear(x, half_size((h, w)))
 
 
 @torch.no_grad()

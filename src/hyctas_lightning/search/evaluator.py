@@ -59,7 +59,8 @@ class SupernetEvaluator:
                            for x, y in validation]
         self.config = config
         # one candidate's own score: never summed with what other processes of a spread search are scoring
-        self.scorer = SubnetScorer(self.supernet, self.calibration, supernet.num_classes, ignore_index)
+        self.scorer = SubnetScorer(self.supernet, self.calibration, supernet.num_classes, ignore_index,
+                                   config.images_per_pass)
         self.variant = Variant.parse(config.latency_variant)
         self._warm_up()
 
@@ -72,8 +73,9 @@ class SupernetEvaluator:
         """Median latency (ms) of ``child`` prepared for inference under the configured variant."""
         c = self.config
         example = torch.randn(1, 3, *c.latency_size, device=c.latency_backend)
-        runner = optimise(child, self.variant, example)
-        return measure_latency(runner, c.latency_size, c.latency_backend, warmup, runs).median_ms
+        runner = optimise(child, self.variant, example, c.latency_autotune)
+        return measure_latency(runner, c.latency_size, c.latency_backend, warmup, runs,
+                               autotune=c.latency_autotune).median_ms
 
     def latency_of(self, arch: Architecture) -> float:
         """Median latency (ms) of ``arch``'s ChildNet under the configured variant and protocol."""
