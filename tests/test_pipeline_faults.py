@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from hyctas_lightning import processes
 from hyctas_lightning.cli import errors as E
 from hyctas_lightning.cli import main
 from hyctas_lightning.locks import FileLock
@@ -166,6 +167,28 @@ def test_the_sub_commands_of_a_killed_driver_end_with_it(tmp_path):
     while alive(child) and time.monotonic() < gone:
         time.sleep(0.05)
     assert not alive(child), f"hyctas fit (pid {child}) outlived its pipeline"
+
+
+@pytest.mark.parametrize("parent, ppid, gone", [(100, 100, False),  # started by the named parent
+                                                (100, 200, False),  # through a launcher it started
+                                                (100, 1, True)])  # the named parent ended before it could follow
+def test_a_command_follows_the_parent_it_was_started_by(monkeypatch, parent, ppid, gone):
+    calls, kills = [], []
+
+    def kill(pid: int, sig: int) -> None:
+        if sig == 0 and gone and pid == parent:
+            raise ProcessLookupError(pid)
+        if sig != 0:
+            kills.append((pid, sig))
+
+    monkeypatch.setattr(processes, "_PRCTL", lambda *args: calls.append(args) or 0)
+    monkeypatch.setattr(processes.os, "getppid", lambda: ppid)
+    monkeypatch.setattr(processes.os, "kill", kill)
+    monkeypatch.setenv(processes.PARENT_ENV, str(parent))
+    processes.follow_parent()
+    assert calls == [(processes.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)]
+    assert kills == ([(os.getpid(), signal.SIGKILL)] if gone else [])  # never a command whose parents live
+    assert os.environ[processes.PARENT_ENV] == str(os.getpid())  # passed on
 
 
 # ---------------------------------------------------------------------------------------------- soak

@@ -53,13 +53,30 @@ def child_preexec() -> Optional[Callable[[], None]]:
     return partial(die_with_parent, os.getpid()) if _PRCTL is not None else None
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists.
+
+    Args:
+        pid: the process id.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: it exists
+        pass
+    return True
+
+
 def follow_parent() -> None:
     """In a process started with ``PARENT_ENV`` set: die with that parent, and pass the duty on, so processes this
-    one starts die with it in turn."""
+    one starts die with it in turn. Started by it through another process (a launcher, a shell), die with that one
+    instead: only a named parent that has ended already ends this process at once."""
     parent = os.environ.get(PARENT_ENV)
     if parent and parent.isdigit():
-        die_with_parent(int(parent))
+        named = int(parent)
+        die_with_parent(named if os.getppid() == named or not running(named) else os.getppid())
         os.environ[PARENT_ENV] = str(os.getpid())
 
 
-__all__ = ["PARENT_ENV", "child_preexec", "die_with_parent", "follow_parent"]
+__all__ = ["PARENT_ENV", "child_preexec", "die_with_parent", "follow_parent", "running"]
