@@ -75,7 +75,11 @@ def test_a_truncated_json_file_is_named_in_one_clear_error(tmp_path):
 
 def test_a_folder_lock_admits_one_holder_until_released(tmp_path):
     first = FileLock(tmp_path / "run" / ".lock").acquire()
-    with pytest.raises(LockHeld, match="held by another process"):
+    with pytest.raises(LockHeld, match=f"is held by pid {os.getpid()} on .* since ") as refused:
+        FileLock(tmp_path / "run" / ".lock").acquire()
+    assert refused.value.holder.startswith(f"pid {os.getpid()} on ")
+    first.note("pid 1 on elsewhere: a job")  # handed on: the refusal names the new holder
+    with pytest.raises(LockHeld, match="is held by pid 1 on elsewhere: a job"):
         FileLock(tmp_path / "run" / ".lock").acquire()
     first.release()
     with FileLock(tmp_path / "run" / ".lock") as again:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "hyctas_lightning"
 # Lower layers never import higher ones; within one layer, sub-packages may import each other without cycles.
 LAYERS = [
-    {"registry", "fileio", "locks", "checkpoints", "errors"},
+    {"registry", "fileio", "locks", "processes", "checkpoints", "errors"},
     {"layers"},
     {"ops"},
     {"search_space"},

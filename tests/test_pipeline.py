@@ -12,13 +12,14 @@ import pytest
 import yaml
 
 from hyctas_lightning.cli import main
+from hyctas_lightning.errors import ConfigError
 from hyctas_lightning.fileio import write_json
+from hyctas_lightning.locks import LockHeld
 from hyctas_lightning.pipeline import (
     STAGE_RUNNERS,
     STAGES,
     PipelineConfig,
     PipelineConfigError,
-    PipelineError,
     RunContext,
 )
 from hyctas_lightning.pipeline.jobs import Job, run_jobs
@@ -86,10 +87,10 @@ def test_cli_needs_a_config_or_a_run_with_a_manifest(tmp_path, capsys, monkeypat
     assert "give --config PIPELINE.yaml, or --run DIR of a run that has a manifest.json" in capsys.readouterr().err
     assert main(["pipeline", "--config", str(DEMO), "--run", str(tmp_path), "--retrain.reference", "unet"]) == 2
     assert "retrain.reference: 'unet'" in capsys.readouterr().err
-    assert main(["pipeline", "--config", str(DEMO), "--run", str(tmp_path), "--stages", "cap"]) == 1
-    assert "needs the 'supernet' stage's results; run --stages supernet first" in capsys.readouterr().err
-    state = json.loads((tmp_path / "manifest.json").read_text())["stages"]["cap"]
-    assert state["status"] == "failed" and "supernet" in state["error"]
+    assert main(["pipeline", "--config", str(DEMO), "--run", str(tmp_path), "--stages", "cap"]) == 2
+    assert "error: stage 'cap' needs the 'supernet' stage's results; run --stages supernet first" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "manifest.json").exists()  # refused before anything changed
 
 
 # ---------------------------------------------------------------------------------------------- manifest
@@ -109,7 +110,7 @@ def test_manifest_times_stages_closes_interrupted_attempts_and_checks_inputs(tmp
     assert record["status"] == DONE and record["outputs"] == {"front": ["abc"]}
     assert record["seconds"] == pytest.approx(first["seconds"] + second["seconds"], abs=0.11)
     manifest.check_inputs("search", {"search": {"population": 40}})  # unchanged: fine
-    with pytest.raises(PipelineError, match="changed: search.population\\); rerun it with --force search"):
+    with pytest.raises(ConfigError, match="changed: search.population\\); rerun it with --force search"):
         manifest.check_inputs("search", {"search": {"population": 20}})
     manifest.reset("search")
     assert manifest.status("search") == "pending"
@@ -118,7 +119,7 @@ def test_manifest_times_stages_closes_interrupted_attempts_and_checks_inputs(tmp
 def test_one_pipeline_per_run_folder_and_atomic_json(tmp_path):
     holder = Manifest(tmp_path)
     holder.lock()
-    with pytest.raises(PipelineError, match="another pipeline is running"):
+    with pytest.raises(LockHeld, match=f"another pipeline is running on {tmp_path}: pid {os.getpid()} on "):
         Manifest(tmp_path).lock()
     write_json(tmp_path / "x.json", {"a": 1})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1}

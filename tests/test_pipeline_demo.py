@@ -63,5 +63,5 @@ def test_demo_pipeline_end_to_end_resumes_and_refuses_changed_settings(tmp_path,
     assert again["jobs"] == manifest["jobs"]
 
     # a changed setting of a finished stage stops the run before anything changes, naming the setting
-    assert main([*base, "--rank.seeds", "[0, 1]"]) == 1
+    assert main([*base, "--rank.seeds", "[0, 1]"]) == 2
     assert "stage 'rank' finished with other inputs than now (changed: rank.seeds)" in capsys.readouterr().err

@@ -4,8 +4,10 @@ training stops at a NaN, predictions keep each input's size, and a killed run re
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -28,8 +30,12 @@ from hyctas_lightning.cli import main
 from hyctas_lightning.cli.lightning import HyctasCLI
 from hyctas_lightning.data.transforms import SegmentationTransform, TransformConfig, eval_size
 from hyctas_lightning.errors import TrainingDiverged
+from hyctas_lightning.fileio import json_digest
+from hyctas_lightning.locks import FileLock, LockHeld
 from hyctas_lightning.models import load_network, load_supernet
-from hyctas_lightning.search import Journal, Measurement, NothingFeasible, SearchConfig, search_with
+from hyctas_lightning.search import Journal, Measurement, NothingFeasible, SearchConfig, runner, search_with
+from hyctas_lightning.search.journal import Candidate
+from hyctas_lightning.search.runner import SEARCH_LOCK
 from hyctas_lightning.search_space import SearchSpace
 from hyctas_lightning.training import AtomicCheckpointIO, DivergenceGuard, LastCheckpoint, SegmentationModule
 
@@ -449,6 +455,52 @@ def test_a_search_rerun_with_another_supernet_re_evaluates(runs, tmp_path, capsy
     for ckpt in (runs["supernet"], other):
         assert main(["search", "--config", str(runs["search"]), "--ckpt", str(ckpt)]) == 0
     assert len(list((tmp_path / "runs/search").iterdir())) == 2
+
+
+def test_a_second_search_on_one_folder_is_refused_while_the_first_runs(runs, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "search"
+    search = ["search", "--ckpt", runs["supernet"], "--config", runs["search"], "--out", out]
+    first = FileLock(out / SEARCH_LOCK).acquire()  # a search started 12 s earlier
+    first.note("pid 4242 on host since 12:00:00: hyctas search --out search")
+    fails(capsys, search, E.EXIT_BUSY, f"{out} is in use: another search writes it (pid 4242 on host since "
+          f"12:00:00: hyctas search --out search); wait for it to finish or stop it, or choose another --out")
+    assert not (out / "candidates.jsonl").exists()  # refused before it measured or journalled anything
+    first.release()
+    seen = []
+
+    def while_searching(*args, **kwargs):  # the search holds its folder until it ends
+        with pytest.raises(LockHeld, match=f"is held by pid {os.getpid()} on "):
+            FileLock(out / SEARCH_LOCK).acquire()
+        seen.append(True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "search_with", while_searching)
+    with pytest.raises(KeyboardInterrupt):
+        main([str(a) for a in search])
+    assert seen
+    FileLock(out / SEARCH_LOCK).acquire().release()  # and it let go when it ended
+
+
+def test_journals_set_aside_never_replace_each_other(tmp_path):
+    space = SearchSpace(layers=4, fch=4)
+
+    def journal(inputs: dict, count: int) -> list:
+        written = Journal(tmp_path / "candidates.jsonl", inputs)
+        for i in range(count):
+            written.append(Candidate(space.sample(random.Random(i)), {"miou": 0.1 * i}, True, 0))
+        return [json.loads(line)["hash"] for line in written.path.read_text().splitlines()] if count else []
+
+    a, b = {"supernet": "a"}, {"supernet": "b"}
+    first = journal(a, 2)
+    second = journal(b, 1)  # the first run's journal goes to stale/A/
+    third = journal(a, 3)  # the second's to stale/B/
+    journal(b, 0)  # the third's to stale/A.2/: stale/A/ keeps the first run's
+    stale = tmp_path / "stale"
+    assert sorted(p.name for p in stale.iterdir()) == sorted([json_digest(a), f"{json_digest(a)}.2", json_digest(b)])
+    for folder, hashes in ((json_digest(a), first), (f"{json_digest(a)}.2", third), (json_digest(b), second)):
+        lines = (stale / folder / "candidates.jsonl").read_text().splitlines()
+        assert [json.loads(line)["hash"] for line in lines] == hashes
+    assert json.loads((stale / json_digest(a) / "inputs.json").read_text()) == a
 
 
 def test_a_hopeless_search_says_so_early_with_the_closest_candidates(tmp_path):

@@ -45,11 +45,24 @@ def run_tool(name: str, argv: Sequence[str]) -> int:
     return int(module.run(parser.instantiate_classes(parser.parse_args(argv))) or 0)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a message comes, not the stream it was made with: a
+    caller that redirects stderr between two ``main`` calls (a test, a notebook) gets the messages of both."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_logging() -> None:
     """The package's progress messages (``logging.INFO``) on stderr, as plain lines."""
     logger = logging.getLogger("hyctas_lightning")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -66,8 +79,11 @@ def debug_requested(args: List[str]) -> bool:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one ``hyctas`` command; errors a user can act on print one line and exit with their status
     (``cli.errors.EXIT_CODES``), ``--debug`` adds the traceback."""
+    from hyctas_lightning.processes import follow_parent
+
     from .errors import report
 
+    follow_parent()  # started by a pipeline: end with it
     args: List[str] = list(sys.argv[1:] if argv is None else argv)
     debug = debug_requested(args)
     if argv is None:

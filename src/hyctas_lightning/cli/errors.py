@@ -1,5 +1,6 @@
 """One error handler for every ``hyctas`` command: the project's own errors and the common mistakes of a user
-(a bad value, a missing file, an output folder under a file, a GPU that is not there) become one line on stderr
+(a bad value, a missing file, an output folder under a file, a GPU that is not there, a folder another process is
+writing) become one line on stderr
 and an exit status per kind; anything else is a bug and keeps its traceback. ``--debug`` (or ``HYCTAS_DEBUG=1``)
 prints the traceback of every error as well."""
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import List, Optional, Tuple
 
 from hyctas_lightning.errors import EXIT_NOTHING_FEASIBLE  # the search found no architecture within the limits
 
-EXIT_PROBLEMS = 1  # `hyctas data check` found problems (and Python's own status for an unexpected error)
+EXIT_PROBLEMS = 1  # `hyctas data check` found problems, a pipeline stage failed (and Python's own status for an
+# unexpected error)
 EXIT_USAGE = 2  # a bad option, config value or name
 EXIT_CHECKPOINT = 4  # a checkpoint is missing, unreadable, untrusted, of the wrong kind or does not fit
 EXIT_DATASET = 5  # the data is missing or broken
@@ -20,9 +22,10 @@ EXIT_CLASSES = 7  # model or checkpoint and data disagree on the class count
 EXIT_DIVERGED = 8  # training produced a non-finite loss or weights
 EXIT_DEVICE = 9  # a GPU was asked for and there is none
 EXIT_FILES = 10  # a file is missing, or an output cannot be written
+EXIT_BUSY = 11  # another process is writing the output folder (its lock names it)
 
 EXIT_CODES = {
-    EXIT_PROBLEMS: "`hyctas data check` found problems",
+    EXIT_PROBLEMS: "`hyctas data check` found problems; `hyctas pipeline`: a stage failed (its jobs' logs named)",
     EXIT_USAGE: "bad option, config value or name (unknown objective, network, op, strategy)",
     EXIT_NOTHING_FEASIBLE: "search: no architecture met the latency cap / minimum mIoU",
     EXIT_CHECKPOINT: "checkpoint missing, corrupt, holding code, of the wrong kind, or not fitting the network",
@@ -32,6 +35,7 @@ EXIT_CODES = {
     EXIT_DIVERGED: "training diverged: NaN or infinite loss or weights",
     EXIT_DEVICE: "a GPU was asked for but none is available",
     EXIT_FILES: "a file is missing or unreadable (a JSON file cut short), or an output cannot be written",
+    EXIT_BUSY: "another process is writing the output folder (the message names it); wait for it or stop it",
 }
 DEBUG_HINT = "(--debug or HYCTAS_DEBUG=1 prints the traceback)"
 
@@ -42,13 +46,16 @@ def _own_errors() -> List[Tuple[int, tuple]]:
     from hyctas_lightning.data.files import DatasetError
     from hyctas_lightning.errors import ClassCountError, ConfigError, DeviceUnavailable, TrainingDiverged
     from hyctas_lightning.fileio import JSONFileError
+    from hyctas_lightning.locks import LockHeld
+    from hyctas_lightning.pipeline.manifest import PipelineError
     from hyctas_lightning.search.engine import NothingFeasible
     from hyctas_lightning.search_space import ArchitectureError
 
     return [(EXIT_CHECKPOINT, (CheckpointError,)), (EXIT_DATASET, (DatasetError,)),
             (EXIT_ARCHITECTURE, (ArchitectureError,)), (EXIT_CLASSES, (ClassCountError,)),
             (EXIT_DIVERGED, (TrainingDiverged,)), (EXIT_DEVICE, (DeviceUnavailable,)),
-            (EXIT_NOTHING_FEASIBLE, (NothingFeasible,)), (EXIT_USAGE, (ConfigError,)), (EXIT_FILES, (JSONFileError,))]
+            (EXIT_NOTHING_FEASIBLE, (NothingFeasible,)), (EXIT_USAGE, (ConfigError,)), (EXIT_FILES, (JSONFileError,)),
+            (EXIT_BUSY, (LockHeld,)), (EXIT_PROBLEMS, (PipelineError,))]
 
 
 def _user_errors() -> List[Tuple[int, tuple]]:

@@ -38,7 +38,10 @@ def prepare_argv(argv: Sequence[str]) -> List[str]:
         raise ValueError("give --config PIPELINE.yaml, or --run DIR of a run that has a manifest.json")
     from hyctas_lightning.fileio import read_json
 
-    return ["--config", json.dumps(read_json(manifest)["config"]), *argv]
+    recorded = read_json(manifest)
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("config"), dict):
+        raise ValueError(f"{manifest}: records no pipeline config; give --config PIPELINE.yaml")
+    return ["--config", json.dumps(recorded["config"]), *argv]
 
 
 def invocation(args: Namespace) -> List[str]:
@@ -57,15 +60,13 @@ def _stop(signum: int, frame: object) -> None:
 
 
 def run(args: Namespace) -> int:
-    from hyctas_lightning.pipeline import PipelineConfig, PipelineError, run_pipeline
+    """Run the pipeline; refusals and failed stages reach ``hyctas``'s error handler (one line, their status)."""
+    from hyctas_lightning.pipeline import PipelineConfig, run_pipeline
 
     sections = {name: args[name] for name in PipelineConfig.__dataclass_fields__}
     previous = signal.signal(signal.SIGTERM, _stop)  # `timeout`, a scheduler: stop and record it, as for Ctrl-C
     try:
         pipeline = run_pipeline(PipelineConfig.from_dict(sections), args.stages, args.force, argv=invocation(args))
-    except PipelineError as e:
-        print(f"hyctas pipeline: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"hyctas pipeline: stopped; rerun the same command to resume from {args.run}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from hyctas_lightning.errors import EXIT_NOTHING_FEASIBLE
+from hyctas_lightning.errors import EXIT_NOTHING_FEASIBLE, ConfigError, DeviceUnavailable
 from hyctas_lightning.fileio import read_json, write_json
 
 from .config import PipelineConfig
@@ -55,8 +55,8 @@ class RunContext:
     def require(self, stage: str) -> Dict[str, Any]:
         """The recorded outputs of a finished ``stage``; a clear error naming the command that makes them."""
         if self.manifest.status(stage) != DONE:
-            raise PipelineError(f"stage '{self.stage}' needs the '{stage}' stage's results; run --stages {stage} "
-                                f"first")
+            raise ConfigError(f"stage '{self.stage}' needs the '{stage}' stage's results; run --stages {stage} "
+                              f"first")
         return self.manifest.outputs(stage)
 
     def upstream(self, stage: str) -> str:
@@ -70,12 +70,12 @@ class RunContext:
         if self._gpus is None:
             visible = visible_gpus(self.config.device)
             if self.config.device == "cuda" and not visible:
-                raise PipelineError("device: cuda, but no GPU is visible; use device: auto or cpu")
+                raise DeviceUnavailable("device: cuda, but no GPU is visible; use device: auto or cpu")
             wanted = self.config.gpus
             if wanted is not None:
                 bad = [i for i in wanted if not 0 <= i < len(visible)]
                 if bad:
-                    raise PipelineError(f"gpus: {bad} out of range; {len(visible)} GPU(s) visible")
+                    raise DeviceUnavailable(f"gpus: {bad} out of range; {len(visible)} GPU(s) visible")
             self._gpus = visible if wanted is None else [visible[i] for i in wanted]
         return self._gpus
 

@@ -1,6 +1,11 @@
 """Running ``hyctas`` sub-commands as processes: one log file each in the run folder, several at a time spread over
 the GPUs (``CUDA_VISIBLE_DEVICES`` per process, ``per_gpu`` processes on each), one at a time on a CPU. A failed
-job does not stop the others; the caller gets every job's result, failures with the tail of their log."""
+job does not stop the others; the caller gets every job's result, failures with the tail of their log.
+
+A job never outlives the process that runs it (``processes``), and its folder is locked (``.job.lock``) before it
+starts, by this process and by the job, which inherits the lock: an orphan a killed pipeline left running (where
+the parent-death signal does not exist) still holds it, so a rerun refuses its folder instead of writing beside
+it."""
 from __future__ import annotations
 
 import logging
@@ -13,8 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+from hyctas_lightning.locks import FileLock, LockHeld, describe_process
+from hyctas_lightning.processes import PARENT_ENV, child_preexec
+
 log = logging.getLogger(__name__)
 TAIL_LINES = 25
+JOB_LOCK = ".job.lock"
 
 
 @dataclass
@@ -26,12 +35,14 @@ class Job:
         argv: the full command line.
         log: file that receives its stdout and stderr (appended, so a resumed job keeps its history).
         title: how progress messages name it.
+        folder: the folder it writes, locked while it runs (None: not locked).
     """
 
     key: str
     argv: List[str]
     log: Path
     title: str = ""
+    folder: Optional[Path] = None
 
     @property
     def command(self) -> str:
@@ -70,6 +81,7 @@ class _Slot:
     process: Optional[subprocess.Popen] = None
     start: float = 0.0
     handle: Optional[object] = field(default=None, repr=False)
+    lock: Optional[FileLock] = None
 
 
 def hyctas_argv(args: Sequence[str]) -> List[str]:
@@ -122,12 +134,14 @@ def run_jobs(jobs: Sequence[Job], gpus: Sequence[str], per_gpu: int = 1,
     """
     slots = [_Slot(gpu) for gpu in gpus for _ in range(per_gpu)] or [_Slot("")]
     pending, results = list(jobs), {}
+    locks = lock_folders(jobs)
     last_tick = time.monotonic()
     try:
         while pending or any(s.process for s in slots):
             for slot in slots:
                 if slot.process is None and pending:
-                    _start(slot, pending.pop(0))
+                    job = pending.pop(0)
+                    _start(slot, job, locks.get(job.key))
             time.sleep(poll_seconds)
             for slot in slots:
                 if slot.process is not None and slot.process.poll() is not None:
@@ -143,29 +157,57 @@ def run_jobs(jobs: Sequence[Job], gpus: Sequence[str], per_gpu: int = 1,
             if slot.process is not None and slot.process.poll() is None:
                 slot.process.terminate()
                 slot.process.wait()
+        for lock in locks.values():
+            lock.release()
     return results
 
 
-def _start(slot: _Slot, job: Job) -> None:
+def lock_folders(jobs: Sequence[Job]) -> Dict[str, FileLock]:
+    """Lock every job's folder before any job starts, by job key; a folder another process holds refuses them all.
+
+    Args:
+        jobs: the jobs (those without a ``folder`` are not locked).
+    """
+    held: Dict[str, FileLock] = {}
+    for job in jobs:
+        if job.folder is None:
+            continue
+        try:
+            held[job.key] = FileLock(Path(job.folder) / JOB_LOCK).acquire()
+        except LockHeld as busy:
+            for lock in held.values():
+                lock.release()
+            raise LockHeld(f"{job.folder} is being written by another process ({busy.holder or 'unnamed'}), "
+                           f"perhaps one a killed pipeline left running; wait for it to end or stop it, then rerun",
+                           busy.holder) from None
+    return held
+
+
+def _start(slot: _Slot, job: Job, lock: Optional[FileLock]) -> None:
     job.log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot.gpu}
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot.gpu, PARENT_ENV: str(os.getpid())}
     where = f"GPU {slot.gpu}" if slot.gpu else "CPU"
     log.info("  start %s on %s (log: %s)", job.title or job.key, where, job.log)
     slot.handle = job.log.open("a")
     slot.handle.write(f"\n$ {display(job.argv)}\n")
     slot.handle.flush()
-    slot.job, slot.start = job, time.monotonic()
-    slot.process = subprocess.Popen(job.argv, stdout=slot.handle, stderr=subprocess.STDOUT, env=env)
+    slot.job, slot.start, slot.lock = job, time.monotonic(), lock
+    slot.process = subprocess.Popen(job.argv, stdout=slot.handle, stderr=subprocess.STDOUT, env=env,
+                                    pass_fds=(lock.fileno(),) if lock else (), preexec_fn=child_preexec())
+    if lock is not None:  # the job holds the lock too, until it ends
+        lock.note(describe_process(slot.process.pid, display(job.argv)))
 
 
 def _collect(slot: _Slot) -> tuple[Job, JobResult]:
     job, code = slot.job, slot.process.returncode
     slot.handle.close()
+    if slot.lock is not None:
+        slot.lock.release()
     seconds = time.monotonic() - slot.start
     result = JobResult(job.key, code, round(seconds, 1), slot.gpu or None, "" if code == 0 else tail(job.log))
     log.info("  %s %s in %.0f s%s", "finished" if code == 0 else f"FAILED (exit {code})", job.title or job.key,
              seconds, "" if code == 0 else f"; last lines of {job.log}:\n{result.tail}")
-    slot.job = slot.process = slot.handle = None
+    slot.job = slot.process = slot.handle = slot.lock = None
     return job, result
 
 

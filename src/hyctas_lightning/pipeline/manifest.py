@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from hyctas_lightning.fileio import json_digest, read_json, write_json
+from hyctas_lightning.checkpoints import plain
+from hyctas_lightning.errors import ConfigError
+from hyctas_lightning.fileio import JSONFileError, json_digest, read_json, write_json
 from hyctas_lightning.locks import FileLock, LockHeld
 
 VERSION = 1
@@ -36,7 +38,9 @@ def file_digest(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def changed_keys(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> List[str]:
-    """Dotted keys whose values differ between two nested dicts."""
+    """Dotted keys whose values differ between two nested dicts, compared as JSON holds them (a tuple read back
+    from the manifest is a list: no change)."""
+    old, new = plain(old), plain(new)
     keys = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
@@ -57,11 +61,14 @@ class Manifest:
     def __init__(self, run: Path) -> None:
         self.run = Path(run)
         self.path = self.run / "manifest.json"
-        self.data: Dict[str, Any] = read_json(self.path, None) or {
+        self.data: Dict[str, Any] = read_json(self.path) if self.path.exists() else {
             "version": VERSION, "created": now(), "invocations": [], "stages": {}, "jobs": {}}
+        if not isinstance(self.data, dict) or not {"stages", "jobs", "invocations"} <= set(self.data):
+            raise JSONFileError(f"{self.path}: not a pipeline manifest (no stages, jobs and invocations); restore it "
+                                f"or use a new --run folder")
         if self.data.get("version") != VERSION:
-            raise PipelineError(f"{self.path}: manifest version {self.data.get('version')} is not {VERSION}; "
-                                f"use a new run folder")
+            raise JSONFileError(f"{self.path}: manifest version {self.data.get('version')} is not {VERSION}; "
+                                f"use a new --run folder")
         self._lock = FileLock(self.run / LOCK_FILE)
 
     # ------------------------------------------------------------------ the file
@@ -74,9 +81,10 @@ class Manifest:
         """Hold ``RUN/.pipeline.lock`` until the process ends: one pipeline per run folder."""
         try:
             self._lock.acquire()
-        except LockHeld:
-            raise PipelineError(f"another pipeline is running on {self.run} (it holds {self.run}/{LOCK_FILE}); "
-                                f"wait for it or use another --run folder") from None
+        except LockHeld as held:
+            raise LockHeld(f"another pipeline is running on {self.run}: {held.holder or 'a process'} holds "
+                           f"{self._lock.path}; wait for it, stop it, or use another --run folder", held.holder) \
+                from None
 
     # ------------------------------------------------------------------ stages
     def stage(self, name: str) -> Dict[str, Any]:
@@ -148,9 +156,9 @@ class Manifest:
         record = self.data["stages"].get(name, {})
         if record.get("status") == DONE and record.get("inputs_digest") != json_digest(inputs):
             keys = changed_keys(record.get("inputs", {}), inputs)
-            raise PipelineError(f"stage '{name}' finished with other inputs than now (changed: {', '.join(keys)}); "
-                                f"rerun it with --force {name} (finished work whose own inputs are unchanged is "
-                                f"reused), restore the old settings, or use a new --run folder")
+            raise ConfigError(f"stage '{name}' finished with other inputs than now (changed: {', '.join(keys)}); "
+                              f"rerun it with --force {name} (finished work whose own inputs are unchanged is "
+                              f"reused), restore the old settings, or use a new --run folder")
 
     def reset(self, name: str) -> None:
         """Forget that ``name`` finished (``--force``); its attempts and minutes stay on record."""

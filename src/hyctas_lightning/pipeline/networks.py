@@ -94,7 +94,7 @@ def fit_job(ctx: RunContext, network: Network, seed: int) -> Job:
     out = training_folder(ctx, network, seed)
     argv = commands.command("fit", _network_args(ctx, network), commands.seed(seed), commands.root(out),
                             commands.data(ctx.config.data), commands.resume(out / "checkpoints" / "last.ckpt"))
-    return Job(f"fit:{ctx.rel(out)}", argv, out / "fit.log", f"fit {network.name} seed {seed}")
+    return Job(f"fit:{ctx.rel(out)}", argv, out / "fit.log", f"fit {network.name} seed {seed}", out)
 
 
 def test_job(ctx: RunContext, network: Network, seed: int) -> Job:
@@ -104,7 +104,8 @@ def test_job(ctx: RunContext, network: Network, seed: int) -> Job:
     argv = commands.command("test", _network_args(ctx, network), commands.root(out / "eval"),
                             commands.test_split(c.split), commands.data(ctx.config.data), c.args,
                             ["--ckpt_path", str(out / "checkpoints" / "last.ckpt")])
-    return Job(f"test:{ctx.rel(out)}", argv, out / "eval" / "test.log", f"evaluate {network.name} seed {seed}")
+    return Job(f"test:{ctx.rel(out)}", argv, out / "eval" / "test.log", f"evaluate {network.name} seed {seed}",
+               out / "eval")
 
 
 def fit(ctx: RunContext, networks: Sequence[Network]) -> None:

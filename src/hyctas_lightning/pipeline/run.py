@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Set
+
+from hyctas_lightning.errors import ConfigError
 
 from .config import STAGES, PipelineConfig
 from .context import RunContext
-from .manifest import DONE, PipelineError
+from .jobs import display
+from .manifest import DONE
 from .stages import STAGE_RUNNERS, Stage, publish
 
 log = logging.getLogger(__name__)
@@ -38,14 +41,21 @@ class Pipeline:
         """
         unknown = [s for s in [*stages, *force] if s not in STAGES]
         if unknown:
-            raise PipelineError(f"unknown stage(s) {unknown}; the stages are {', '.join(STAGES)}")
+            raise ConfigError(f"--stages/--force: unknown stage(s) {unknown}; the stages are {', '.join(STAGES)}")
         self.ctx.config.validate(needs_files=any(s != "report" for s in stages))
         self.manifest.lock()
         chosen = [STAGE_RUNNERS[s] for s in STAGES if s in stages]
-        for stage in chosen:  # before anything changes: a finished stage whose settings changed stops the run
-            if stage.name not in force and self._reusable(stage):
-                self.manifest.check_inputs(stage.name, stage.inputs(self.ctx))
+        if any(stage.uses_gpus for stage in chosen):
+            _ = self.ctx.gpus  # refuses `device: cuda` without a GPU, or `gpus` out of range, at once
         self.argv = list(argv or [])
+        # before anything changes: a finished stage whose settings changed, or a stage to run whose earlier stages
+        # did not finish or left no files, stops the run
+        running = [stage for stage in chosen if stage.name in force or not self._reusable(stage)]
+        for stage in chosen:
+            if stage not in running:
+                self.manifest.check_inputs(stage.name, stage.inputs(self.ctx))
+        for stage in running:
+            self._check_reads(stage, {s.name for s in running}, force)
         self.manifest.invoked(self.argv, self.ctx.config.to_dict())
         for name in force:
             self.manifest.reset(name)
@@ -58,6 +68,43 @@ class Pipeline:
         """Finished before (the report is made anew every time)."""
         return stage.name != "report" and self.manifest.status(stage.name) == DONE
 
+    def _check_reads(self, stage: Stage, running: Set[str], force: Sequence[str]) -> None:
+        """The stages ``stage`` reads finished before or run now; the files it reads of those finished before are
+        still there."""
+        for name in stage.reads:
+            if name in running:
+                continue
+            if self.manifest.status(name) != DONE:
+                raise ConfigError(f"stage '{stage.name}' needs the '{name}' stage's results; run --stages {name} "
+                                  f"first")
+            gone = [path for path in STAGE_RUNNERS[name].products(self.ctx) if not path.exists()]
+            if gone:
+                raise ConfigError(f"stage '{stage.name}' reads {gone[0]}"
+                                  f"{f' (and {len(gone) - 1} more)' if len(gone) > 1 else ''}, which the '{name}' "
+                                  f"stage made and is gone; rerun the {name} stage: "
+                                  f"{self.rerun_command(name, force)}")
+
+    def rerun_command(self, stage: str, force: Sequence[str] = ()) -> str:
+        """This run's command line with ``stage`` added to ``--force`` (and to ``--stages`` where they are given).
+
+        Args:
+            stage: the stage to rerun.
+            force: the stages this command already forces.
+        """
+        words, stages, option = [], None, None
+        for word in self.argv or ["--run", str(self.folder)]:
+            if word.startswith("--"):
+                option = word
+                stages = [] if option == "--stages" else stages
+                if option in ("--stages", "--force"):
+                    continue
+            if option == "--stages":
+                stages.append(word)
+            elif option != "--force":
+                words.append(word)
+        chosen = ["--stages", *dict.fromkeys([stage, *stages])] if stages is not None else []
+        return display(["hyctas", "pipeline", *words, *chosen, "--force", *dict.fromkeys([stage, *force])])
+
     def _run_stage(self, stage: Stage) -> None:
         inputs = stage.inputs(self.ctx)
         if self._reusable(stage):
@@ -68,8 +115,6 @@ class Pipeline:
         self.ctx.stage, self.ctx.writes = stage.name, stage.writes
         self.manifest.begin(stage.name, inputs, gpus=int(bool(stage.uses_gpus and self.ctx.gpus)), argv=self.argv)
         try:
-            for needed in stage.reads:
-                self.ctx.require(needed)
             outputs = stage.run(self.ctx)
         except KeyboardInterrupt:
             self.manifest.finish(stage.name, {}, error="interrupted")

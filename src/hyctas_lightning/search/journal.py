@@ -105,13 +105,32 @@ def changed_inputs(before: Dict[str, Any], now: Dict[str, Any]) -> List[str]:
             if before.get(k) != now.get(k)]
 
 
+def unused_folder(path: Path) -> Path:
+    """Create and return ``path``, or ``path.2``, ``path.3``, ... if taken: what is set aside never replaces what was
+    set aside before (the same inputs can go stale twice), even with two processes at it.
+
+    Args:
+        path: the folder wanted.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    candidate, number = path, 1
+    while True:
+        try:
+            candidate.mkdir()  # fails if it exists: no other process can have taken it meanwhile
+            return candidate
+        except FileExistsError:
+            number += 1
+            candidate = path.with_name(f"{path.name}.{number}")
+
+
 class Journal:
     """Append-only JSON lines; reading tolerates a final line cut short by a kill.
 
     ``inputs`` describes what produces the measurements (the supernet's weights, the data, the calibration and
     validation images, the latency settings, the device). It is written to ``inputs.json`` beside the journal and its
     digest into every record, and a journal measured with other inputs is never mixed in: it is moved to
-    ``stale/<digest>/`` and the search starts afresh, re-evaluating every candidate.
+    ``stale/<digest>/`` (``stale/<digest>.2/`` and so on if that exists) and the search starts afresh,
+    re-evaluating every candidate.
 
     Args:
         path: the JSON-lines file (created with its folder if missing).
@@ -147,8 +166,7 @@ class Journal:
             old = next(iter(digests - {self.digest}), None) or "unrecorded"
             before = read_json(self.inputs_path, {})
             changes = "; ".join(changed_inputs(before, self.inputs)) if before else "inputs not recorded"
-            stale = self.path.parent / "stale" / old
-            stale.mkdir(parents=True, exist_ok=True)
+            stale = unused_folder(self.path.parent / "stale" / old)
             for file in (self.path, self.inputs_path):
                 if file.exists():
                     file.replace(stale / file.name)

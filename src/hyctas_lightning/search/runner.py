@@ -6,9 +6,10 @@ import logging
 import platform
 import random
 import statistics
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import lightning as L
 import torch
@@ -18,6 +19,7 @@ from hyctas_lightning.checkpoints import plain, weights_digest
 from hyctas_lightning.distributed import all_agree, cpu_group
 from hyctas_lightning.errors import check_device
 from hyctas_lightning.fileio import write_json
+from hyctas_lightning.locks import FileLock, LockHeld
 from hyctas_lightning.models import SuperNet
 from hyctas_lightning.search_space import SearchSpace
 
@@ -34,6 +36,7 @@ from .outputs import front_table, write_outputs
 log = logging.getLogger(__name__)
 
 SPREAD_WARNING = 0.1  # a latency spread between the GPUs beyond this is worth a warning
+SEARCH_LOCK = ".search.lock"
 
 
 @dataclass
@@ -85,27 +88,58 @@ def run_search(supernet: SuperNet, datamodule: L.LightningDataModule, config: Se
         torch.cuda.set_device(torch.device(device))  # latency is timed on the current device
     group = cpu_group()
     lead = group is None or dist.get_rank(group) == 0
-    journal = None
+    with search_lock(out_dir, lead, group):  # the whole search: no second one writes the folder meanwhile
+        journal = None
+        if lead:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(out_dir / "config.json", {"search": config.to_dict(), "space": supernet.space.to_dict()},
+                       default=str)
+            journal = Journal(out_dir / "candidates.jsonl",
+                              measurement_inputs(supernet, datamodule, config, ignore_index, device))
+        calibration = collect_images(datamodule, "train", config.calibration_images, config.seed, with_masks=False)
+        validation = collect_images(datamodule, "val", config.val_images, config.seed, with_masks=True)
+        evaluator = SupernetEvaluator(supernet, calibration, validation, config, ignore_index, device)
+        if group is None:
+            return search_with(evaluator, supernet.space, config, journal, out_dir, logger, show_progress)
+        check_spread(evaluator, config, device, group, out_dir if lead else None, spread_check)
+        if not lead:
+            serve(evaluator, group)
+            return None
+        spread = SpreadEvaluator(evaluator, group)
+        try:
+            return search_with(spread, supernet.space, config, journal, out_dir, logger, show_progress)
+        finally:
+            spread.close()
+
+
+@contextmanager
+def search_lock(out_dir: Path, lead: bool, group: Optional[dist.ProcessGroup]) -> Iterator[None]:
+    """Hold ``out_dir/.search.lock`` while the block runs: a second search on the folder, which would interleave its
+    journal with this one's, is refused at once, naming the holder. Process 0 takes it; every process of a spread
+    search learns whether it did, so a refusal stops them all rather than leaving them waiting.
+
+    Args:
+        out_dir: the search's folder.
+        lead: whether this is process 0 (the one that writes the folder).
+        group: the processes of a spread search (None: one process).
+    """
+    lock, refused = FileLock(out_dir / SEARCH_LOCK), None
     if lead:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / "config.json", {"search": config.to_dict(), "space": supernet.space.to_dict()},
-                   default=str)
-        journal = Journal(out_dir / "candidates.jsonl",
-                          measurement_inputs(supernet, datamodule, config, ignore_index, device))
-    calibration = collect_images(datamodule, "train", config.calibration_images, config.seed, with_masks=False)
-    validation = collect_images(datamodule, "val", config.val_images, config.seed, with_masks=True)
-    evaluator = SupernetEvaluator(supernet, calibration, validation, config, ignore_index, device)
-    if group is None:
-        return search_with(evaluator, supernet.space, config, journal, out_dir, logger, show_progress)
-    check_spread(evaluator, config, device, group, out_dir if lead else None, spread_check)
-    if not lead:
-        serve(evaluator, group)
-        return None
-    spread = SpreadEvaluator(evaluator, group)
+        try:
+            lock.acquire()
+        except LockHeld as held:
+            refused = LockHeld(f"{out_dir} is in use: another search writes it ({held.holder or 'unnamed'}); wait "
+                               f"for it to finish or stop it, or choose another --out", held.holder)
+        except OSError as error:  # no folder there (a part of the path is a file)
+            refused = error
+    if group is not None and not all_agree(str(refused is None)):
+        refused = refused or LockHeld(f"{out_dir}: the search's first process could not lock it")
+    if refused is not None:
+        raise refused
     try:
-        return search_with(spread, supernet.space, config, journal, out_dir, logger, show_progress)
+        yield
     finally:
-        spread.close()
+        lock.release()
 
 
 def check_spread(evaluator: SupernetEvaluator, config: SearchConfig, device: str, group: dist.ProcessGroup,
@@ -217,4 +251,4 @@ def search_with(evaluate, space: SearchSpace, config: SearchConfig, journal: Jou
 
 
 __all__ = ["NothingFeasible", "SearchResult", "check_space", "check_spread", "device_name", "measurement_inputs",
-           "run_search", "search_with"]
+           "run_search", "search_lock", "search_with"]

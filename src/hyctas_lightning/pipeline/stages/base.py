@@ -30,6 +30,11 @@ class Stage:
         """Do the stage's work (resuming what finished before); its outputs, recorded in the manifest."""
         raise NotImplementedError
 
+    def products(self, ctx: RunContext) -> List[Path]:
+        """The files of its finished run that later stages read (none by default): one that is gone stops them
+        with the stage to rerun named, rather than failing inside a sub-command."""
+        return []
+
 
 def size_key(size: Sequence[int]) -> str:
     """``HxW`` text of an image size, as folder names and report keys use it.
@@ -57,6 +62,6 @@ def bench(ctx: RunContext, source: List[str], out: Path, size: Sequence[int], va
     """
     job = Job(f"bench:{ctx.rel(out)}", commands.command("bench", source, commands.bench(size, variants, device,
                                                                                         warmup, runs, out)),
-              out / "bench.log", f"bench {ctx.rel(out)}")
+              out / "bench.log", f"bench {ctx.rel(out)}", out)
     ctx.run_once(job, gpus, out / "bench.json")
     return read_json(out / "bench.json")

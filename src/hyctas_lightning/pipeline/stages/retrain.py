@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
-from typing import Any, Dict
+from pathlib import Path
+from typing import Any, Dict, List
 
 from hyctas_lightning.ranking import rank_correlation
 
@@ -73,6 +74,9 @@ class Retrain(Stage):
         networks += [nets.baseline_network(ctx, b) for b in c.baselines]
         nets.fit(ctx, networks)
         return {"networks": [asdict(n) for n in networks]}
+
+    def products(self, ctx: RunContext) -> List[Path]:
+        return [nets.last_checkpoint(ctx, n, seed) for n in nets.networks_of(ctx, self.name) for seed in n.seeds]
 
 
 class Evaluate(Stage):

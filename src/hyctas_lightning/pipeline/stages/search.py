@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
-from typing import Any, Dict, Sequence
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
 
 import yaml
 
-from hyctas_lightning.errors import EXIT_NOTHING_FEASIBLE
+from hyctas_lightning.errors import EXIT_NOTHING_FEASIBLE, DeviceUnavailable
 from hyctas_lightning.fileio import atomic_write_text, read_json, write_json
 from hyctas_lightning.models import list_networks
 from hyctas_lightning.search.journal import Candidate, read_journal
@@ -45,8 +46,8 @@ class SetLatencyCap(Stage):
         c, how = ctx.config.cap, timing(ctx)
         num_classes = ctx.require("supernet")["num_classes"]
         if how["backend"] == "cuda" and not ctx.gpus:
-            raise PipelineError("stage 'cap': the search times latency on a GPU (latency_backend: cuda) but none is "
-                                "visible; on a CPU set search.overrides.latency_backend: cpu and a CPU variant")
+            raise DeviceUnavailable("stage 'cap': the search times latency on a GPU (latency_backend: cuda) but none "
+                                    "is visible; on a CPU set search.overrides.latency_backend: cpu and a CPU variant")
         source = [*commands.bench_network(c.reference, list_networks()), "--num_classes", str(num_classes)]
         report = bench(ctx, source, ctx.folder / "cap", how["size"], [how["variant"]], how["warmup"], how["runs"],
                        how["backend"], ctx.gpus[:1])
@@ -93,7 +94,7 @@ class SearchSupernet(Stage):
         argv = commands.command("search", commands.search(ctx.folder / supernet["checkpoint"], out / "search.yaml",
                                                           out, data, len(gpus)), ctx.config.search.args)
         ctx.using(len(gpus))
-        if ctx.run_job(Job("search", argv, out / "search.log", "search"), gpus) == EXIT_NOTHING_FEASIBLE:
+        if ctx.run_job(Job("search", argv, out / "search.log", "search", out), gpus) == EXIT_NOTHING_FEASIBLE:
             raise PipelineError(f"stage 'search': no feasible architecture under the cap of {cap['cap_ms']:.3f} ms "
                                 f"(see {out / 'search.log'}); raise cap.factor")
         candidates = read_journal(out / "candidates.jsonl")
@@ -109,3 +110,7 @@ class SearchSupernet(Stage):
         ctx.save_results(search=summary)
         return {"journal": ctx.rel(out / "candidates.jsonl"), "evaluated": len(candidates), "front": front,
                 "topk": sorted(p.stem for p in (out / "topk").glob("*.json"))}
+
+    def products(self, ctx: RunContext) -> List[Path]:
+        outputs, out = ctx.manifest.outputs(self.name), ctx.folder / "search"
+        return [ctx.folder / outputs["journal"], *(out / "topk" / f"{stem}.json" for stem in outputs["topk"])]

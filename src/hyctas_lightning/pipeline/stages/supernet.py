@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from hyctas_lightning.checkpoints import SUPERNET_KIND, read_checkpoint
 from hyctas_lightning.training.curves import last_value, read_curves
@@ -33,7 +33,7 @@ class TrainSupernet(Stage):
         argv = commands.command("fit", commands.configs(c.config), commands.root(out), commands.data(ctx.config.data),
                                 commands.devices(len(gpus)), c.args, commands.resume(last))
         ctx.using(len(gpus))
-        ctx.run_job(Job("supernet", argv, out / "fit.log", "supernet"), gpus)
+        ctx.run_job(Job("supernet", argv, out / "fit.log", "supernet", out), gpus)
         if not last.exists():
             raise PipelineError(f"stage 'supernet': {last} was not written; the config needs a ModelCheckpoint with "
                                 f"save_last: true (see configs/camvid/supernet.yaml)")
@@ -47,3 +47,6 @@ class TrainSupernet(Stage):
                    "val": {k: v.last for k, v in curves.items() if k.startswith("val/")}}
         ctx.save_results(classes=outputs["classes"], supernet={k: outputs[k] for k in ("images_per_s", "val")})
         return outputs
+
+    def products(self, ctx: RunContext) -> List[Path]:
+        return [ctx.folder / ctx.manifest.outputs(self.name)["checkpoint"]]
