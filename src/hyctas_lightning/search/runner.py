@@ -28,7 +28,6 @@ from .engine import NothingFeasible, SearchRun, run_strategy
 from .evaluator import SupernetEvaluator, collect_images
 from .fronts import Individual
 from .journal import Journal
-from .objectives import OBJECTIVES
 from .outputs import front_table, write_outputs
 
 log = logging.getLogger(__name__)
@@ -203,7 +202,7 @@ def search_with(evaluate, space: SearchSpace, config: SearchConfig, journal: Jou
         logger: a Lightning logger or a list of them.
         show_progress: show progress bars.
     """
-    objectives = [OBJECTIVES.get(n) for n in config.objectives]
+    objectives = config.objective_list()
     dashboard = search_dashboard(logger, objectives)
     run: Optional[SearchRun] = None
     try:
