@@ -16,7 +16,7 @@ from hyctas_lightning.ranking import fit_surrogate, kendall_tau, loo_predictions
 from hyctas_lightning.ranking.surrogate import feature_vector, profile_features
 from hyctas_lightning.search import SearchConfig
 from hyctas_lightning.search.objectives import SurrogateMiou
-from hyctas_lightning.search_space import SearchSpace, ranking_panel
+from hyctas_lightning.search_space import Architecture, SearchSpace, ranking_panel
 from hyctas_lightning.training import SupernetModule
 
 FEATURES = ("estimate", "macs", "params")
@@ -144,32 +144,51 @@ def test_the_surrogate_objective_refuses_missing_or_stray_settings(references, t
             "references": str(root / "refs"), "estimates": str(tmp_path / "other.json")}}).objective_list()
 
 
-def test_hyctas_search_ranks_candidates_by_the_surrogate(references, tmp_path):
-    root, _, _ = references
+@pytest.fixture(scope="module")
+def supernet_ckpt(tmp_path_factory):
+    """A supernet of SPACE trained two steps, as ``hyctas search`` loads it."""
+    root = tmp_path_factory.mktemp("supernet")
     L.seed_everything(0)
     module = SupernetModule(SPACE, num_classes=8, sampling="single", val_random=0)
     module.configure_optimizers = lambda: torch.optim.SGD(module.parameters(), lr=0.05)
-    trainer = L.Trainer(max_steps=2, default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
+    trainer = L.Trainer(max_steps=2, default_root_dir=root, logger=False, enable_progress_bar=False,
                         enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0)
     trainer.fit(module, SyntheticStreetDataModule(train_samples=8, val_samples=8, size=(32, 64), batch_size=4))
-    trainer.save_checkpoint(tmp_path / "supernet.ckpt")
-    config = tmp_path / "search.yaml"
-    config.write_text(yaml.safe_dump({"search": {
-        "objectives": ["surrogate_miou", "latency_ms"],
-        "objective_args": {"surrogate_miou": {"references": [str(root / "refs")],
-                                              "estimates": [str(root / "estimates.json")]}},
+    trainer.save_checkpoint(root / "supernet.ckpt")
+    return root / "supernet.ckpt"
+
+
+def search_yaml(path, surrogate_args) -> None:
+    path.write_text(yaml.safe_dump({"search": {
+        "objectives": ["surrogate_miou", "latency_ms"], "objective_args": {"surrogate_miou": surrogate_args},
         "population": 4, "generations": 1, "calibration_images": 8, "val_images": 8, "latency_backend": "cpu",
         "latency_size": [32, 64], "latency_warmup": 1, "latency_runs": 1}}))
+
+
+def test_hyctas_search_ranks_candidates_by_the_surrogate(references, supernet_ckpt, tmp_path):
+    root, _, _ = references
+    config = tmp_path / "search.yaml"
+    search_yaml(config, {"references": [str(root / "refs")], "estimates": [str(root / "estimates.json")]})
     out = tmp_path / "search"
-    assert main(["search", "--ckpt", str(tmp_path / "supernet.ckpt"), "--config", str(config), "--out",
-                 str(out)]) == 0
+    assert main(["search", "--ckpt", str(supernet_ckpt), "--config", str(config), "--out", str(out)]) == 0
     front = json.loads((out / "pareto.json").read_text())
     objective = SearchConfig(**yaml.safe_load(config.read_text())["search"]).objective_list()[0]
     assert isinstance(objective.compute, SurrogateMiou)
     journal = {c["hash"]: c for c in map(json.loads, (out / "candidates.jsonl").read_text().splitlines())}
-    from hyctas_lightning.search_space import Architecture
-
     for entry in front:
         measured = journal[entry["hash"]]
         expected = objective.value(Architecture.from_dict(measured["arch"]), measured["measurements"])
         assert entry["objectives"]["surrogate_miou"] == pytest.approx(expected)
+
+
+def test_hyctas_search_refuses_a_surrogate_without_references_before_any_work(references, supernet_ckpt, tmp_path,
+                                                                             capsys):
+    root, _, _ = references
+    config, out = tmp_path / "search.yaml", tmp_path / "search"
+    search_yaml(config, {"references": str(tmp_path / "nowhere"), "estimates": str(root / "estimates.json")})
+    assert main(["search", "--ckpt", str(supernet_ckpt), "--config", str(config), "--out", str(out)]) == 10
+    assert "nowhere is no folder" in capsys.readouterr().err
+    search_yaml(config, {"references": str(root / "refs"), "estimates": str(root / "estimates.json"), "alpa": 1})
+    assert main(["search", "--ckpt", str(supernet_ckpt), "--config", str(config), "--out", str(out)]) == 2
+    assert "unexpected keyword argument 'alpa'" in capsys.readouterr().err
+    assert not out.exists()  # refused before the journal, the config or any image

@@ -78,6 +78,7 @@ def run_search(supernet: SuperNet, datamodule: L.LightningDataModule, config: Se
         spread_check: architectures each process times before a distributed search, to compare the devices.
     """
     out_dir = Path(out_dir)
+    config.objective_list()  # objectives built from files (a surrogate's references) fail here, before any work
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     check_device(device)
     if torch.device(device).type == "cuda" and torch.device(device).index is not None:
