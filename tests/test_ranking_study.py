@@ -13,6 +13,7 @@ import yaml
 from helpers import ROOT, load_benchmark
 from hyctas_lightning.cli import main as hyctas_main
 from hyctas_lightning.fileio import write_json
+from hyctas_lightning.ranking import read_rank_study
 from hyctas_lightning.ranking.correlation import kendall_tau
 from hyctas_lightning.ranking.report import DefaultRule, report_markdown, study_report
 from hyctas_lightning.ranking.surrogate import profile_features
@@ -173,7 +174,7 @@ def test_the_report_stage_writes_report_json_from_the_results_folder_alone(tmp_p
     for v, sign in (("sandwich", 1), ("single", -1)):
         scores = {n: 0.5 + sign * 0.01 * i for i, n in enumerate(panel)}
         write_json(out / "variants" / v / "estimates.json",
-                         {"scores": scores, "panel": {n: a.to_dict() for n, a in panel.items()}})
+                   {"scores": scores, "panel": {n: a.to_dict() for n, a in panel.items()}})
     with contextlib.redirect_stdout(io.StringIO()):
         assert bench.main(["--study", str(study_yaml), "--out", str(out), "--stages", "report"]) == 0
     report = json.loads((out / "report.json").read_text())
@@ -183,6 +184,9 @@ def test_the_report_stage_writes_report_json_from_the_results_folder_alone(tmp_p
     assert report["seed_to_seed_tau"] == pytest.approx(1.0) and set(report["baselines"]) == {"macs", "params"}
     assert report["references"] == 6 and math.isfinite(report["variants"]["sandwich"]["surrogate_loo_tau"])
     assert "| **sandwich** |" in (out / "report.md").read_text()
+    read_back = read_rank_study(out)  # what the notebook reads: the random members' pairs per variant
+    assert read_back.groups == ["sandwich", "single"] and len(read_back.of("single")) == 6
+    assert read_back.tau("sandwich") == pytest.approx(1.0) and read_back.tau("single") == pytest.approx(-1.0)
 
 
 @pytest.mark.parametrize("name", ["camvid_proxy", "camvid_full"])
