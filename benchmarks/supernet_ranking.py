@@ -3,52 +3,50 @@
     python benchmarks/supernet_ranking.py --study configs/ranking/synthetic.yaml --jobs_per_gpu 8 --num_workers 2 \\
         --time_limit 450
     python benchmarks/supernet_ranking.py --study configs/ranking/camvid_proxy.yaml --root ../shared/datasets/camvid \\
-        --jobs_per_gpu 4 --time_limit 450
+        --out docs/ranking/camvid_proxy --work runs/ranking/camvid_proxy --jobs_per_gpu 4 --time_limit 450
     python benchmarks/supernet_ranking.py --study configs/ranking/synthetic.yaml --cpu_jobs 2   # CPU: hours
 
 A study YAML names a supernet config, the data, the panel (``ranking_panel``), the standalone recipe
-(``StandaloneRecipe``), the reference seeds and the supernet variants (``name: [dotted overrides of hyctas fit]``).
-Stages (``--stages``, in order):
+(``StandaloneRecipe``), the reference seeds, the rule that picks the default variant (``default_rule``,
+``ranking.report.DefaultRule``) and the supernet variants. A variant is a list of dotted overrides of ``hyctas
+fit``, or a mapping ``{overrides: [...], split: {key: branches, from: VARIANT, num_random: 1}}``: a split
+(few-shot) supernet, one ``hyctas fit`` per part of the split (``sampling: split``), each warm-started from the
+finished variant ``from`` (``training.WarmStart``) and estimating the panel members of its part.
 
-- ``references``: every panel member trained alone for each seed (``train_standalone``). Results are cached
-  under ``OUT/references/KEY/HASH.json`` (KEY: recipe + data), so another study or rerun with the same recipe
-  and data trains nothing again.
-- ``teacher``: the fixed teacher of ``distill: teacher`` variants (``{teacher}`` in their overrides): the study's
-  ``teacher.checkpoint``, or ``hyctas fit --config teacher.config`` trained into ``OUT/teacher``.
-- ``supernets``: ``hyctas fit`` of each variant (``OUT/variants/NAME``), resuming from ``last.ckpt``.
+Results (small JSON, ``--out``) and work (checkpoints, logs, ``--work``, default ``--out``) are kept apart, so the
+results folder can be committed and a study on a fresh machine never redoes a finished unit:
 
-These three run as one pool of concurrent processes: ``--jobs_per_gpu`` per visible GPU (``CUDA_VISIBLE_DEVICES``
-set per process, the CPU cores shared out among the slots; the teacher and the supernets start first, the
-longest first) or ``--cpu_jobs`` on a CPU. Then:
+- ``OUT/references/KEY/HASH.json``: one panel member trained alone with one seed (KEY: recipe + data);
+- ``OUT/variants/NAME/estimates.json``: the panel estimated through a finished variant (a split variant's parts
+  first in ``OUT/variants/NAME/parts/PART/estimates.json``);
+- ``OUT/report.json`` and ``OUT/report.md`` (``ranking.report``): per variant tau with a bootstrap interval,
+  Spearman rho, the random members' mean, largest, smallest, n, tau within each branch count and the surrogate's
+  leave-one-out tau; the baselines (tau of MACs and of params); the default variant and the verdict.
 
-- ``estimates``: the panel through each finished supernet (``estimate_panel``: BN recalibrated on training
-  images, val mIoU), written to ``OUT/variants/NAME/estimates.json``.
-- ``report``: per variant the random members' mean supernet mIoU, largest, smallest, Kendall tau and
-  Spearman rho against the standalone references (mean over seeds), and the seed-to-seed tau of the references
-  (the ceiling); ``OUT/report.md`` and ``OUT/report.json``.
-
-Every stage skips finished work and resumes unfinished work, so with ``--time_limit`` (seconds for this
-command) the study is cut into commands of bounded length: workers stop with a checkpoint before the limit and
-the next run of the same command continues. A line ``study incomplete`` at the end means: run it again.
+Stages (``--stages``, in order): ``references`` (``train_standalone`` per member and seed), ``teacher`` (for
+``distill: teacher`` variants: ``{teacher}`` in their overrides), ``supernets`` (``hyctas fit`` of each variant
+and of each split part once its ``from`` variant is finished), all in one pool of concurrent processes
+(``--jobs_per_gpu`` per visible GPU, or ``--cpu_jobs``); then ``estimates`` and ``report``. Every stage skips
+finished work and resumes unfinished work, so with ``--time_limit`` (seconds for this command) the study is cut
+into commands of bounded length; a line ``study incomplete`` at the end means: run it again.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import yaml
 
+from hyctas_lightning.fileio import atomic_write_text, read_json, write_json
 from hyctas_lightning.ranking import (
-    RankingReport,
     ReferenceCache,
     StandaloneRecipe,
     correlate,
@@ -56,12 +54,13 @@ from hyctas_lightning.ranking import (
     load_references,
     references_for,
 )
-from hyctas_lightning.search_space import Architecture, SearchSpace, ranking_panel
-from hyctas_lightning.training import train_standalone
+from hyctas_lightning.ranking.report import DefaultRule, report_markdown, study_report
+from hyctas_lightning.ranking.surrogate import profile_features
+from hyctas_lightning.search_space import SearchSpace, ranking_panel
+from hyctas_lightning.training import SPLITS, train_standalone
 
 STAGES = ("references", "teacher", "supernets", "estimates", "report")
 Job = Tuple[str, List[str], Path]  # name, command, log file
-WAITS = "waits for the teacher"
 MARGIN_S = 45  # a worker's own deadline ends this long before the command's, to save and exit
 
 
@@ -70,7 +69,9 @@ class Study:
         self.args = args
         self.config = yaml.safe_load(Path(args.study).read_text())
         self.out = Path(args.out or Path("runs/ranking") / Path(args.study).stem)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.work = Path(args.work or self.out)
+        for folder in (self.out, self.work):
+            folder.mkdir(parents=True, exist_ok=True)
         self.data = self.config["data"]
         if args.root:
             self.data["init_args"]["root"] = str(Path(args.root).resolve())
@@ -85,6 +86,9 @@ class Study:
                            for c in self.config.get("largest_candidates", [])}
         self.recipes = {seed: StandaloneRecipe(**{**self.config.get("recipe", {}), "seed": seed})
                         for seed in self.config.get("reference_seeds", [0])}
+        self.rule = DefaultRule(**self.config.get("default_rule", {}))
+        self.specs = {name: variant_spec(name, spec, self.config["variants"])
+                      for name, spec in self.config["variants"].items()}
         self.deadline = time.time() + args.time_limit if args.time_limit else None
         self.incomplete: List[str] = []
 
@@ -137,7 +141,7 @@ class Study:
 
     # ------------------------------------------------------------------ references
     def cache(self, seed: int) -> ReferenceCache:
-        return ReferenceCache(self.out, self.recipes[seed], self.data)
+        return ReferenceCache(self.out, self.recipes[seed], self.data, work=self.work)
 
     def reference_jobs(self) -> List[Job]:
         jobs = []
@@ -146,8 +150,8 @@ class Study:
             members = {**self.panel, **(self.candidates if seed == min(self.recipes) else {})}
             for name, arch in members.items():
                 if cache.get(arch) is None:
-                    argv = [sys.executable, __file__, "--study", self.args.study, "--out", str(self.out),
-                            "--worker_reference", name, "--worker_seed", str(seed)]
+                    argv = [sys.executable, __file__, "--study", self.args.study, "--out", str(self.out), "--work",
+                            str(self.work), "--worker_reference", name, "--worker_seed", str(seed)]
                     if self.args.root:
                         argv += ["--root", self.args.root]
                     if self.args.num_workers is not None:
@@ -163,118 +167,164 @@ class Study:
     # ------------------------------------------------------------------ teacher and supernets
     def data_config(self) -> Path:
         """The study's data as a config file for ``hyctas fit``."""
-        path = self.out / "data.yaml"
-        path.write_text(yaml.safe_dump({"data": self.data}))
+        path = self.work / "data.yaml"
+        atomic_write_text(path, yaml.safe_dump({"data": self.data}))
         return path
 
     def teacher_path(self) -> Path:
         spec = self.config.get("teacher") or {}
-        return Path(spec["checkpoint"]) if "checkpoint" in spec else self.out / "teacher" / "checkpoints" / "last.ckpt"
+        return Path(spec["checkpoint"]) if "checkpoint" in spec else self.work / "teacher" / "checkpoints" / "last.ckpt"
 
     def teacher_finished(self) -> bool:
+        """Whether the teacher is ready: given as a checkpoint, trained, or none to train."""
         spec = self.config.get("teacher") or {}
-        return "checkpoint" in spec or self.run_finished(self.out / "teacher")
+        return "config" not in spec or run_finished(self.work / "teacher")
 
     def teacher_jobs(self) -> List[Job]:
         spec = self.config.get("teacher") or {}
         if "config" not in spec or self.teacher_finished():
             return []
-        folder = self.out / "teacher"
+        folder = self.work / "teacher"
         return [("teacher", [sys.executable, "-m", "hyctas_lightning.cli", "fit", "--config", spec["config"],
                              "--config", str(self.data_config()), *run_folder(folder)], folder / "fit.log")]
 
-    def variants(self) -> Dict[str, List[str]]:
-        variants = self.config["variants"]
-        wanted = self.args.variants.split(",") if self.args.variants else list(variants)
-        unknown = [v for v in wanted if v not in variants]
+    def variants(self) -> List[str]:
+        """The variants this command works on (``--variants``, or all), with the variants their splits start from."""
+        wanted = self.args.variants.split(",") if self.args.variants else list(self.specs)
+        unknown = [v for v in wanted if v not in self.specs]
         if unknown:
-            raise SystemExit(f"--variants: {unknown} not in the study's variants {list(variants)}")
+            raise SystemExit(f"--variants: {unknown} not in the study's variants {list(self.specs)}")
+        bases = [self.specs[n]["split"]["from"] for n in wanted if self.specs[n]["split"]]
+        return list(dict.fromkeys(bases + wanted))
+
+    def overrides(self, name: str) -> List[str]:
         teacher = str(self.teacher_path())
-        return {name: [str(a).replace("{teacher}", teacher) for a in variants[name] or []] for name in wanted}
+        return [str(a).replace("{teacher}", teacher) for a in self.specs[name]["overrides"]]
 
-    def variant_dir(self, name: str) -> Path:
-        return self.out / "variants" / name
+    def run_dir(self, name: str, part: Any = None) -> Path:
+        folder = self.work / "variants" / name
+        return folder if part is None else folder / "parts" / str(part)
 
-    def finished(self, name: str) -> bool:
-        return self.run_finished(self.variant_dir(name))
+    def estimates_path(self, name: str, part: Any = None) -> Path:
+        folder = self.out / "variants" / name
+        return (folder if part is None else folder / "parts" / str(part)) / "estimates.json"
 
-    @staticmethod
-    def run_finished(folder: Path) -> bool:
-        """Whether the ``hyctas fit`` run in ``folder`` reached its ``max_steps``."""
-        last, config = folder / "checkpoints" / "last.ckpt", folder / "config.yaml"
-        if not (last.is_file() and config.is_file()):
-            return False
-        wanted = yaml.safe_load(config.read_text())["trainer"]["max_steps"]
-        return torch.load(last, map_location="cpu", weights_only=False)["global_step"] >= wanted
+    def parts(self, name: str) -> Tuple[Any, ...]:
+        split = self.specs[name]["split"]
+        return SPLITS.get(split["key"]).parts(self.space) if split else ()
 
-    def max_steps(self, overrides: List[str]) -> int:
-        """A variant's training steps: its ``--trainer.max_steps`` override, else the supernet config's."""
-        if "--trainer.max_steps" in overrides:
-            return int(overrides[overrides.index("--trainer.max_steps") + 1])
-        return int(yaml.safe_load(Path(self.config["supernet_config"]).read_text())["trainer"]["max_steps"])
+    def done(self, name: str, part: Any = None) -> bool:
+        """Whether a variant (or a split part) has its estimates: the unit is finished for good."""
+        return self.estimates_path(name, part).is_file()
+
+    def bases_needed(self) -> set:
+        """Variants whose checkpoint an unfinished split part still starts from."""
+        return {self.specs[n]["split"]["from"] for n in self.variants() if self.specs[n]["split"]
+                and not all(self.done(n, p) for p in self.parts(n))}
+
+    def fit_job(self, name: str, overrides: List[str], folder: Path) -> Job:
+        argv = [sys.executable, "-m", "hyctas_lightning.cli", "fit", "--config", self.config["supernet_config"],
+                "--config", str(self.data_config()), *overrides, *run_folder(folder)]
+        label = name if folder == self.run_dir(name) else f"{name} part {folder.name}"
+        return (f"supernet {label}", argv, folder / "fit.log")
 
     def supernet_jobs(self) -> List[Job]:
-        """``hyctas fit`` of every unfinished variant, the longest first (the study waits for the last one)."""
-        data_config = self.data_config()
-        jobs = []
-        variants = self.variants()
-        for name in sorted(variants, key=lambda n: -self.max_steps(variants[n])):
-            overrides = variants[name]
-            folder = self.variant_dir(name)
-            if self.finished(name):
+        """``hyctas fit`` of every variant and split part still to train and ready to, the longest first."""
+        jobs, needed = [], self.bases_needed()
+        for name in self.variants():
+            spec, overrides = self.specs[name], self.overrides(name)
+            if spec["split"]:
+                base = self.run_dir(spec["split"]["from"])
+                for part in self.parts(name):
+                    folder = self.run_dir(name, part)
+                    if self.done(name, part) or run_finished(folder) or not run_finished(base):
+                        continue
+                    jobs.append(self.fit_job(name, split_overrides(spec["split"], part, base) + overrides, folder))
                 continue
-            if any("{teacher}" in str(a) for a in self.config["variants"][name] or []) and not self.teacher_finished():
-                self.incomplete.append(f"{name} {WAITS}")
+            if run_finished(self.run_dir(name)) or (self.done(name) and name not in needed):
                 continue
-            argv = [sys.executable, "-m", "hyctas_lightning.cli", "fit", "--config", self.config["supernet_config"],
-                    "--config", str(data_config), *overrides, *run_folder(folder)]
-            jobs.append((f"supernet {name}", argv, folder / "fit.log"))
-        return jobs
+            if any("{teacher}" in str(a) for a in spec["overrides"]) and not self.teacher_finished():
+                continue
+            jobs.append(self.fit_job(name, overrides, self.run_dir(name)))
+        return sorted(jobs, key=lambda job: -self.max_steps(job[1]))
+
+    def max_steps(self, argv: List[str]) -> int:
+        """A run's training steps: its last ``--trainer.max_steps``, else the supernet config's."""
+        given = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--trainer.max_steps"]
+        if given:
+            return int(given[-1])
+        return int(yaml.safe_load(Path(self.config["supernet_config"]).read_text())["trainer"]["max_steps"])
 
     def train(self, stages: List[str]) -> None:
-        """The training stages' jobs in one pool: the teacher and the supernets first (one per GPU, as the slots
-        go round the GPUs), the standalone references filling the other slots."""
-        jobs = [*(self.teacher_jobs() if "teacher" in stages else []),
-                *(self.supernet_jobs() if "supernets" in stages else []),
-                *(self.reference_jobs() if "references" in stages else [])]
-        self.run_pool(jobs)
-        waited = [m for m in self.incomplete if m.endswith(WAITS)]
-        if "supernets" in stages and waited and self.teacher_finished():  # their teacher is ready: start them now
-            self.incomplete = [m for m in self.incomplete if m not in waited]
-            self.run_pool(self.supernet_jobs())
+        """The training stages' jobs in pools: the teacher and the supernets first (one per GPU, as the slots go
+        round the GPUs), the standalone references filling the other slots; then what a finished run let start
+        (variants waiting for the teacher, split parts waiting for the variant they start from)."""
+        started: set = set()
+        while self.seconds_left() is None or self.seconds_left() > 2 * MARGIN_S:
+            jobs = [*(self.teacher_jobs() if "teacher" in stages else []),
+                    *(self.supernet_jobs() if "supernets" in stages else []),
+                    *(self.reference_jobs() if "references" in stages else [])]
+            jobs = [job for job in jobs if job[0] not in started]
+            if not jobs:
+                break
+            started |= {job[0] for job in jobs}
+            self.run_pool(jobs)
         missing = sum(self.cache(s).get(a) is None for s in self.recipes for a in self.panel.values())
         if "references" in stages and missing:
             self.incomplete.append(f"{missing} standalone references unfinished")
         if "teacher" in stages and not self.teacher_finished():
             self.incomplete.append("teacher unfinished")
-        unfinished = [n for n in self.variants() if not self.finished(n)]
+        unfinished = [n for n in self.variants() if not self.trained(n)]
         if "supernets" in stages and unfinished:
             self.incomplete.append(f"supernets unfinished: {unfinished}")
 
+    def trained(self, name: str) -> bool:
+        """Whether a variant (every part of a split one) is trained or already estimated."""
+        if self.specs[name]["split"]:
+            return all(self.done(name, p) or run_finished(self.run_dir(name, p)) for p in self.parts(name))
+        return self.done(name) or run_finished(self.run_dir(name))
+
     # ------------------------------------------------------------------ estimates and report
     def estimates(self) -> None:
+        """The panel through each trained variant (a split variant: each member through its part's supernet)."""
+        for name in self.variants():
+            if self.done(name):
+                continue
+            split = self.specs[name]["split"]
+            for part in self.parts(name) or (None,):
+                if self.done(name, part) or not run_finished(self.run_dir(name, part)):
+                    continue
+                if (left := self.seconds_left()) is not None and left < 2 * MARGIN_S:
+                    self.incomplete.append("estimates left for the next run (time limit)")
+                    return
+                members = None if part is None else {n for n, a in self.panel.items()
+                                                     if SPLITS.get(split["key"]).part_of(a) == part}
+                self.estimate(self.run_dir(name, part), self.estimates_path(name, part), members)
+            if split and all(self.done(name, p) for p in self.parts(name)):
+                merge_parts([read_json(self.estimates_path(name, p)) for p in self.parts(name)],
+                            self.estimates_path(name))
+            if self.done(name):
+                scores = read_json(self.estimates_path(name))["scores"]
+                randoms = [v for n, v in scores.items() if n.startswith("random")]
+                print(f"estimates {name}: random mean {100 * sum(randoms) / max(1, len(randoms)):.2f}", flush=True)
+            else:
+                self.incomplete.append(f"estimates of {name} wait for its training")
+
+    def estimate(self, run: Path, path: Path, members: Optional[set]) -> None:
+        """Estimates of the panel (or of ``members`` of it) through the supernet of the run folder ``run``."""
         from hyctas_lightning.data.registry import build_datamodule
         from hyctas_lightning.training import SupernetModule
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        for name in self.variants():
-            path = self.variant_dir(name) / "estimates.json"
-            if path.is_file() or not self.finished(name):
-                continue
-            if (left := self.seconds_left()) is not None and left < 2 * MARGIN_S:
-                self.incomplete.append("estimates left for the next run (time limit)")
-                return
-            module = SupernetModule.load_from_checkpoint(self.variant_dir(name) / "checkpoints" / "last.ckpt",
-                                                         map_location=device)
-            panel = ranking_panel(module.space, **self.config.get("panel", {}))
-            start = time.perf_counter()
-            scores = estimate_panel(module.supernet, panel, build_datamodule(self.data), module.hparams.num_classes,
-                                    module.hparams.ignore_index, seed=self.config.get("panel", {}).get("seed", 0),
-                                    **self.config.get("estimates", {}))
-            path.write_text(json.dumps({"scores": scores, "panel": {n: a.to_dict() for n, a in panel.items()},
-                                        "seconds": time.perf_counter() - start}, indent=1) + "\n")
-            report = RankingReport(panel, scores)
-            print(f"estimates {name}: random mean {100 * report.summary()['random_mean']:.2f}", flush=True)
+        module = SupernetModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location=device)
+        panel = ranking_panel(module.space, **self.config.get("panel", {}))
+        panel = {n: a for n, a in panel.items() if members is None or n in members}
+        start = time.perf_counter()
+        scores = estimate_panel(module.supernet, panel, build_datamodule(self.data), module.hparams.num_classes,
+                                module.hparams.ignore_index, seed=self.config.get("panel", {}).get("seed", 0),
+                                **self.config.get("estimates", {}))
+        write_json(path, {"scores": scores, "panel": {n: a.to_dict() for n, a in panel.items()},
+                          "seconds": time.perf_counter() - start, "device": device_name()})
 
     def reference_means(self) -> Tuple[Dict[str, float], float]:
         """Standalone mIoU per architecture hash, averaged over the seeds that have it; and the tau between the
@@ -284,10 +334,10 @@ class Study:
         for h in set().union(*per_seed):
             values = [r[h] for r in per_seed if h in r]
             means[h] = sum(values) / len(values)
-        hashes = set.intersection(*(set(r) for r in per_seed)) if per_seed else set()
         ceiling = math.nan
         if len(per_seed) >= 2:
-            names = [n for n, a in self.panel.items() if n.startswith("random") and a.hash in hashes]
+            names = [n for n, a in self.panel.items() if n.startswith("random") and a.hash in per_seed[0]
+                     and a.hash in per_seed[1]]
             stats = correlate([per_seed[0][self.panel[n].hash] for n in names],
                               [per_seed[1][self.panel[n].hash] for n in names])
             ceiling = stats.kendall_tau if stats else math.nan
@@ -295,34 +345,69 @@ class Study:
 
     def report(self) -> None:
         means, ceiling = self.reference_means()
-        rows, results = [], {"seed_to_seed_tau": ceiling, "device": device_name(), "variants": {}}
-        for name, overrides in self.variants().items():
-            path = self.variant_dir(name) / "estimates.json"
-            if not path.is_file():
-                continue
-            estimates = json.loads(path.read_text())
-            panel = {n: Architecture.from_dict(a) for n, a in estimates["panel"].items()}
-            report = RankingReport(panel, estimates["scores"], references_for(panel, means))
-            s = report.summary()
-            results["variants"][name] = {"overrides": overrides, **report.to_dict()}
-            rows.append(f"| {name} | {100 * s['random_mean']:.1f} ({100 * s['random_min']:.1f}-"
-                        f"{100 * s['random_max']:.1f}) | {100 * s['largest']:.1f} | {100 * s['smallest']:.1f} | "
-                        f"{s['kendall_tau']:.2f} [{s['kendall_ci'][0]:.2f}, {s['kendall_ci'][1]:.2f}] | "
-                        f"{s['spearman_rho']:.2f} | {s['n']} |")
-            print(f"\n== {name} ==\n{report.table()}", flush=True)
-        standalone = [means[a.hash] for n, a in self.panel.items() if n.startswith("random") and a.hash in means]
-        header = ["| variant | random sub-networks' supernet mIoU, mean (min-max) | largest | smallest | Kendall tau "
-                  "[95% bootstrap] | Spearman rho | n |", "|---|---|---|---|---|---|---|"]
-        footer = (f"\nStandalone (mean of seeds {list(self.recipes)}): random members' mean "
-                  f"{100 * sum(standalone) / max(1, len(standalone)):.1f} mIoU over {len(standalone)}; seed-to-seed "
-                  f"Kendall tau {ceiling:.2f} (the ceiling). Estimates measured on {device_name()}.")
-        candidates = [f"{name}: {100 * means[a.hash]:.1f}" for name, a in self.candidates.items() if a.hash in means]
+        estimates = {n: read_json(self.estimates_path(n))["scores"] for n in self.variants() if self.done(n)}
+        costs = {n: profile_features(a) for n, a in self.panel.items()}
+        candidates = {name: means[a.hash] for name, a in self.candidates.items() if a.hash in means}
+        report = study_report(self.panel, estimates, references_for(self.panel, means), costs, self.rule,
+                              {n: self.specs[n]["spec"] for n in estimates}, seed_to_seed_tau=ceiling,
+                              reference_seeds=list(self.recipes), largest_candidates=candidates,
+                              device=device_name(), study=self.args.study)
+        text = (report_markdown(report) + f"\nStandalone (mean of seeds {list(self.recipes)}): random members' mean "
+                f"{100 * report['standalone_mean']:.1f} mIoU over {report['references']}; seed-to-seed Kendall tau "
+                f"{ceiling:.2f} (the ceiling). Report written on {device_name()}.\n")
         if candidates:
-            footer += "\nStandalone mIoU of candidate largest sub-networks: " + "; ".join(candidates) + "."
-        text = "\n".join(header + rows) + "\n" + footer + "\n"
-        (self.out / "report.md").write_text(text)
-        (self.out / "report.json").write_text(json.dumps(results, indent=1) + "\n")
+            text += ("Standalone mIoU of candidate largest sub-networks: "
+                     + "; ".join(f"{n}: {100 * v:.1f}" for n, v in candidates.items()) + ".\n")
+        atomic_write_text(self.out / "report.md", text)
+        write_json(self.out / "report.json", report)
         print("\n" + text, flush=True)
+
+
+def variant_spec(name: str, spec: Any, variants: Dict[str, Any]) -> Dict[str, Any]:
+    """A study variant as ``{overrides, split, spec}``, checked: overrides a list, a split's ``key`` registered
+    and its ``from`` a plain variant of the study."""
+    if spec is None or isinstance(spec, list):
+        return {"overrides": list(spec or []), "split": None, "spec": spec or []}
+    if not isinstance(spec, dict) or set(spec) - {"overrides", "split"}:
+        raise SystemExit(f"variants.{name}: a list of overrides, or a mapping with overrides and split")
+    split = dict(spec.get("split") or {})
+    if split:
+        if split.get("key") not in SPLITS or set(split) - {"key", "from", "num_random"}:
+            raise SystemExit(f"variants.{name}.split: {{key: one of {SPLITS.names()}, from: VARIANT, num_random: N}}, "
+                             f"got {split}")
+        start = variants.get(split.get("from"), "missing")
+        if not (start is None or isinstance(start, list)):
+            raise SystemExit(f"variants.{name}.split.from: '{split.get('from')}' must name a variant of the study that "
+                             f"is no split itself")
+    return {"overrides": list(spec.get("overrides") or []), "split": split or None, "spec": spec}
+
+
+def split_overrides(split: Dict[str, Any], part: Any, base: Path) -> List[str]:
+    """``hyctas fit`` overrides of one part of a split: its sampler, and its weights from ``base``'s checkpoint."""
+    args = {"key": split["key"], "part": part, **({"num_random": split["num_random"]} if "num_random" in split else {})}
+    return ["--model.init_args.sampling", "split", "--model.init_args.sampler_args",
+            yaml.safe_dump(args, default_flow_style=True).strip(),
+            "--trainer.callbacks+=hyctas_lightning.training.WarmStart", "--trainer.callbacks.checkpoint",
+            str(base / "checkpoints" / "last.ckpt")]
+
+
+def merge_parts(parts: List[Dict[str, Any]], path: Path) -> None:
+    """One estimates file of a split variant from its parts' (each holds the members of its part)."""
+    merged = {"scores": {}, "panel": {}, "seconds": 0.0, "device": parts[0].get("device") if parts else None}
+    for part in parts:
+        merged["scores"].update(part["scores"])
+        merged["panel"].update(part["panel"])
+        merged["seconds"] += part.get("seconds", 0.0)
+    write_json(path, merged)
+
+
+def run_finished(folder: Path) -> bool:
+    """Whether the ``hyctas fit`` run in ``folder`` reached its ``max_steps``."""
+    last, config = folder / "checkpoints" / "last.ckpt", folder / "config.yaml"
+    if not (last.is_file() and config.is_file()):
+        return False
+    wanted = yaml.safe_load(config.read_text())["trainer"]["max_steps"]
+    return torch.load(last, map_location="cpu", weights_only=False)["global_step"] >= wanted
 
 
 def device_name() -> str:
@@ -348,7 +433,8 @@ def deadline_args(argv: List[str], seconds: float) -> List[str]:
 def parse(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--study", required=True, help="study YAML, e.g. configs/ranking/synthetic.yaml")
-    p.add_argument("--out", default=None, help="study folder (default: runs/ranking/<study name>)")
+    p.add_argument("--out", default=None, help="results folder, JSON only (default: runs/ranking/<study name>)")
+    p.add_argument("--work", default=None, help="folder of checkpoints and logs (default: --out)")
     p.add_argument("--root", default=None, help="dataset root (overrides the study's data.init_args.root)")
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     p.add_argument("--variants", default=None, help="comma-separated subset of the study's variants")

@@ -67,20 +67,24 @@ def data_identity(spec: Dict[str, Any]) -> Dict[str, Any]:
 
 class ReferenceCache:
     """Standalone results of one recipe on one data set: ``ROOT/references/KEY/HASH.json`` (plus the training
-    run folder ``KEY/HASH/`` an interrupted training resumes from), KEY hashing recipe and data identity.
+    run folder ``WORK/references/KEY/HASH/`` an interrupted training resumes from), KEY hashing recipe and data
+    identity. Results and run folders may live apart, so the results (small JSON) can be committed alone.
 
     Args:
-        root: folder of the cache.
+        root: folder of the results.
         recipe: the standalone recipe.
         data_spec: ``class_path``/``init_args`` of the data module (a supernet checkpoint's ``hyctas.data``).
+        work: folder of the training runs (checkpoints); None: ``root``.
     """
 
-    def __init__(self, root: str | Path, recipe: StandaloneRecipe, data_spec: Dict[str, Any]) -> None:
+    def __init__(self, root: str | Path, recipe: StandaloneRecipe, data_spec: Dict[str, Any],
+                 work: Optional[str | Path] = None) -> None:
         self.recipe = recipe
         self.data_spec = data_spec
         identity = {"recipe": recipe.identity(), "data": data_identity(data_spec)}
         self.key = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
         self.dir = Path(root) / "references" / self.key
+        self.work = Path(work or root) / "references" / self.key
         self.identity = identity
 
     def path(self, arch: Architecture) -> Path:
@@ -95,7 +99,7 @@ class ReferenceCache:
         write_json(self.path(arch), {**result, "arch": arch.to_dict()})
 
     def run_dir(self, arch: Architecture) -> Path:
-        return self.dir / arch.hash
+        return self.work / arch.hash
 
 
 def load_references(folder: str | Path) -> Dict[str, float]:

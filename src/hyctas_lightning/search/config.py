@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from hyctas_lightning.evaluation.bench import Variant
 
-from .objectives import OBJECTIVES
+from .objectives import OBJECTIVES, Objective, bind_objectives
 from .registry import STRATEGIES, strategy_settings
 
 
@@ -20,7 +20,11 @@ class SearchConfig:
 
     Args:
         objectives: problem: registered objectives, the first maximised or minimised against the rest
-            (``miou``, ``latency_ms``, ``macs_g``, ``params_m``, or your own with ``register_objective``).
+            (``miou``, ``latency_ms``, ``macs_g``, ``params_m``, ``surrogate_miou``, or your own with
+            ``register_objective``).
+        objective_args: problem: settings of the objectives that take them, ``{name: {setting: value}}`` (e.g.
+            ``surrogate_miou: {references: DIR, estimates: FILE}``); they judge candidates, so changing them reuses
+            the journal.
         branches: problem: search 1-, 2- or 3-branch networks only; None searches all jointly.
         latency_cap_ms: problem: latency limit S_max of Algorithm 1 (None: no limit).
         min_miou: problem: minimum mIoU of Algorithm 1, in [0, 1] (None: no limit).
@@ -62,6 +66,7 @@ class SearchConfig:
     """
 
     objectives: List[str] = field(default_factory=lambda: ["miou", "latency_ms"])
+    objective_args: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     branches: Optional[int] = None
     latency_cap_ms: Optional[float] = None
     min_miou: Optional[float] = None
@@ -118,6 +123,9 @@ class SearchConfig:
         unknown = [name for name in self.objectives if name not in OBJECTIVES]
         if unknown:
             raise ValueError(f"search config: objectives: unknown {unknown}; registered: {', '.join(OBJECTIVES)}")
+        stray = [name for name in self.objective_args if name not in self.objectives]
+        if stray:
+            raise ValueError(f"search config: objective_args: {stray} not among the objectives {self.objectives}")
         self.latency_size = tuple(self.latency_size)
         self._resolve_strategy_args()
 
@@ -134,6 +142,12 @@ class SearchConfig:
             setattr(self, old, None)
         resolved = strategy_settings(self.strategy, args)
         self.strategy_args = asdict(resolved) if is_dataclass(resolved) else resolved
+
+    def objective_list(self) -> List[Objective]:
+        """The objectives, each built from its ``objective_args`` (once per config: a surrogate reads files)."""
+        if getattr(self, "_bound", None) is None:
+            self._bound = bind_objectives(self.objectives, self.objective_args)
+        return self._bound
 
     @property
     def settings(self) -> Any:

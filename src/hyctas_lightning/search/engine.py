@@ -23,7 +23,7 @@ from hyctas_lightning.search_space.space import GENES_PER_LAYER
 from .config import SearchConfig
 from .fronts import Individual, as_individual, fitness_class, history_row
 from .journal import Candidate, Journal
-from .objectives import OBJECTIVES, Objective
+from .objectives import Objective
 from .registry import STRATEGIES, register_strategy
 
 Evaluate = Callable[[Architecture], Mapping[str, object]]
@@ -82,7 +82,7 @@ class SearchRun:
                  journal: Journal, show_progress: bool = True, on_generation: Sequence[GenerationHook] = ()) -> None:
         self.space, self.config, self.journal = space, config, journal
         self.evaluator = evaluate
-        self.objectives: List[Objective] = [OBJECTIVES.get(n) for n in config.objectives]
+        self.objectives: List[Objective] = config.objective_list()
         self.fitness = fitness_class(self.objectives)
         self.settings = config.settings
         self.rng = random.Random(config.seed)

@@ -20,7 +20,7 @@ from hyctas_lightning.viz import Table
 from .config import SearchConfig
 from .fronts import Individual, history_row, pareto_front, top_k
 from .journal import Candidate, read_journal
-from .objectives import OBJECTIVES, Objective
+from .objectives import Objective
 from .outputs import plot_pareto
 
 
@@ -44,7 +44,7 @@ class SearchRunFolder:
 
     @property
     def objectives(self) -> List[Objective]:
-        return [OBJECTIVES.get(n) for n in self.config.objectives]
+        return self.config.objective_list()
 
     @property
     def front(self) -> List[Individual]:

@@ -30,7 +30,6 @@ from .engine import NothingFeasible, SearchRun, run_strategy
 from .evaluator import SupernetEvaluator, collect_images
 from .fronts import Individual
 from .journal import Journal
-from .objectives import OBJECTIVES
 from .outputs import front_table, write_outputs
 
 log = logging.getLogger(__name__)
@@ -82,6 +81,7 @@ def run_search(supernet: SuperNet, datamodule: L.LightningDataModule, config: Se
         spread_check: architectures each process times before a distributed search, to compare the devices.
     """
     out_dir = Path(out_dir)
+    config.objective_list()  # objectives built from files (a surrogate's references) fail here, before any work
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     check_device(device)
     if torch.device(device).type == "cuda" and torch.device(device).index is not None:
@@ -237,7 +237,7 @@ def search_with(evaluate, space: SearchSpace, config: SearchConfig, journal: Jou
         logger: a Lightning logger or a list of them.
         show_progress: show progress bars.
     """
-    objectives = [OBJECTIVES.get(n) for n in config.objectives]
+    objectives = config.objective_list()
     dashboard = search_dashboard(logger, objectives)
     run: Optional[SearchRun] = None
     try:

@@ -7,14 +7,14 @@ from .efficiency import GpuBusy, TrainingEfficiency
 from .losses import distillation_loss, segmentation_loss
 from .panoptic import PanopticModule
 from .prediction import PanopticWriter, SegmentationWriter
-from .sampling import SAMPLERS, SandwichSampler, build_sampler, register_sampler
+from .sampling import SAMPLERS, SPLITS, SandwichSampler, build_sampler, register_sampler, register_split
 from .schedules import PolyWarmup, PolyWarmupLR
 from .segmentation import SegmentationModule
 from .standalone import train_references, train_standalone
-from .supernet import SupernetModule
+from .supernet import ComplexityScale, SupernetModule, WarmStart
 
-__all__ = ["AsyncAtomicCheckpointIO", "AtomicCheckpointIO", "Deadline", "DivergenceGuard", "GpuBusy", "LastCheckpoint",
-           "PanopticModule", "PanopticWriter", "PolyWarmup", "PolyWarmupLR", "RandomStateCheckpoint", "SAMPLERS",
-           "SandwichSampler", "SegmentationModule", "SegmentationWriter", "SupernetModule", "TrainingEfficiency",
-           "build_sampler", "distillation_loss", "register_sampler", "segmentation_loss", "train_references",
-           "train_standalone"]
+__all__ = ["AsyncAtomicCheckpointIO", "AtomicCheckpointIO", "ComplexityScale", "Deadline", "DivergenceGuard", "GpuBusy",
+           "LastCheckpoint", "PanopticModule", "PanopticWriter", "PolyWarmup", "PolyWarmupLR", "RandomStateCheckpoint",
+           "SAMPLERS", "SPLITS", "SandwichSampler", "SegmentationModule", "SegmentationWriter", "SupernetModule",
+           "TrainingEfficiency", "WarmStart", "build_sampler", "distillation_loss", "register_sampler",
+           "register_split", "segmentation_loss", "train_references", "train_standalone"]

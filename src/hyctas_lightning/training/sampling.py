@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections import Counter
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from hyctas_lightning.registry import Registry
-from hyctas_lightning.search_space import SCALES, Architecture, Branch, SearchSpace
+from hyctas_lightning.search_space import SCALES, Architecture, ArchitectureError, Branch, SearchSpace
 
 Draw = List[Tuple[str, Architecture]]
 SAMPLERS: Registry[type] = Registry("supernet sampler")
@@ -231,6 +231,128 @@ class ProgressiveSampler(SubnetSampler):
         return drawn
 
 
+class SpaceSplit:
+    """A partition of a search space by one choice, the split of few-shot NAS (Zhao et al., 'Few-shot Neural
+    Architecture Search', ICML 2021): ``parts`` names the sub-spaces, ``part_of`` says which one an architecture
+    lies in, and ``sample`` draws from one part under the space's prior conditioned on that part."""
+
+    def parts(self, space: SearchSpace) -> Tuple[Any, ...]:
+        raise NotImplementedError
+
+    def part_of(self, arch: Architecture) -> Any:
+        raise NotImplementedError
+
+    def sample(self, space: SearchSpace, rng: random.Random, part: Any) -> Architecture:
+        raise NotImplementedError
+
+
+SPLITS: Registry[SpaceSplit] = Registry("supernet split")
+
+
+def register_split(name: str) -> Callable[[type], type]:
+    """Register a ``SpaceSplit`` class under ``name`` (``sampler_args: {key: name}`` of the ``split`` sampler)."""
+
+    def decorator(cls: type) -> type:
+        SPLITS.register(name)(cls())
+        return cls
+
+    return decorator
+
+
+@register_split("branches")
+class BranchSplit(SpaceSplit):
+    """Parts by branch count (1, 2, 3; those the prior draws): the HyCTAS paper searches each branch count on its
+    own (section 4.5), so each count gets a sub-supernet whose heads and fusions serve that count alone."""
+
+    def parts(self, space: SearchSpace) -> Tuple[int, ...]:
+        return tuple(n for n, p in zip((1, 2, 3), space.branch_prior) if p > 0)
+
+    def part_of(self, arch: Architecture) -> int:
+        return arch.num_branches
+
+    def sample(self, space: SearchSpace, rng: random.Random, part: Any) -> Architecture:
+        return space.sample(rng, branches=int(part))
+
+
+def op_family(op: str) -> str:
+    """An op's family: its name without the ``_2x`` of the wider-expansion version (``conv_2x`` -> ``conv``)."""
+    return op[:-3] if op.endswith("_2x") else op
+
+
+def with_op(arch: Architecture, layer: int, op: str) -> Architecture:
+    """``arch`` with ``op`` in its first branch's cell at ``layer`` (and in the branches that share that cell)."""
+    # regene's lead branch of a group is its first one, so the group holding branch 0 is led by 0
+    return regene(arch, lambda at, lead, gene: (op if (at, lead) == (layer, 0) else gene[0], gene[1]))
+
+
+def first_active_layer(arch: Architecture) -> int:
+    """The first layer whose cell runs in the architecture's first branch (every branch starts at layer 0; 0 if
+    every cell of it is dropped)."""
+    return next((layer for layer in range(arch.num_layers) if arch.branches[0].active(layer)), 0)
+
+
+@register_split("op_family")
+class OpFamilySplit(SpaceSplit):
+    """Parts by the op family (``op_family``) of the network's first running cell (first branch), the one
+    compound edge few-shot NAS splits: light convolutions, convolutions and attention start the network
+    differently, and every later cell sees that start."""
+
+    def parts(self, space: SearchSpace) -> Tuple[str, ...]:
+        return tuple(dict.fromkeys(op_family(op) for op in space.ops))
+
+    def part_of(self, arch: Architecture) -> str:
+        return op_family(arch.branches[0].ops[first_active_layer(arch)])
+
+    def sample(self, space: SearchSpace, rng: random.Random, part: Any) -> Architecture:
+        ops = [op for op in space.ops if op_family(op) == part]
+        for _ in range(1000):
+            arch = space.sample(rng)
+            try:
+                return space.validate(with_op(arch, first_active_layer(arch), rng.choice(ops)))
+            except ArchitectureError:
+                continue  # the memory limit: draw again
+        raise ArchitectureError(f"could not draw a valid architecture of op family '{part}' in 1000 draws")
+
+
+@register_sampler("split")
+class SplitSampler(SubnetSampler):
+    """One part of a few-shot supernet (Zhao et al., 'Few-shot Neural Architecture Search', ICML 2021): the
+    space is split by one choice (``key``, a registered ``SPLITS`` entry: ``branches`` or ``op_family``), and
+    each part is a sub-supernet warm-started from the one-shot supernet's weights (``training.WarmStart``) and
+    trained only on members of its part: per step ``num_random`` architectures drawn under the prior conditioned
+    on ``part``. Each part is its own ``hyctas fit`` run, so after the split the parts share no parameters, and
+    ``Architecture``, ``SuperNet`` and the graph walk stay as they are; an architecture's estimate comes from its
+    part's checkpoint (``SPLITS.get(key).part_of(arch)``; the ranking study does this per panel member).
+
+    Args:
+        space: the supernet's search space.
+        key: the registered split (``branches``: parts 1, 2, 3; ``op_family``: parts ``light_conv``, ``conv``,
+            ``mesa`` for the default ops).
+        part: which part this run trains.
+        num_random: architectures of the part per step.
+        seed: seed of the per-step draws.
+        total_steps: length of the run (unused).
+    """
+
+    def __init__(self, space: SearchSpace, key: str = "branches", part: Any = None, num_random: int = 1,
+                 seed: int = 0, total_steps: int = 0) -> None:
+        super().__init__(space, seed, total_steps)
+        if key not in SPLITS:
+            raise ValueError(f"sampler_args.key: '{key}' is not a registered split; choose one of {SPLITS.names()}")
+        parts = SPLITS.get(key).parts(space)
+        if part not in parts:
+            raise ValueError(f"sampler_args.part: the split '{key}' of this space has parts {list(parts)}, got "
+                             f"{part!r}")
+        self.key, self.part, self.num_random = key, part, num_random
+
+    def options(self) -> dict:
+        return {**super().options(), "key": self.key, "part": self.part, "num_random": self.num_random}
+
+    def sample(self, step: int) -> Draw:
+        rng, split = self.rng(step), SPLITS.get(self.key)
+        return [(f"random{i}", split.sample(self.space, rng, self.part)) for i in range(self.num_random)]
+
+
 def regene(arch: Architecture, new: Callable[[int, int, tuple], Tuple[str, float]]) -> Architecture:
     """``arch`` with the op and width of every computation replaced by ``new(layer, lead branch, gene)``.
 
@@ -245,7 +367,7 @@ def regene(arch: Architecture, new: Callable[[int, int, tuple], Tuple[str, float
                 genes[i][layer] = (op, width)
     branches = tuple(Branch(ops=[g[0] for g in genes[i]], widths=[g[1] for g in genes[i]], downs=b.downs,
                             nodes=b.nodes) for i, b in enumerate(arch.branches))
-    return Architecture(branches, fch=arch.fch, output_stride=arch.output_stride)
+    return dataclasses.replace(arch, branches=branches)  # the build settings (fch, head, ...) stay
 
 
 def branch_frequencies(sampler: SubnetSampler, steps: int, start: int = 0) -> Dict[int, float]:
@@ -261,5 +383,6 @@ def head_updates(sampler: SubnetSampler, steps: int, start: int = 0) -> Dict[Tup
     return {combo: counts[combo] / steps for combo in sorted(counts, key=lambda c: (len(c), c))}
 
 
-__all__ = ["SAMPLERS", "FairSampler", "ProgressiveSampler", "SandwichSampler", "SinglePathSampler", "SubnetSampler",
-           "branch_frequencies", "build_sampler", "head_updates", "register_sampler", "regene"]
+__all__ = ["SAMPLERS", "SPLITS", "BranchSplit", "FairSampler", "OpFamilySplit", "ProgressiveSampler", "SandwichSampler",
+           "SinglePathSampler", "SpaceSplit", "SplitSampler", "SubnetSampler", "branch_frequencies", "build_sampler",
+           "first_active_layer", "head_updates", "op_family", "register_sampler", "register_split", "regene"]

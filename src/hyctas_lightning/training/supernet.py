@@ -14,8 +14,9 @@ from hyctas_lightning.data.registry import datamodule_spec
 from hyctas_lightning.evaluation.batchnorm import bn_state, load_bn_state
 from hyctas_lightning.evaluation.metrics import mean_iou, per_class_iou
 from hyctas_lightning.evaluation.weight_sharing import SubnetScorer, collect_images
-from hyctas_lightning.models import SuperNet, load_network
+from hyctas_lightning.models import SuperNet, load_network, load_supernet
 from hyctas_lightning.search_space import Architecture, SearchSpace, ranking_panel
+from hyctas_lightning.search_space.architecture import estimate_training_memory_gb
 
 from .ddp import log_global, one_gradient_sync, require_same_architectures
 from .losses import distillation_loss, segmentation_loss
@@ -39,11 +40,9 @@ class SupernetModule(L.LightningModule):
     ``val/mIoU_<member>``, ``val/mIoU_random`` (the random members' mean, also ``val/mIoU``) and leaves the
     supernet's own statistics as they were. ``hyctas validate --ckpt_path`` on a supernet does the same.
 
-    On several devices (``--trainer.devices N``, strategy ``ddp`` or ``auto``) every process draws the same
-    sub-networks (checked each step), their gradients are averaged in one all-reduce per optimiser step
-    (``training.ddp``), every process recalibrates on the same images (``collect_images`` reads the whole split
-    from ``val_seed``), and the validation metrics are summed over the processes' shares of the validation split:
-    every process logs the numbers one process would.
+    On several devices (``--trainer.devices N``) every process draws the same sub-networks (checked each step),
+    their gradients are averaged in one all-reduce per optimiser step (``training.ddp``), all recalibrate on the
+    same images and the validation metrics are summed over the processes: each logs the numbers one process would.
 
     Args:
         space: the search space (a ``SearchSpace`` or its dict form, as in YAML).
@@ -67,6 +66,8 @@ class SupernetModule(L.LightningModule):
         seed: seed of the per-step draws.
         channels_last: run the supernet channels-last (GPU: convolutions without layout conversions, fast
             resizing); the weights are the same and a checkpoint loads either way.
+        complexity_lr: complexity-aware step sizes (``ComplexityScale``): at the end of the run the largest
+            sub-network's loss weighs ``1 + complexity_lr`` times the smallest's (0: off).
     """
 
     checkpoint_kind = SUPERNET_KIND
@@ -77,7 +78,8 @@ class SupernetModule(L.LightningModule):
                  distill_weight: float = 1.0, distill_temperature: float = 1.0, teacher: Optional[str] = None,
                  bootstrap_ratio: Optional[float] = None, ignore_index: int = 255, val_random: int = 12,
                  val_seed: int = 0, calibration_images: int = 64, gradient_clip: Optional[float] = None,
-                 scheduler_interval: str = "epoch", seed: int = 0, channels_last: bool = False) -> None:
+                 scheduler_interval: str = "epoch", seed: int = 0, channels_last: bool = False,
+                 complexity_lr: float = 0.0) -> None:
         super().__init__()
         space = SearchSpace.from_dict(space) if isinstance(space, dict) else (space or SearchSpace())
         # how validation estimates is chosen at evaluation, not stored: a checkpoint's hyper-parameters override
@@ -91,6 +93,7 @@ class SupernetModule(L.LightningModule):
         self.supernet = SuperNet(space, num_classes)
         self.supernet.set_channels_last(channels_last)
         self.sampler = build_sampler(sampling, space, seed, **sampler_options(sampling, num_random, sampler_args))
+        self.complexity = ComplexityScale(space, complexity_lr) if complexity_lr else None
         if distill == "inplace" and not self.sampler.leads_with_largest:
             raise ValueError(f"distill: 'inplace' learns from the largest sub-network, which sampling '{sampling}' "
                              f"does not train first; use sandwich or progressive, or fair with sampler_args "
@@ -119,14 +122,6 @@ class SupernetModule(L.LightningModule):
             # not a submodule: the fixed teacher is neither trained nor written into the supernet's checkpoints
             object.__setattr__(self, "_teacher", teacher)
 
-    def _loss(self, name: str, logits: torch.Tensor, target: torch.Tensor,
-              teacher: Optional[torch.Tensor]) -> torch.Tensor:
-        loss = segmentation_loss(logits, target, self.hparams.ignore_index, self.hparams.bootstrap_ratio)
-        if teacher is None:
-            return loss
-        w = self.hparams.distill_weight
-        return (1 - w) * loss + w * distillation_loss(logits, teacher, self.hparams.distill_temperature)
-
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         images, target = batch["image"], batch["mask"]
         optimizer = self.optimizers()
@@ -141,10 +136,12 @@ class SupernetModule(L.LightningModule):
         with one_gradient_sync(self):  # several processes: one all-reduce of the summed gradients, after the loop
             for name, arch in draws:
                 logits = self(images, arch)
-                loss = self._loss(name, logits, target, teacher)
+                loss = subnet_loss(self.hparams, logits, target, teacher)
                 if self.hparams.distill == "inplace" and name == "largest":
                     teacher = logits.detach()
-                self.manual_backward(loss)
+                if self.complexity is not None:  # logged: the loss as computed, back-propagated: scaled
+                    logs[f"train/scale_{name}"] = self.complexity(arch, self.global_step, self.sampler.total_steps)
+                self.manual_backward(loss * logs.get(f"train/scale_{name}", 1.0))
                 total += loss.detach()
                 logs[f"train/loss_{name}"] = loss.detach()
                 if name.startswith("random"):
@@ -227,6 +224,23 @@ class SupernetModule(L.LightningModule):
         self.sampler.load_state_dict(state)
 
 
+def subnet_loss(hp: Any, logits: torch.Tensor, target: torch.Tensor, teacher: Optional[torch.Tensor]) -> torch.Tensor:
+    """One sub-network's loss: cross-entropy (bootstrapped if ``bootstrap_ratio``), mixed with the distillation of
+    ``teacher``'s logits when there is a teacher.
+
+    Args:
+        hp: the ``SupernetModule``'s hyper-parameters.
+        logits: the sub-network's logits.
+        target: the labels.
+        teacher: the teacher's logits (the largest sub-network's or a fixed network's), or None.
+    """
+    loss = segmentation_loss(logits, target, hp.ignore_index, hp.bootstrap_ratio)
+    if teacher is None:
+        return loss
+    return (1 - hp.distill_weight) * loss + hp.distill_weight * distillation_loss(logits, teacher,
+                                                                                  hp.distill_temperature)
+
+
 def data_metadata(datamodule: Any, ignore_index: int) -> Optional[Dict[str, Any]]:
     """What a supernet checkpoint keeps of its data (None without a DataModule): how to rebuild it, the classes.
 
@@ -254,6 +268,8 @@ def check_options(hp: Any) -> None:
         raise ValueError(f"distill_weight: in [0, 1], got {hp.distill_weight}")
     if hp.scheduler_interval not in ("epoch", "step"):
         raise ValueError(f"scheduler_interval: 'epoch' or 'step', got {hp.scheduler_interval!r}")
+    if hp.complexity_lr < 0:
+        raise ValueError(f"complexity_lr: >= 0 (0: off), got {hp.complexity_lr}")
 
 
 def sampler_options(sampling: str, num_random: int, sampler_args: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -262,3 +278,65 @@ def sampler_options(sampling: str, num_random: int, sampler_args: Optional[Dict[
     if "num_random" in inspect.signature(SAMPLERS.get(sampling)).parameters:
         options.setdefault("num_random", num_random)
     return options
+
+
+class ComplexityScale:
+    """Complexity-aware step sizes, after the complexity-aware learning rate of Jeon et al. ('Subnet-Aware Dynamic
+    Supernet Training for Neural Architecture Search', CVPR 2025, arXiv 2503.10740): under one schedule for all,
+    small sub-networks mature first and a short-trained supernet ranks them too high (the complexity bias DropNAS
+    also reports), so large sub-networks should keep larger steps for longer. Each sub-network's loss is scaled by
+    ``1 + strength * c * p``: ``c`` its complexity between the space's smallest (0) and largest (1), ``p`` the
+    fraction of the run done; all steps are equal at the start, the largest's ``1 + strength`` times the
+    smallest's at the end.
+
+    Why loss weights rather than a learning rate or optimiser state per complexity group: a step's sub-networks
+    accumulate into one optimiser step, and SGD with momentum is linear in the gradient, so scaling one
+    sub-network's gradient is scaling its learning rate, with no second optimiser state to keep in step with the
+    checkpoints (weight decay, applied once to the summed step, is left as it was). The complexity is the space's
+    analytic size measure (``estimate_training_memory_gb``: channels x resolution x feature maps of every running
+    cell), which costs microseconds per sub-network where counting multiply-adds would cost a forward pass.
+
+    Args:
+        space: the supernet's search space; its smallest and largest sub-networks bound the complexity.
+        strength: how much larger the largest sub-network's step is than the smallest's at the end of the run.
+    """
+
+    def __init__(self, space: SearchSpace, strength: float) -> None:
+        self.strength = strength
+        self.low, self.high = (estimate_training_memory_gb(a) for a in (space.smallest(), space.largest()))
+
+    def complexity(self, arch: Architecture) -> float:
+        """``arch``'s size between the smallest sub-network (0) and the largest (1), clipped to [0, 1]."""
+        size = (estimate_training_memory_gb(arch) - self.low) / max(self.high - self.low, 1e-12)
+        return min(1.0, max(0.0, size))
+
+    def __call__(self, arch: Architecture, step: int, total_steps: int) -> float:
+        """The loss weight of ``arch`` at optimiser step ``step`` of ``total_steps``."""
+        if total_steps <= 0:
+            raise ValueError("complexity_lr needs the run's length: give trainer.max_steps or max_epochs")
+        return 1.0 + self.strength * self.complexity(arch) * min(1.0, step / total_steps)
+
+
+class WarmStart(L.Callback):
+    """Start a supernet run from another supernet checkpoint's weights (the weights only: optimiser, schedule,
+    step count and sampler start afresh): each part of a few-shot supernet (``sampling: split``; Zhao et al.,
+    'Few-shot Neural Architecture Search', ICML 2021) starts from the one-shot supernet. The weights are loaded
+    when fitting sets up, before Lightning restores a ``--ckpt_path``, so a part that resumes continues from its own
+    checkpoint.
+
+    Args:
+        checkpoint: the supernet checkpoint to start from (same search space and classes as this run).
+    """
+
+    def __init__(self, checkpoint: str) -> None:
+        self.checkpoint = checkpoint
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        supernet, meta = load_supernet(self.checkpoint)
+        if SearchSpace.from_dict(meta["space"]) != pl_module.space or \
+                meta["num_classes"] != pl_module.supernet.num_classes:
+            raise ValueError(f"WarmStart checkpoint {self.checkpoint}: its search space or classes differ from this "
+                             f"run's; start from a supernet of the same space (model.init_args.space) and data")
+        pl_module.supernet.load_state_dict(supernet.state_dict())
