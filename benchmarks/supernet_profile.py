@@ -98,7 +98,7 @@ def layout_scores(net: SuperNet, args, device) -> List[List[float]]:
         for channels_last in (True, False):
             net.set_channels_last(channels_last)
             scorer = SubnetScorer(net, calibration, args.classes)
-            scores.append(scorer(arch, validation))
+            scores.append(scorer(arch, scorer.passes(validation)))
         out.append(scores)
     return out
 

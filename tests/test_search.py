@@ -304,7 +304,7 @@ def test_stacked_passes_give_the_batch_by_batch_statistics_and_scores(trained):
         results = []
         for per_pass in (None, 32):
             scorer = SubnetScorer(supernet, calibration, 8, images_per_pass=per_pass)
-            results.append((scorer(arch, validation, restore=False), bn_state(supernet)))
+            results.append((scorer(arch, scorer.passes(validation), restore=False), bn_state(supernet)))
             load_bn_state(supernet, saved)
         assert len(SubnetScorer(supernet, calibration, 8, images_per_pass=32).calibration) == 3  # 8+8+8, 4, 16
         (one, one_state), (stacked, stacked_state) = results

@@ -42,7 +42,10 @@ def _all_slim(bns: Dict[str, nn.Module]) -> bool:
 
 @contextmanager
 def _groups(bns: Dict[str, nn.Module], groups: int) -> Iterator[None]:
-    if groups > 1 and not _all_slim(bns):
+    if groups == 1:  # a plain batch: nothing to set on every layer
+        yield
+        return
+    if not _all_slim(bns):
         raise ValueError("stacked calibration batches need every BatchNorm to be a SlimBatchNorm2d")
     for m in bns.values():
         m.groups = groups

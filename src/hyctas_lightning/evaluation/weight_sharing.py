@@ -104,8 +104,9 @@ class SubnetScorer:
 
     The supernet runs several batches at once (``images_per_pass``): on a GPU a sub-network's pass costs mostly
     kernel launches, so 8 batches in one pass take little longer than one. Validation in eval mode does not depend
-    on the batching; recalibration stacks equal training batches (:class:`~.batchnorm.Stacked`) whose BatchNorm
-    statistics are still taken batch by batch, so the scores equal one-batch-at-a-time scores up to rounding.
+    on the batching (:meth:`passes` stacks it once for many sub-networks); recalibration stacks equal training
+    batches (:class:`~.batchnorm.Stacked`) whose BatchNorm statistics are still taken batch by batch, so the scores
+    equal one-batch-at-a-time scores up to rounding.
 
     Args:
         supernet: the weight-sharing network; ``supernet(images, arch)`` gives logits at the input size.
@@ -149,14 +150,20 @@ class SubnetScorer:
             load_bn_state(self.supernet, saved)
             self.supernet.train(was_training)
 
+    def passes(self, validation: Sequence[Batch]) -> List[Batch]:
+        """``validation`` stacked into batches of up to ``images_per_pass`` images, once for all the sub-networks
+        scored on it (eval mode: the scores do not depend on the batching)."""
+        return [tuple(torch.cat(t) for t in zip(*run)) if len(run) > 1 else run[0]
+                for run in pass_groups(validation, self.images_per_pass, images=lambda batch: batch[0])]
+
     @torch.no_grad()
     def miou(self, arch: Architecture, validation: Sequence[Batch]) -> float:
-        """mIoU of ``arch`` on ``validation`` with the BN statistics in place (call :meth:`calibrate` first)."""
+        """mIoU of ``arch`` on ``validation`` (batches as given: see :meth:`passes`) with the BN statistics in place
+        (call :meth:`calibrate` first)."""
         self.supernet.eval()
         metric = self.metric()
         device = next(self.supernet.parameters()).device
-        for run in pass_groups(validation, self.images_per_pass, images=lambda batch: batch[0]):
-            images, masks = (torch.cat(t) for t in zip(*run)) if len(run) > 1 else run[0]
+        for images, masks in validation:
             metric.update(self.supernet(images.to(device), arch).argmax(1), masks.to(device))
         return float(mean_iou(metric.compute()))
 
@@ -173,7 +180,7 @@ class SubnetScorer:
     def score_all(self, archs: Dict[str, Architecture], validation: Sequence[Batch],
                   progress: Optional[Callable[[str, float], None]] = None) -> Dict[str, float]:
         """Estimates of several sub-networks by name; ``progress(name, miou)`` is called after each."""
-        scores = {}
+        scores, validation = {}, self.passes(validation)
         for name, arch in archs.items():
             scores[name] = self(arch, validation)
             if progress is not None:

@@ -55,12 +55,12 @@ class SupernetEvaluator:
         self.supernet = supernet.to(self.device).set_channels_last(channels_last).eval()
         layout = self.supernet.memory_format
         self.calibration = [x.to(self.device).contiguous(memory_format=layout) for x in calibration]
-        self.validation = [(x.to(self.device).contiguous(memory_format=layout), y.to(self.device))
-                           for x, y in validation]
         self.config = config
         # one candidate's own score: never summed with what other processes of a spread search are scoring
         self.scorer = SubnetScorer(self.supernet, self.calibration, supernet.num_classes, ignore_index,
                                    config.images_per_pass)
+        self.validation = self.scorer.passes([(x.to(self.device).contiguous(memory_format=layout), y.to(self.device))
+                                              for x, y in validation])
         self.variant = Variant.parse(config.latency_variant)
         self._warm_up()
 
