@@ -52,11 +52,16 @@ class RunContext:
         write_json(self.results_path, results)
         return results
 
-    def require(self, stage: str) -> Dict[str, Any]:
-        """The recorded outputs of a finished ``stage``; a clear error naming the command that makes them."""
+    def require(self, stage: str, reader: Optional[str] = None) -> Dict[str, Any]:
+        """The recorded outputs of a finished ``stage``; a clear error naming the command that makes them.
+
+        Args:
+            stage: the stage whose outputs are needed.
+            reader: the stage that needs them, as the error names it (default: the stage running now).
+        """
         if self.manifest.status(stage) != DONE:
-            raise ConfigError(f"stage '{self.stage}' needs the '{stage}' stage's results; run --stages {stage} "
-                              f"first")
+            raise ConfigError(f"stage '{reader or self.stage}' needs the '{stage}' stage's results; run --stages "
+                              f"{stage} first")
         return self.manifest.outputs(stage)
 
     def upstream(self, stage: str) -> str:

@@ -74,9 +74,7 @@ class Pipeline:
         for name in stage.reads:
             if name in running:
                 continue
-            if self.manifest.status(name) != DONE:
-                raise ConfigError(f"stage '{stage.name}' needs the '{name}' stage's results; run --stages {name} "
-                                  f"first")
+            self.ctx.require(name, stage.name)
             gone = [path for path in STAGE_RUNNERS[name].products(self.ctx) if not path.exists()]
             if gone:
                 raise ConfigError(f"stage '{stage.name}' reads {gone[0]}"
