@@ -235,9 +235,11 @@ class Study:
             spec, overrides = self.specs[name], self.overrides(name)
             if spec["split"]:
                 base = self.run_dir(spec["split"]["from"])
+                if not run_finished(base):  # loads the base checkpoint: once per variant, not per part
+                    continue
                 for part in self.parts(name):
                     folder = self.run_dir(name, part)
-                    if self.done(name, part) or run_finished(folder) or not run_finished(base):
+                    if self.done(name, part) or run_finished(folder):
                         continue
                     jobs.append(self.fit_job(name, split_overrides(spec["split"], part, base) + overrides, folder))
                 continue

@@ -80,13 +80,14 @@ def variant_entry(panel: Mapping[str, Architecture], estimates: Mapping[str, flo
         overrides: how the variant was trained (its overrides of the supernet config).
     """
     report = RankingReport(dict(panel), dict(estimates), dict(references))
-    s = report.summary()
+    entry = report.to_dict()  # summary once: its bootstrap interval is the costly part
+    s = entry["summary"]
     return {"tau": s["kendall_tau"], "tau_ci": s["kendall_ci"], "spearman": s["spearman_rho"],
             "random_mean": s["random_mean"], "random_min": s["random_min"], "random_max": s["random_max"],
             "largest": s["largest"], "smallest": s["smallest"], "n": s["n"],
             "tau_by_branches": taus_by_branches(panel, estimates, references),
             "surrogate_loo_tau": surrogate_loo_tau(panel, estimates, references, costs),
-            "overrides": overrides, "members": report.to_dict()["members"]}
+            "overrides": overrides, "members": entry["members"]}
 
 
 def baselines(panel: Mapping[str, Architecture], references: Mapping[str, float],

@@ -2,6 +2,7 @@
 a user can add their own; an objective that takes settings gets them from ``objective_args``."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,8 +187,7 @@ def surrogate_miou(references: Paths, estimates: Paths, features: Sequence[str] 
     surrogate = fit_surrogate(rows, ys, features, alpha)
     log.info("surrogate_miou: fitted on %d references, leave-one-out Kendall tau %.3f", surrogate.n,
              surrogate.loo_tau)
-    return Objective("surrogate_miou", +1, "surrogate mIoU (trained alone)", compute=SurrogateMiou(surrogate),
-                     worst=0.0)
+    return dataclasses.replace(OBJECTIVES.get("surrogate_miou"), compute=SurrogateMiou(surrogate), build=None)
 
 
 register_objective(Objective("surrogate_miou", +1, "surrogate mIoU (trained alone)", worst=0.0,
