@@ -91,6 +91,7 @@ class Study:
                       for name, spec in self.config["variants"].items()}
         self.deadline = time.time() + args.time_limit if args.time_limit else None
         self.incomplete: List[str] = []
+        self.failed: List[str] = []  # jobs that exited with an error: reported at the end, after what could go on
 
     # ------------------------------------------------------------------ scheduling
     def slots(self) -> List[Dict[str, str]]:
@@ -136,8 +137,7 @@ class Study:
                 if process.returncode != 0:
                     failed.append(f"{name} (exit {process.returncode}): {log}")
                 print(f"[{time.strftime('%H:%M:%S')}] end {name}: exit {process.returncode}", flush=True)
-        if failed:
-            raise SystemExit("failed:\n" + "\n".join(failed))
+        self.failed += failed
 
     # ------------------------------------------------------------------ references
     def cache(self, seed: int) -> ReferenceCache:
@@ -468,6 +468,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if stage in stages:
             print(f"== {stage} ==", flush=True)
             getattr(study, stage)()
+    if study.failed:
+        print("failed (see the logs; a rerun retries them):\n" + "\n".join(study.failed))
+        return 1
     if study.incomplete:
         print("study incomplete (rerun the same command to continue): " + "; ".join(study.incomplete))
         return 4

@@ -103,8 +103,9 @@ def test_collected_calibration_images_are_reproducible_and_leave_training_alone(
 def test_standalone_references_are_cached_and_resume(supernet, tmp_path, monkeypatch):
     _, data, _ = supernet
     panel = ranking_panel(SPACE, 3, seed=0)
-    cache = ReferenceCache(tmp_path, StandaloneRecipe(steps=6, warmup_iters=1, checkpoint_every=2),
-                           datamodule_spec(data))
+    spec = datamodule_spec(data)  # settings typed as dataclasses (transforms) must not stop the resume below
+    spec = {**spec, "init_args": {**spec["init_args"], "transforms": {"hflip": True}}}
+    cache = ReferenceCache(tmp_path, StandaloneRecipe(steps=6, warmup_iters=1, checkpoint_every=2), spec)
     arch = panel["random0"]
     assert train_standalone(arch, cache, max_time_s=0.0) is None  # stopped after one step, checkpoint left
     assert (cache.run_dir(arch) / "checkpoints" / "last.ckpt").is_file()
@@ -119,10 +120,9 @@ def test_standalone_references_are_cached_and_resume(supernet, tmp_path, monkeyp
     refs = load_references(cache.dir)
     assert set(refs) == {panel[n].hash for n in ("random0", "random1", "random2")}
     # another recipe or other data is another cache entry
-    other = ReferenceCache(tmp_path, StandaloneRecipe(steps=7), datamodule_spec(data))
+    other = ReferenceCache(tmp_path, StandaloneRecipe(steps=7), spec)
     assert other.key != cache.key and other.get(arch) is None
-    moved = ReferenceCache(tmp_path, cache.recipe, {**datamodule_spec(data), "init_args": {
-        **datamodule_spec(data)["init_args"], "num_workers": 3}})
+    moved = ReferenceCache(tmp_path, cache.recipe, {**spec, "init_args": {**spec["init_args"], "num_workers": 3}})
     assert moved.key == cache.key  # loader settings do not change results
 
     report = RankingReport(panel, {n: 0.1 * i for i, n in enumerate(panel)}, references_for(panel, refs))

@@ -189,6 +189,19 @@ def test_the_report_stage_writes_report_json_from_the_results_folder_alone(tmp_p
     assert read_back.tau("sandwich") == pytest.approx(1.0) and read_back.tau("single") == pytest.approx(-1.0)
 
 
+def test_a_failed_job_is_reported_at_the_end_and_the_others_go_on(tmp_path):
+    study = bench.Study(bench.parse(["--study", str(write_study(tmp_path, {"single": []})), "--out",
+                                     str(tmp_path / "out"), "--cpu_jobs", "2"]))
+    python = bench.sys.executable
+    jobs = [("broken", [python, "-c", "raise SystemExit(3)"], tmp_path / "broken.log"),
+            ("fine", [python, "-c", "open('done', 'w')"], tmp_path / "fine.log"),
+            ("later", [python, "-c", "open('later', 'w')"], tmp_path / "later.log")]
+    with contextlib.chdir(tmp_path), contextlib.redirect_stdout(io.StringIO()):
+        study.run_pool(jobs)  # no exception: the remaining jobs, the estimates and the report still run
+    assert (tmp_path / "done").is_file() and (tmp_path / "later").is_file()
+    assert len(study.failed) == 1 and study.failed[0].startswith("broken (exit 3)")
+
+
 @pytest.mark.parametrize("name", ["camvid_proxy", "camvid_full"])
 def test_the_camvid_studies_hold_the_variants_and_each_parses_as_hyctas_fit(name, tmp_path, monkeypatch):
     monkeypatch.setattr("sys.argv", ["hyctas"])  # LightningCLI reads the arguments given, not pytest's

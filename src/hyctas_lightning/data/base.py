@@ -10,7 +10,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, NamedTuple, Optional, Sequence, Tuple, Type
@@ -313,6 +313,9 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
                  test_split: Optional[str] = None, panoptic: Optional[PanopticTargetConfig] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
+        for key in ("transforms", "panoptic"):  # as plain data, so the checkpoints that hold them load without code
+            if is_dataclass(self.hparams.get(key)):
+                self.hparams[key] = asdict(self.hparams[key])
         self.transforms = transforms or self.default_transforms
         self.panoptic = panoptic  # the object itself: under LightningCLI ``hparams`` holds its dict form
         self.test_split = test_split or self.default_test_split
