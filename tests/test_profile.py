@@ -1,10 +1,13 @@
+import random
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+import hyctas_lightning.evaluation.profile as profiling
 from hyctas_lightning.evaluation import count_macs, count_params, profile_architecture
-from hyctas_lightning.models import load_architecture
+from hyctas_lightning.models import ChildNet, load_architecture
 from hyctas_lightning.search_space import SearchSpace
 
 
@@ -40,6 +43,31 @@ def test_attention_matmuls_are_counted():
             return F.scaled_dot_product_attention(q, q, v)
 
     assert count_macs(Attend(), (8, 8), in_chans=d_v) == n * n * d_qk + n * n * d_v
+
+
+def test_parts_counted_once_give_the_full_traces_numbers(small_space):
+    """Profiling reuses the count of a stem, cell, fusion node, head or classifier already traced with the same
+    build arguments and input shapes: every candidate's numbers still equal a trace of its whole network, and a
+    candidate seen again traces nothing new."""
+    rng = random.Random(2)
+    archs = [small_space.sample(rng, branches=1 + i % 3) for i in range(10)] + [small_space.largest()]
+    for size in ((64, 96), (65, 98)):  # odd sizes round up at each stride
+        for arch in archs:
+            got = profile_architecture(arch, size, num_classes=5, stem_head_width=0.5)
+            with torch.device("meta"):
+                whole = ChildNet(arch, 5, stem_head_width=0.5)
+            assert got.macs_g == count_macs(whole, size) / 1e9
+            assert got.params_m == count_params(whole) / 1e6
+    known = len(profiling._PART_FLOPS)
+    again = profile_architecture(archs[3], (64, 96), num_classes=5, stem_head_width=0.5)
+    assert len(profiling._PART_FLOPS) == known and again.macs_g > 0
+
+
+def test_counting_by_parts_leaves_the_model_as_it_was(small_space):
+    net = ChildNet.empty(small_space.largest(), 4)
+    modules = dict(net.named_modules())
+    assert count_macs(net, (32, 48), parts=net.parts) == count_macs(net, (32, 48))
+    assert dict(net.named_modules()) == modules
 
 
 # (params M, mult-adds G) at 1024x2048, 19 classes, without auxiliary heads: the released files as the release's

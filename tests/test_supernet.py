@@ -49,6 +49,38 @@ def test_fresh_child_has_exactly_the_parameters_it_needs(small_space):
         assert inherited.state_dict().keys() == child.state_dict().keys()
 
 
+def test_inherited_child_is_allocated_uninitialised_and_fully_overwritten(small_space, monkeypatch):
+    """``from_supernet`` skips the random initialisation: the child's state equals one built with it (then
+    overwritten), every tensor comes from the supernet (none is left as allocated, here NaN), and the global random
+    stream is not drawn from."""
+    supernet = randomize_bn_(SuperNet(small_space, num_classes=5)).eval()
+    rng = random.Random(4)
+    archs = [small_space.sample(rng, branches=1 + i % 3) for i in range(6)] + [small_space.largest()]
+    empty = ChildNet.empty.__func__
+
+    def initialised(cls, arch, num_classes, device="meta", **kwargs):
+        return cls(arch, num_classes, **kwargs).to(device)
+
+    def poisoned(cls, arch, num_classes, device="meta", **kwargs):
+        net = empty(cls, arch, num_classes, device, **kwargs)
+        for t in net.state_dict().values():
+            t.fill_(float("nan") if t.is_floating_point() else -1)
+        return net
+
+    for arch in archs:
+        state = torch.random.get_rng_state()
+        child = ChildNet.from_supernet(supernet, arch)
+        assert torch.equal(torch.random.get_rng_state(), state)
+        with monkeypatch.context() as m:
+            m.setattr(ChildNet, "empty", classmethod(initialised))
+            reference = ChildNet.from_supernet(supernet, arch).state_dict()
+            m.setattr(ChildNet, "empty", classmethod(poisoned))
+            overwritten = ChildNet.from_supernet(supernet, arch).state_dict()
+        assert child.state_dict().keys() == reference.keys()
+        for name, t in child.state_dict().items():
+            assert torch.equal(t, reference[name]) and torch.equal(overwritten[name], t), name
+
+
 def test_prefix_sharing_runs_shared_layers_once(small_space):
     arch = small_space.largest()
     child = ChildNet(arch, num_classes=3)

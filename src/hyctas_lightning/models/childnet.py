@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Hashable, List, Optional, Tuple
 
 import torch
+from lightning.fabric.utilities.init import _EmptyInit
 from torch import nn
 
 from hyctas_lightning.layers import copy_prefix_
@@ -29,6 +30,11 @@ class ChildNet(nn.Module):
 
     ``aux_features`` (``{submodule name: channels}``) names the modules whose outputs are the branches' last
     features at stride 16 and 32, where training attaches auxiliary heads (release).
+
+    ``parts`` (``{submodule name: what it was built from}``) holds, for the stem, every cell and fusion node, the
+    head and the classifier, the arguments of its constructor: two parts of one class built from the same
+    arguments compute the same function, so profiling counts each such part once per input shape
+    (:func:`hyctas_lightning.evaluation.profile.count_macs`).
 
     Args:
         arch: the (validated) architecture to build.
@@ -56,15 +62,21 @@ class ChildNet(nn.Module):
         self.num_classes = num_classes
         self.stem_head_width = stem_head_width
         self.stem = Stem(arch.fch, in_chans, stem_head_width)
+        self.parts: Dict[str, Hashable] = {"stem": (arch.fch, in_chans, stem_head_width)}
         self.cells = nn.ModuleDict()
         self.fuses = nn.ModuleDict()
         built = walk(arch, (self.stem.out_channels[8], "stem"), self._build_cell, self._build_fuse)
         branch_channels = {end: {s: c for s, (c, _) in f.items()} for end, f in built.items()}
-        self.head = build_head(arch.head, arch.end_scales, branch_channels, head_widths(arch.fch, stem_head_width))
+        widths = head_widths(arch.fch, stem_head_width)
+        self.head = build_head(arch.head, arch.end_scales, branch_channels, widths)
+        self.parts["head"] = (arch.head, arch.end_scales, tuple((end, tuple(f.items()))
+                                                                 for end, f in branch_channels.items()),
+                              tuple(widths.items()))
         c_head = self.head.out_channels
         self.decoder = LowLevelDecoder(self.stem.out_channels[4], c_head) if arch.output_stride == 4 else None
         self.num_features = c_head  # channels of ``forward_features``, what the classifier sees
         self.classifier = build_classifier(arch.classifier, c_head, num_classes, arch.output_stride)
+        self.parts["classifier"] = (arch.classifier, c_head, num_classes, arch.output_stride)
         self.aux_features: Dict[str, int] = {name: c for f in built.values() for s, (c, name) in f.items() if s > 8}
         self._steps, self._features = self._record()
 
@@ -89,6 +101,7 @@ class ChildNet(nn.Module):
         c_out = channels(SCALES[scale + down], self.arch.fch, width)
         key = f"L{layer}_B{branch}"
         self.cells[key] = build_op(op, value[0], c_out, 2 if down else 1)
+        self.parts[f"cells.{key}"] = (op, value[0], c_out, 2 if down else 1)
         return c_out, f"cells.{key}"
 
     def _build_fuse(self, layer: int, branch: int, value: Built, scale: int,
@@ -98,6 +111,7 @@ class ChildNet(nn.Module):
             sources[t] = max(sources.get(t, 0), c_sib)
         key = f"L{layer}_B{branch}"
         self.fuses[key] = FusionNode(scale, value[0], sources)
+        self.parts[f"fuses.{key}"] = (scale, value[0], tuple(sorted(sources.items())))
         return value[0], f"fuses.{key}"
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -117,9 +131,28 @@ class ChildNet(nn.Module):
         return resize(self.classifier(self.forward_features(images)), images.shape[-2:])
 
     @classmethod
+    def empty(cls, arch: Architecture, num_classes: int, device: torch.device | str = "meta",
+              **kwargs) -> ChildNet:
+        """A ChildNet whose weights and statistics are left uninitialised on ``device``: for one that is about to be
+        overwritten (:meth:`from_supernet`) or only counted (the meta device, the default). Building on the meta
+        device without the initialisers, then allocating, skips the random initialisation a fresh network spends
+        most of its construction on.
+
+        Args:
+            arch: the (validated) architecture to build.
+            num_classes: output classes of the classifier.
+            device: where the (uninitialised) tensors are allocated.
+            **kwargs: the other arguments of the constructor (``fch``, ``output_stride``, ...).
+        """
+        with torch.device("meta"), _EmptyInit():
+            net = cls(arch, num_classes, **kwargs)
+        return net.to_empty(device=device)
+
+    @classmethod
     def from_supernet(cls, supernet: SuperNet, arch: Architecture) -> ChildNet:
         """Child of ``arch`` with the supernet's weights (and BN statistics) copied in, on the supernet's device;
-        in eval mode its output equals ``supernet(images, arch)`` to float tolerance.
+        in eval mode its output equals ``supernet(images, arch)`` to float tolerance. It is allocated there
+        uninitialised (:meth:`empty`): every tensor of its state is copied from the supernet.
 
         Args:
             supernet: the trained supernet.
@@ -130,8 +163,8 @@ class ChildNet(nn.Module):
                                     "output_stride=8 and retrain for 4")
         supernet.check(arch)
         device = next(supernet.parameters()).device
-        child = cls(arch, supernet.num_classes, fch=supernet.fch, output_stride=8,
-                    stem_head_width=supernet.space.stem_head_width).to(device)
+        child = cls.empty(arch, supernet.num_classes, device, fch=supernet.fch, output_stride=8,
+                          stem_head_width=supernet.space.stem_head_width)
         copy_prefix_(child.stem, supernet.stem)
         for key, cell in child.cells.items():
             layer, branch = (int(p[1:]) for p in key.split("_"))
