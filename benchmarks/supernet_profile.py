@@ -10,18 +10,28 @@ A variant is ``DTYPE[-fused][-cl]``: ``fp32`` or ``bf16`` (autocast), ``fused`` 
 the time the Python loop takes per step, ``ms_per_step`` the wall time with the device synchronised at the end: a
 step whose host time reaches its wall time is launch-bound. Times come from the device present (CPU: use a small
 ``--size``, ``--batch`` and ``--layers``).
+
+Per phase (forward with the loss, backward, optimiser) each row also gives the median host time and the aten ops
+the host dispatched in one step, counted below autograd by a ``TorchDispatchMode`` (views, which launch nothing,
+apart), with the step's most frequent ops. Every dispatched op costs host time whatever the tensor size, so on a
+CPU at a tiny size the counts and host times show what a launch-bound GPU step costs:
+
+    python benchmarks/supernet_profile.py --size 64 96 --batch 2 --variants fp32 fp32-cl --threads 1
 """
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import random
 import statistics
 import time
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from hyctas_lightning.evaluation.weight_sharing import SubnetScorer
 from hyctas_lightning.fileio import write_json
@@ -37,18 +47,56 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+PHASES = ("forward", "backward", "optimizer")
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the aten ops dispatched while it is entered, by name, and the views among them apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: collections.Counter = collections.Counter()
+        self.views = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.is_view:
+            self.views += 1
+        else:
+            self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
 def train_step(net: SuperNet, sampler, optimizer, images, target, bf16: bool):
-    """One optimiser step over the sampler's sub-networks; returns a function of the step index."""
-    def step(i: int) -> int:
+    """One optimiser step over the sampler's sub-networks; returns a function of the step index (and optionally
+    a context per phase, e.g. an ``OpCounter``) that returns the passes run and the host seconds per phase."""
+    def step(i: int, contexts: Dict[str, Any] | None = None) -> tuple[int, Dict[str, float]]:
+        seconds = dict.fromkeys(PHASES, 0.0)
+
+        def timed(phase, fn):
+            t = time.perf_counter()
+            with contexts[phase] if contexts else contextlib.nullcontext():
+                out = fn()
+            seconds[phase] += time.perf_counter() - t
+            return out
+
         optimizer.zero_grad(set_to_none=True)
         draws = sampler.sample(i)
         for _, arch in draws:
             with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = segmentation_loss(net(images, arch), target)
-            loss.backward()
-        optimizer.step()
-        return len(draws)
+                loss = timed("forward", lambda a=arch: segmentation_loss(net(images, a), target))
+            timed("backward", loss.backward)
+        timed("optimizer", optimizer.step)
+        return len(draws), seconds
     return step
+
+
+def count_ops(step, i: int) -> Dict[str, Any]:
+    """The aten ops of step ``i`` per phase (``ops``, ``views``) and the step's 25 most frequent ops."""
+    counters = {phase: OpCounter() for phase in PHASES}
+    step(i, counters)
+    total = sum((c.ops for c in counters.values()), collections.Counter())
+    return {"per_phase": {p: {"ops": sum(c.ops.values()), "views": c.views} for p, c in counters.items()},
+            "top": total.most_common(25)}
 
 
 def time_variant(net: SuperNet, sampling: str, variant: str, args, device) -> Dict[str, float]:
@@ -64,13 +112,14 @@ def time_variant(net: SuperNet, sampling: str, variant: str, args, device) -> Di
     for i in range(args.warmup):
         step(i)
     sync(device)
-    host, passes, start = [], 0, time.perf_counter()
+    phases, passes, start = [], 0, time.perf_counter()
     for i in range(args.warmup, args.warmup + args.steps):
-        t = time.perf_counter()
-        passes += step(i)
-        host.append(time.perf_counter() - t)
+        n, seconds = step(i)
+        passes += n
+        phases.append(seconds)
     sync(device)
     wall = (time.perf_counter() - start) / args.steps
+    ops = count_ops(step, args.warmup + args.steps)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         step(10_000)
@@ -79,11 +128,21 @@ def time_variant(net: SuperNet, sampling: str, variant: str, args, device) -> Di
     top = prof.key_averages().table(sort_by="self_device_time_total" if kernels else "self_cpu_time_total",
                                     row_limit=12, max_name_column_width=48)
     print(f"\n== {sampling} {variant}\n{top}")
-    return {"ms_per_step": 1e3 * wall, "host_ms": 1e3 * statistics.mean(host),
+    print(f"top ops of a step: {ops['top']}")
+    return {"ms_per_step": 1e3 * wall, "host_ms": 1e3 * statistics.median(sum(p.values()) for p in phases),
+            "host_ms_per_phase": {k: 1e3 * statistics.median(p[k] for p in phases) for k in PHASES},
+            "ops_per_step": ops["per_phase"], "top_ops": ops["top"],
             "images_per_s": args.batch / wall,
             "passes_per_s": passes * args.batch / args.steps / wall,  # images x sub-networks
             "kernels_per_step": len(kernels), "device_ms": sum(e.device_time for e in kernels) / 1e3,
             "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0}
+
+
+def phase_cells(row: Dict[str, Any], phase: str) -> str:
+    """A row's host ms and ``ops (+views)`` of one phase, aligned under the table's header."""
+    ops = row["ops_per_step"][phase]
+    count = f"{ops['ops']} (+{ops['views']})"
+    return f"{row['host_ms_per_phase'][phase]:>12.1f} {count:>20}"
 
 
 def layout_scores(net: SuperNet, args, device) -> List[List[float]]:
@@ -115,8 +174,11 @@ def main() -> None:
     parser.add_argument("--num_random", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (steadier CPU timings with 1)")
     parser.add_argument("--out", default=None, help="JSON file of the results")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = SuperNet(SearchSpace(layers=args.layers, fch=args.fch, stem_head_width=0.6667), args.classes).to(device)
     rows = {f"{s}/{v}": time_variant(net, s, v, args, device) for s in args.samplings for v in args.variants}
@@ -128,6 +190,11 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:<24} {r['ms_per_step']:>8.1f} {r['host_ms']:>8.1f} {r['images_per_s']:>7.1f} "
               f"{r['passes_per_s']:>8.1f} {r['kernels_per_step']:>8}")
+    print("\nhost ms (median) and aten ops (+ views) per step, by phase")
+    print(f"{'sampling/variant':<24} " + " ".join(f"{p + ' ms':>12} {p + ' ops':>20}" for p in PHASES) + f" {'ops':>7}")
+    for name, r in rows.items():
+        print(f"{name:<24} " + " ".join(phase_cells(r, p) for p in PHASES)
+              + f" {sum(o['ops'] for o in r['ops_per_step'].values()):>7}")
     print("scores channels-last vs NCHW:", result["scores_channels_last_vs_nchw"])
     if args.out:
         write_json(args.out, result)

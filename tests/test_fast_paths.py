@@ -53,6 +53,23 @@ def test_full_width_uses_the_parameter_and_narrow_width_its_prefix():
     assert y.shape == (4, 3, 5, 5) and int(bn.num_batches_tracked) == 0  # a momentum needs no batch count
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_narrow_weight_view_gives_the_sliced_numbers_and_a_gradient_in_the_weight_layout(memory_format):
+    conv = SlimConv2d(8, 6, 3, padding=1, bias=True).to(memory_format=memory_format)
+    x = torch.randn(2, 5, 7, 7, requires_grad=True).contiguous(memory_format=memory_format)
+    weight, bias = conv.weight.detach().clone().requires_grad_(), conv.bias.detach().clone().requires_grad_()
+    for out_channels in (4, 6, 3):  # accumulated over passes as a sandwich step does
+        conv(x, out_channels).square().sum().backward()
+        F.conv2d(x, weight[:out_channels, :5], bias[:out_channels], padding=1).square().sum().backward()
+    assert torch.equal(conv.weight.grad, weight.grad) and torch.equal(conv.bias.grad, bias.grad)
+    assert conv.weight.grad.stride() == conv.weight.stride()  # what a fused SGD step reads
+    index = torch.tensor([0, 1, 6, 7])  # the fusion node's non-leading input channels
+    conv.weight.grad = weight.grad = None
+    conv(x[:, :4], 3, index).sum().backward()
+    F.conv2d(x[:, :4], weight[:3].index_select(1, index), bias[:3], padding=1).sum().backward()
+    assert torch.equal(conv.weight.grad, weight.grad)
+
+
 def test_recalibration_count_is_exact_without_reading_the_gpu_count():
     bn = SlimBatchNorm2d(4, momentum=None)
     batches = [torch.randn(8, 4, 3, 3) + i for i in range(3)]

@@ -18,5 +18,10 @@ def test_supernet_profile_reports_each_variant_and_layout_scores(tmp_path):
     assert set(result["train"]) == {"sandwich/fp32", "sandwich/fp32-fused-cl", "single/fp32", "single/fp32-fused-cl"}
     for row in result["train"].values():
         assert row["ms_per_step"] > 0 and row["passes_per_s"] > 0
+        assert set(row["ops_per_step"]) == set(row["host_ms_per_phase"]) == {"forward", "backward", "optimizer"}
+        assert all(phase["ops"] > 0 for phase in row["ops_per_step"].values())
+        assert "convolution" in dict(row["top_ops"]) and len(row["top_ops"]) <= 25
+    sandwich, single = result["train"]["sandwich/fp32"], result["train"]["single/fp32"]
+    assert sandwich["ops_per_step"]["forward"]["ops"] > single["ops_per_step"]["forward"]["ops"]  # 4 passes, not 1
     for channels_last, nchw in result["scores_channels_last_vs_nchw"]:
         assert abs(channels_last - nchw) < 1e-3

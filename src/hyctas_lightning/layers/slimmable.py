@@ -25,15 +25,24 @@ class SlimConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor, out_channels: Optional[int] = None,  # type: ignore[override]
                 in_index: Optional[torch.Tensor] = None) -> torch.Tensor:
         weight, bias = self.weight, self.bias
+        rows = self.out_channels if out_channels is None else out_channels
+        cols = weight.shape[1] if in_index is not None else x.shape[1]
         # a slice of a parameter costs a view forward and a zero-filled full-size gradient plus a copy backward:
         # at full width (a child's every layer, the largest sub-network) the parameter is used as it is
-        if out_channels is not None and out_channels != self.out_channels:
-            weight = weight[:out_channels]
-            bias = bias[:out_channels] if bias is not None else None
+        narrowed = (rows != weight.shape[0], cols != weight.shape[1])
+        if narrowed[0] and bias is not None:
+            bias = bias[:rows]
+        if all(narrowed) or (any(narrowed) and not weight.is_contiguous()):
+            # one strided view of the leading rows and columns: its gradient is one zero fill in the weight's own
+            # layout, where two slices fill two, and where a channels-last weight's contiguous slice gradient is
+            # copied into its layout by autograd
+            weight = weight.as_strided((rows, cols, *weight.shape[2:]), weight.stride())
+        elif narrowed[0]:
+            weight = weight[:rows]
+        elif narrowed[1]:
+            weight = weight[:, :cols]
         if in_index is not None:
             weight = weight.index_select(1, in_index)
-        elif x.shape[1] != weight.shape[1]:
-            weight = weight[:, : x.shape[1]]
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
 
 

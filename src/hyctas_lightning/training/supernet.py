@@ -139,9 +139,11 @@ class SupernetModule(L.LightningModule):
                 loss = subnet_loss(self.hparams, logits, target, teacher)
                 if self.hparams.distill == "inplace" and name == "largest":
                     teacher = logits.detach()
-                if self.complexity is not None:  # logged: the loss as computed, back-propagated: scaled
+                scaled = loss  # logged: the loss as computed, back-propagated: scaled (no multiply-by-one when off)
+                if self.complexity is not None:
                     logs[f"train/scale_{name}"] = self.complexity(arch, self.global_step, self.sampler.total_steps)
-                self.manual_backward(loss * logs.get(f"train/scale_{name}", 1.0))
+                    scaled = loss * logs[f"train/scale_{name}"]
+                self.manual_backward(scaled)
                 total += loss.detach()
                 logs[f"train/loss_{name}"] = loss.detach()
                 if name.startswith("random"):
