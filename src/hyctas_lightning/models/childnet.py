@@ -75,8 +75,8 @@ class ChildNet(nn.Module):
         c_head = self.head.out_channels
         self.decoder = LowLevelDecoder(self.stem.out_channels[4], c_head) if arch.output_stride == 4 else None
         self.num_features = c_head  # channels of ``forward_features``, what the classifier sees
-        self.classifier = build_classifier(arch.classifier, c_head, num_classes, arch.output_stride)
-        self.parts["classifier"] = (arch.classifier, c_head, num_classes, arch.output_stride)
+        self.parts["classifier"] = args = (arch.classifier, c_head, num_classes, arch.output_stride)
+        self.classifier = build_classifier(*args)
         self.aux_features: Dict[str, int] = {name: c for f in built.values() for s, (c, name) in f.items() if s > 8}
         self._steps, self._features = self._record()
 
@@ -100,8 +100,9 @@ class ChildNet(nn.Module):
         op, width, down, _ = self.arch.branches[branch].gene(layer)
         c_out = channels(SCALES[scale + down], self.arch.fch, width)
         key = f"L{layer}_B{branch}"
-        self.cells[key] = build_op(op, value[0], c_out, 2 if down else 1)
-        self.parts[f"cells.{key}"] = (op, value[0], c_out, 2 if down else 1)
+        args = (op, value[0], c_out, 2 if down else 1)
+        self.cells[key] = build_op(*args)
+        self.parts[f"cells.{key}"] = args
         return c_out, f"cells.{key}"
 
     def _build_fuse(self, layer: int, branch: int, value: Built, scale: int,
