@@ -15,6 +15,9 @@ wall time per candidate. ``--profile_workers 0`` counts them inline, one candida
     # the host parts (profile, build) on a CPU, the rest shrunk to a few images and one eager pass
     python benchmarks/search_throughput.py --device cpu --evals 20 --classes 11 --latency_size 360 480 \\
         --calibration 2 --val 2 --batch 2 --size 64 96 --warmup 0 --runs 1
+    # does timing a child without its weights move the medians? (both timed per candidate, alternately)
+    python benchmarks/search_throughput.py --evals 20 --classes 11 --latency_size 360 480 --calibration 16 \
+        --val 16 --size 360 480 --variant fp16-fold-cl-graph --warmup 1 --runs 10 --no-autotune --weight_check
     # fewer calibration images: a trained supernet and its data, the same candidates scored with each count
     python benchmarks/search_throughput.py --ckpt runs/camvid/supernet/checkpoints/last.ckpt --evals 20 \\
         --calibration 352 --val 101 --latency_size 360 480 --variant fp16-fold-cl-graph --warmup 1 --runs 10 \\
@@ -40,7 +43,7 @@ from typing import List, Sequence, Tuple
 import torch
 
 from hyctas_lightning.evaluation.weight_sharing import SubnetScorer
-from hyctas_lightning.models import SuperNet
+from hyctas_lightning.models import ChildNet, SuperNet
 from hyctas_lightning.ranking.correlation import kendall_tau
 from hyctas_lightning.search import SearchConfig
 from hyctas_lightning.search.evaluator import SupernetEvaluator
@@ -128,6 +131,18 @@ def calibration_study(evaluator: SupernetEvaluator, archs: Sequence[Architecture
     return rows
 
 
+def weight_check(evaluator: SupernetEvaluator, archs: Sequence[Architecture]) -> List[float]:
+    """Per candidate, latency with placeholder constants / latency with the supernet's weights, timed alternately
+    under the search's protocol: how far timing a child without its weights moves the medians."""
+    c = evaluator.config
+    ratios = []
+    for arch in archs:
+        bare, filled = (evaluator.latency(ChildNet.from_supernet(evaluator.supernet, arch, weights=w), c.latency_warmup,
+                                          c.latency_runs) for w in (False, True))
+        ratios.append(bare / filled)
+    return ratios
+
+
 def print_study(rows: list) -> None:
     full = rows[0]
     print(f"\ncalibration images: the same {len(full['miou'])} candidates, mIoU against the full "
@@ -160,6 +175,8 @@ def main() -> None:
     parser.add_argument("--profile_workers", type=int, default=2,
                         help="processes counting profiles ahead (search.profile_workers; 0: inline)")
     parser.add_argument("--ckpt", help="a supernet checkpoint: its weights, and images of its data module")
+    parser.add_argument("--weight_check", action="store_true",
+                        help="also time each candidate with placeholder constants and with the supernet's weights")
     parser.add_argument("--calibration_counts", nargs="+", type=int, default=[],
                         help="also score the candidates recalibrated on the first N calibration images, per N")
     args = parser.parse_args()
@@ -182,6 +199,7 @@ def main() -> None:
         warm_up = time.perf_counter() - start
         times, walls, wall, mious = time_candidates(evaluator, archs[1:])
         study = calibration_study(evaluator, archs[1:], args.calibration_counts) if args.calibration_counts else []
+        ratios = weight_check(evaluator, archs[1:]) if args.weight_check else []
     finally:
         evaluator.close()
     name = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads (wall clock)"
@@ -202,6 +220,10 @@ def main() -> None:
     print(f"| **total** (wall time per candidate) | {statistics.median(walls):.3f} | "
           f"{100 * sum(walls) / wall:.1f}% |")
     print(f"evaluations per minute: {60 * args.evals / wall:.2f}; warm-up evaluation {warm_up:.2f} s")
+    if ratios:
+        print(f"\nlatency with placeholder constants / with the supernet's weights, per candidate: median "
+              f"{statistics.median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f} (the search times "
+              f"{'placeholders' if device == 'cuda' else 'the weights'} on this backend)")
     if study:
         print_study(study)
         drift = max(abs(a - b) for a, b in zip(study[0]["miou"], mious))
