@@ -1,7 +1,9 @@
 """Multi-objective search: the engine on a cheap objective, resume, limits, outputs, and the supernet path."""
 import json
 import math
+import os
 import random
+import signal
 from dataclasses import dataclass
 
 import lightning as L
@@ -364,7 +366,7 @@ def test_profiles_counted_ahead_in_a_pool_leave_the_search_unchanged(trained, tm
     assert all(set(t) == {"profile", "build", "latency", "recalibration", "validation"} for t in timings[1])
 
 
-def test_profile_ahead_gives_the_inline_profiles():
+def test_profile_ahead_gives_the_inline_profiles(caplog):
     space = SearchSpace(layers=4, fch=4)
     rng = random.Random(0)
     archs = [space.sample(rng) for _ in range(4)]
@@ -372,9 +374,15 @@ def test_profile_ahead_gives_the_inline_profiles():
     try:
         ahead.prefetch(archs[:2])
         ahead.prefetch(archs[1:3])  # a new batch: the first one's uncollected profile is dropped
-        for arch in archs:  # counted ahead (1, 2) or, never announced or dropped, inline (0, 3)
-            assert ahead(arch) == profile_architecture(arch, (64, 128), 5, fch=4, output_stride=8,
-                                                       stem_head_width=space.stem_head_width)
+        inline = [profile_architecture(arch, (64, 128), 5, fch=4, output_stride=8,
+                                       stem_head_width=space.stem_head_width) for arch in archs]
+        assert [ahead(arch) for arch in archs] == inline  # counted ahead (1, 2) or, not announced or dropped, here
+        for pid in list(ahead._pool._processes):  # a worker killed (out of memory, say): the pool is broken
+            os.kill(pid, signal.SIGKILL)
+        ahead._pool._processes[pid].join()
+        ahead.prefetch(archs)  # a new pool for the next batch (or, had it not noticed yet, counted here)
+        assert [ahead(arch) for arch in archs] == inline
+        assert "the profile pool broke" in caplog.text
     finally:
         ahead.close()
     with pytest.raises(ValueError, match="profile workers"):

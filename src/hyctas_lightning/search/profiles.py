@@ -8,8 +8,10 @@ numbers are those of :func:`~hyctas_lightning.evaluation.profile_architecture`, 
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from typing import Dict, Optional, Sequence
 
@@ -17,6 +19,8 @@ import torch
 
 from hyctas_lightning.evaluation import Profile, profile_architecture
 from hyctas_lightning.search_space import Architecture
+
+log = logging.getLogger(__name__)
 
 
 class ProfileAhead:
@@ -51,19 +55,34 @@ class ProfileAhead:
         batch that were never collected are dropped."""
         if not self.workers:
             return
+        try:
+            pending = self._submit(archs)
+        except BrokenProcessPool:  # a worker died since the last batch: a fresh pool
+            log.warning("the profile pool broke (a worker died); starting a new one")
+            self.close()
+            pending = self._submit(archs)
+        for key, stale in self._pending.items():
+            if key not in pending:
+                stale.cancel()
+        self._pending = pending
+
+    def _submit(self, archs: Sequence[Architecture]) -> Dict[str, Future]:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
                                              initializer=torch.set_num_threads, initargs=(1,))
-        pending = {arch.hash: self._pending.pop(arch.hash, None) or self._pool.submit(self.profile, arch)
-                   for arch in archs}
-        for stale in self._pending.values():
-            stale.cancel()
-        self._pending = pending
+        return {arch.hash: self._pending.get(arch.hash) or self._pool.submit(self.profile, arch) for arch in archs}
 
     def __call__(self, arch: Architecture) -> Profile:
-        """The profile of ``arch``: its worker's result if it was prefetched, else computed here."""
+        """The profile of ``arch``: its worker's result if it was prefetched, else computed here (also when the pool
+        broke, e.g. a worker was killed: the pool is restarted at the next ``prefetch``)."""
         future = self._pending.pop(arch.hash, None)
-        return future.result() if future is not None else self.profile(arch)
+        if future is not None:
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                log.warning("the profile pool broke (a worker died); counting inline until the next batch")
+                self.close()
+        return self.profile(arch)
 
     def close(self) -> None:
         """Stop the pool (pending profiles are cancelled); a later ``prefetch`` starts a new one."""
