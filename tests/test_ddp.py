@@ -124,12 +124,15 @@ def supernet_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_search_over_two_processes_killed_and_rerun_gives_the_one_process_front(supernet_checkpoint, tmp_path):
-    config = tmp_path / "search.yaml"
-    config.write_text(json.dumps({"search": {**json.loads(SEARCH), "population": 6, "generations": 2}}))
-    args = ["search", "--ckpt", str(supernet_checkpoint), "--config", str(config), "--device", "cpu"]
-    assert main([*args, "--out", str(tmp_path / "alone")]) == 0
+    search = {**json.loads(SEARCH), "population": 6, "generations": 2}
+    (tmp_path / "search.yaml").write_text(json.dumps({"search": search}))
+    # the spread search counts each process's profiles ahead in a worker process: the same numbers
+    (tmp_path / "pooled.yaml").write_text(json.dumps({"search": {**search, "profile_workers": 1}}))
+    args = ["search", "--ckpt", str(supernet_checkpoint), "--device", "cpu"]
+    assert main([*args, "--config", str(tmp_path / "search.yaml"), "--out", str(tmp_path / "alone")]) == 0
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    spread = [sys.executable, "-m", "hyctas_lightning.cli", *args, "--devices", "2", "--out", "spread"]
+    spread = [sys.executable, "-m", "hyctas_lightning.cli", *args, "--config", str(tmp_path / "pooled.yaml"),
+              "--devices", "2", "--out", "spread"]
     killed = subprocess.Popen(spread, cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     rows = tmp_path / "spread/candidates.jsonl"

@@ -1,7 +1,9 @@
 """Multi-objective search: the engine on a cheap objective, resume, limits, outputs, and the supernet path."""
 import json
 import math
+import os
 import random
+import signal
 from dataclasses import dataclass
 
 import lightning as L
@@ -10,8 +12,11 @@ import torch
 
 from hyctas_lightning.cli import main
 from hyctas_lightning.data import SyntheticStreetDataModule
+from hyctas_lightning.evaluation import count_params, profile_architecture
 from hyctas_lightning.evaluation.batchnorm import bn_state, load_bn_state, recalibrate_bn
+from hyctas_lightning.evaluation.bench import Variant, optimise
 from hyctas_lightning.evaluation.weight_sharing import SubnetScorer
+from hyctas_lightning.models import ChildNet
 from hyctas_lightning.search import (
     Journal,
     Measurement,
@@ -23,6 +28,7 @@ from hyctas_lightning.search import (
 )
 from hyctas_lightning.search import evaluator as evaluator_module
 from hyctas_lightning.search.evaluator import SupernetEvaluator, collect_images
+from hyctas_lightning.search.profiles import ProfileAhead
 from hyctas_lightning.search_space import SCALES, Architecture, SearchSpace, channels
 from hyctas_lightning.training import SupernetModule
 
@@ -318,9 +324,9 @@ def test_evaluator_times_candidates_in_the_configured_variant(trained, monkeypat
     supernet = module.supernet.eval()
     seen = []
 
-    def spy(net, variant, example, autotune):
-        seen.append((variant.name, autotune))
-        return real(net, variant, example, autotune)
+    def spy(net, variant, example, autotune, inplace=False):
+        seen.append((variant.name, autotune, inplace))
+        return real(net, variant, example, autotune, inplace)
 
     real = evaluator_module.optimise
     monkeypatch.setattr(evaluator_module, "optimise", spy)
@@ -330,10 +336,89 @@ def test_evaluator_times_candidates_in_the_configured_variant(trained, monkeypat
     before = {k: v.clone() for k, v in supernet.state_dict().items()}
     arch = supernet.space.sample(random.Random(2))
     measured = evaluator(arch).values
-    assert seen and set(seen) == {("bf16-fold-cl", False)} and measured["latency_ms"] > 0
-    # BN folding happened on a copy: the shared weights are those training left (BN recalibrated only)
+    # the timed child is prepared in place: it is built for the timing alone
+    assert seen and set(seen) == {("bf16-fold-cl", False, True)} and measured["latency_ms"] > 0
+    # BN folding happened on the child: the shared weights are those training left (BN recalibrated only)
     assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items() if "running" not in k
                and "num_batches" not in k)
+
+
+def test_profiles_counted_ahead_in_a_pool_leave_the_search_unchanged(trained, tmp_path, monkeypatch):
+    # a latency from the structure alone, so that two searches are comparable record by record: with the profiles
+    # counted ahead by a worker process the journal holds the same candidates with the same numbers, in order
+    module, data, _ = trained
+    supernet = module.supernet.eval()
+    monkeypatch.setattr(SupernetEvaluator, "latency", lambda self, child, warmup, runs: count_params(child) / 1e4)
+    calibration, validation = collect_images(data, "train", 32, 0, False), collect_images(data, "val", 16, 0, True)
+    records, timings = {}, {}
+    for workers in (0, 1):
+        config = fast_config(profile_workers=workers)
+        evaluator = SupernetEvaluator(supernet, calibration, validation, config)
+        try:
+            search_with(evaluator, supernet.space, config, Journal(tmp_path / f"{workers}" / "candidates.jsonl"),
+                        tmp_path / f"{workers}", show_progress=False)
+        finally:
+            evaluator.close()
+        found = Journal(tmp_path / f"{workers}" / "candidates.jsonl").candidates()
+        records[workers] = [(c.hash, c.generation, c.feasible, c.measurements) for c in found]
+        timings[workers] = [c.timing for c in found]
+    assert len(records[0]) >= 8 and records[1] == records[0]
+    assert all(set(t) == {"profile", "build", "latency", "recalibration", "validation"} for t in timings[1])
+
+
+def test_profile_ahead_gives_the_inline_profiles(caplog):
+    space = SearchSpace(layers=4, fch=4)
+    rng = random.Random(0)
+    archs = [space.sample(rng) for _ in range(4)]
+    ahead = ProfileAhead((64, 128), 5, fch=4, stem_head_width=space.stem_head_width, workers=1)
+    try:
+        ahead.prefetch(archs[:2])
+        ahead.prefetch(archs[1:3])  # a new batch: the first one's uncollected profile is dropped
+        inline = [profile_architecture(arch, (64, 128), 5, fch=4, output_stride=8,
+                                       stem_head_width=space.stem_head_width) for arch in archs]
+        assert [ahead(arch) for arch in archs] == inline  # counted ahead (1, 2) or, not announced or dropped, here
+        for pid in list(ahead._pool._processes):  # a worker killed (out of memory, say): the pool is broken
+            os.kill(pid, signal.SIGKILL)
+        ahead._pool._processes[pid].join()
+        ahead.prefetch(archs)  # a new pool for the next batch (or, had it not noticed yet, counted here)
+        assert [ahead(arch) for arch in archs] == inline
+        assert "the profile pool broke" in caplog.text
+    finally:
+        ahead.close()
+    with pytest.raises(ValueError, match="profile workers"):
+        ProfileAhead((64, 128), 5, fch=4, stem_head_width=1.0, workers=-1)
+    with pytest.raises(ValueError, match="profile_workers"):
+        SearchConfig(profile_workers=-1)
+
+
+def test_latency_child_without_weights_has_the_copied_childs_structure(trained):
+    # on a GPU the child is timed with placeholder constants instead of the supernet's weights: the same modules,
+    # shapes and dtypes, finite through folding and a half-precision cast whatever the uninitialised memory held
+    module, data, _ = trained
+    supernet = module.supernet.eval()
+    rng = random.Random(4)
+    variant = Variant.parse("bf16-fold-cl")
+    example = torch.randn(1, 3, 64, 128)
+    for arch in [supernet.space.largest(), *(supernet.space.sample(rng) for _ in range(3))]:
+        copied, bare = ChildNet.from_supernet(supernet, arch), ChildNet.from_supernet(supernet, arch, weights=False)
+        assert [(n, type(m)) for n, m in bare.named_modules()] == [(n, type(m)) for n, m in copied.named_modules()]
+        assert {k: (v.shape, v.dtype) for k, v in bare.state_dict().items()} == {
+            k: (v.shape, v.dtype) for k, v in copied.state_dict().items()}
+        garbage = ChildNet.empty(arch, supernet.num_classes, "cpu", fch=supernet.fch, output_stride=8,
+                                 stem_head_width=supernet.space.stem_head_width)
+        with torch.no_grad():
+            for t in [*garbage.parameters(), *garbage.buffers()]:
+                t.fill_(float("nan") if t.is_floating_point() else -1)
+        runners = [optimise(net, variant, example, inplace=True) for net in (copied, garbage.placeholder_())]
+        assert [type(m) for m in runners[1].modules()] == [type(m) for m in runners[0].modules()]
+        with torch.no_grad():
+            outputs = [runner(example) for runner in runners]
+        assert outputs[1].shape == outputs[0].shape and torch.isfinite(outputs[1]).all()
+    # a CPU backend times the child with the supernet's weights (a CPU's speed depends on values)
+    evaluator = SupernetEvaluator(supernet, collect_images(data, "train", 16, 0, False),
+                                  collect_images(data, "val", 16, 0, True), fast_config())
+    timed, copied = evaluator.timed_child(arch), ChildNet.from_supernet(supernet, arch)
+    assert all(torch.equal(v, copied.state_dict()[k]) for k, v in timed.state_dict().items())
 
 
 def test_search_cli_on_a_supernet_checkpoint(trained, tmp_path, capsys):

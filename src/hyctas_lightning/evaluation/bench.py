@@ -124,12 +124,22 @@ class InferenceRunner(nn.Module):
         return self.static_output
 
 
-def optimise(net: nn.Module, variant: Variant, example: torch.Tensor, autotune: bool = True) -> InferenceRunner:
+def optimise(net: nn.Module, variant: Variant, example: torch.Tensor, autotune: bool = True,
+             inplace: bool = False) -> InferenceRunner:
     """A copy of ``net`` prepared for inference under ``variant`` on ``example``'s device (``net`` is untouched),
-    its CUDA graph captured with cuDNN autotuning on unless ``autotune`` is False (see :func:`cudnn_autotune`)."""
+    its CUDA graph captured with cuDNN autotuning on unless ``autotune`` is False (see :func:`cudnn_autotune`).
+
+    Args:
+        net: the network.
+        variant: how to run it.
+        example: an fp32 input of the timed size on the timing device.
+        autotune: cuDNN autotuning while the graph is captured.
+        inplace: prepare ``net`` itself (folded, cast, moved) instead of a copy, for a network that is thrown away
+            after (a search's candidate): the deep copy is most of the host time of preparing it.
+    """
     if variant.cuda_graph and example.device.type != "cuda":
         raise ValueError(f"variant '{variant.name}': CUDA graphs need a GPU (--device cuda)")
-    model = copy.deepcopy(net).eval()
+    model = (net if inplace else copy.deepcopy(net)).eval()
     if variant.fold:
         fold_batchnorm(model)
     model = model.to(device=example.device, dtype=DTYPES[variant.dtype])

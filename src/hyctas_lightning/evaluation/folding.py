@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterator, Tuple
 
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from hyctas_lightning.layers import ConvBNAct
 
@@ -22,7 +22,8 @@ def _conv_bn_pairs(model: nn.Module) -> Iterator[Tuple[nn.Module, str, str]]:
 
 
 def fold_batchnorm(model: nn.Module) -> int:
-    """Fold every BatchNorm that follows a conv into that conv, in place; returns how many were folded.
+    """Fold every BatchNorm that follows a conv into that conv (whose weight and bias are replaced), in place;
+    returns how many were folded.
 
     The model must be in eval mode: folding bakes in the running statistics.
     """
@@ -32,7 +33,9 @@ def fold_batchnorm(model: nn.Module) -> int:
     for parent, conv_name, bn_name in list(_conv_bn_pairs(model)):
         conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
-            setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
+            # the conv's own weights are replaced (``fuse_conv_bn_eval`` would fold into a deep copy of it first)
+            conv.weight, conv.bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var,
+                                                          bn.eps, bn.weight, bn.bias)
             setattr(parent, bn_name, nn.Identity())
             folded += 1
     return folded

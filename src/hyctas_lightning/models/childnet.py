@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Dict, Hashable, List, Optional, Tuple
 
 import torch
@@ -149,8 +150,22 @@ class ChildNet(nn.Module):
             net = cls(arch, num_classes, **kwargs)
         return net.to_empty(device=device)
 
+    @torch.no_grad()
+    def placeholder_(self) -> ChildNet:
+        """Fill every tensor of the state with a constant in place (zero weights, biases and statistics, unit
+        BatchNorm variance): a child of the right structure whose values are finite through any cast or fold, for
+        timing alone where its weights would be copied for nothing. Uninitialised memory could hold NaN, inf or
+        negative variances, and folding divides by the variance's square root; with these constants every
+        activation is 0, in any dtype. Returns the child."""
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            tensor.zero_()
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_var is not None:
+                module.running_var.fill_(1.0)
+        return self
+
     @classmethod
-    def from_supernet(cls, supernet: SuperNet, arch: Architecture) -> ChildNet:
+    def from_supernet(cls, supernet: SuperNet, arch: Architecture, weights: bool = True) -> ChildNet:
         """Child of ``arch`` with the supernet's weights (and BN statistics) copied in, on the supernet's device;
         in eval mode its output equals ``supernet(images, arch)`` to float tolerance. It is allocated there
         uninitialised (:meth:`empty`): every tensor of its state is copied from the supernet.
@@ -158,6 +173,8 @@ class ChildNet(nn.Module):
         Args:
             supernet: the trained supernet.
             arch: a member of the supernet's space, at output stride 8.
+            weights: copy the supernet's weights; False fills constants instead (:meth:`placeholder_`): the same
+                modules and shapes for a measurement that does not depend on values (latency on a GPU).
         """
         if arch.output_stride != 8:
             raise ArchitectureError("output_stride: the supernet runs at output stride 8; inherit with "
@@ -166,6 +183,8 @@ class ChildNet(nn.Module):
         device = next(supernet.parameters()).device
         child = cls.empty(arch, supernet.num_classes, device, fch=supernet.fch, output_stride=8,
                           stem_head_width=supernet.space.stem_head_width)
+        if not weights:
+            return child.placeholder_()
         copy_prefix_(child.stem, supernet.stem)
         for key, cell in child.cells.items():
             layer, branch = (int(p[1:]) for p in key.split("_"))

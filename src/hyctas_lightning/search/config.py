@@ -45,6 +45,10 @@ class SearchConfig:
         latency_autotune: problem (measurement): cuDNN autotuning while each candidate is prepared and timed. Off,
             a candidate's CUDA graph is captured in ~0.05 s instead of 1-2 s (every candidate has new convolution
             shapes to tune), and the presets' medians moved by at most 2 % (H100, fp16-fold-cl-graph, 360x480).
+        profile_workers: problem (measurement): processes that count each candidate's parameters and multiply-adds
+            ahead, on the host's spare cores, while the device measures the candidates before it (0: counted inline,
+            one candidate after another). The counts do not depend on it; a few workers hide the counting on a GPU
+            host (it costs ~0.1-0.2 s of host time per candidate).
         strategy: algorithm: a registered search strategy: ``nsga2``, or the ablation baselines ``random`` and
             ``local`` (paper section 4.5), or your own (``register_strategy``).
         strategy_args: algorithm: the strategy's own settings (``nsga2``: ``crossover_prob``, the probability of
@@ -79,6 +83,7 @@ class SearchConfig:
     latency_warmup: int = 50
     latency_runs: int = 100
     latency_autotune: bool = True
+    profile_workers: int = 0
     strategy: str = "nsga2"
     strategy_args: Dict[str, Any] = field(default_factory=dict)
     population: int = 40
@@ -112,6 +117,7 @@ class SearchConfig:
              f"latency_size: [height, width] > 0, got {self.latency_size}"),
             (self.latency_warmup >= 0 and self.latency_runs >= 1,
              f"latency_warmup >= 0 and latency_runs >= 1, got {self.latency_warmup} and {self.latency_runs}"),
+            (self.profile_workers >= 0, f"profile_workers: 0 (inline) or more, got {self.profile_workers}"),
             (self.top_k >= 1, f"top_k: at least 1, got {self.top_k}"),
             (self.reference is None or len(self.reference) == len(self.objectives),
              f"reference: one value per objective {self.objectives}, got {self.reference}"),

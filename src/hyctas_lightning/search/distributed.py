@@ -28,7 +28,7 @@ import torch.distributed as dist
 from hyctas_lightning.search_space import Architecture
 from hyctas_lightning.search_space.architecture import estimate_training_memory_gb
 
-from .engine import Measurement
+from .engine import Measurement, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ class SpreadEvaluator:
                 on_result(i, Measurement(payload["values"], payload["timing"]))
 
         expected = sum(o != 0 for o in owner)
+        prefetch(self.evaluate, [arch for arch, o in zip(archs, owner) if o == 0])
         for i in (i for i, o in enumerate(owner) if o == 0):
             deliver(i, _measure(self.evaluate, archs[i]))
             while not arrivals.empty():  # journal what the others finished meanwhile
@@ -147,8 +148,9 @@ def serve(evaluate: Callable[[Architecture], Measurement], group: dist.ProcessGr
         if box[0] == _STOP:
             return done
         archs = [Architecture.from_dict(a) for a in box[0]]
-        sends = [dist.isend(_encode(_measure(evaluate, archs[i])), dst=0, group=group, tag=i)
-                 for i, p in enumerate(plan(archs, processes)) if p == me]
+        mine = [i for i, p in enumerate(plan(archs, processes)) if p == me]
+        prefetch(evaluate, [archs[i] for i in mine])
+        sends = [dist.isend(_encode(_measure(evaluate, archs[i])), dst=0, group=group, tag=i) for i in mine]
         for work in sends:
             work.wait()
         done += len(sends)

@@ -51,7 +51,7 @@ def evaluate_batch(evaluate: Callable[[Architecture], Measurement], archs: Seque
                    on_result: Callable[[int, Measurement], None]) -> None:
     """Measure ``archs``, calling ``on_result(index, measurement)`` as each completes: through the evaluator's own
     ``evaluate_batch`` when it has one (``SpreadEvaluator``: over several processes, in any order), else one after
-    another.
+    another, announced first (:func:`prefetch`).
 
     Args:
         evaluate: the evaluator.
@@ -61,8 +61,22 @@ def evaluate_batch(evaluate: Callable[[Architecture], Measurement], archs: Seque
     if archs and hasattr(evaluate, "evaluate_batch"):
         evaluate.evaluate_batch(archs, on_result)
         return
+    prefetch(evaluate, archs)
     for i, arch in enumerate(archs):
         on_result(i, evaluate(arch))
+
+
+def prefetch(evaluate: Callable[[Architecture], Measurement], archs: Sequence[Architecture]) -> None:
+    """Tell an evaluator that works ahead (one with a ``prefetch`` method, e.g. ``SupernetEvaluator`` counting
+    profiles in a pool) which architectures it is about to measure, in order; others need not know.
+
+    Args:
+        evaluate: the evaluator.
+        archs: the architectures it measures next.
+    """
+    ahead = getattr(evaluate, "prefetch", None)
+    if archs and ahead is not None:
+        ahead(archs)
 
 
 class SearchRun:

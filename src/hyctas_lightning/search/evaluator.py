@@ -9,7 +9,6 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 
-from hyctas_lightning.evaluation import profile_architecture
 from hyctas_lightning.evaluation.bench import Variant, optimise
 from hyctas_lightning.evaluation.latency import measure_latency
 from hyctas_lightning.evaluation.weight_sharing import SubnetScorer, collect_images
@@ -18,6 +17,7 @@ from hyctas_lightning.search_space import Architecture
 
 from .config import SearchConfig
 from .engine import Measurement
+from .profiles import ProfileAhead
 
 
 @contextmanager
@@ -33,6 +33,16 @@ class SupernetEvaluator:
     """Measures one architecture. Latency comes first, so a candidate over the latency cap skips the costly
     recalibration and validation (its mIoU is left unmeasured: it is infeasible anyway). The ChildNet is timed as
     it will run deployed: prepared by ``hyctas bench``'s ``optimise`` under the config's ``latency_variant``.
+
+    The critical path of a candidate holds device work only where it can: its profile is counted ahead in a pool of
+    ``config.profile_workers`` processes (:meth:`prefetch`, which the search calls with each batch before measuring
+    it), and on a CUDA latency backend the timed ChildNet is built without the supernet's weights. The mIoU comes
+    from the supernet itself, so the child exists only to be timed, and a GPU's run time depends on the shapes,
+    dtypes, memory layouts and kernels of a network, all fixed by its architecture and the variant, not on its
+    values: the child is filled with constants (:meth:`ChildNet.placeholder_`), finite through the fp16 cast and
+    BatchNorm folding, and its forward has no branch on values. A CPU's run time does depend on values (denormal
+    floats take slow paths), so a CPU backend times the child with the supernet's weights, as deployed. Call
+    :meth:`close` when done (it stops the pool).
 
     Args:
         supernet: the trained supernet whose sub-networks are measured.
@@ -62,34 +72,47 @@ class SupernetEvaluator:
         self.validation = self.scorer.passes([(x.to(self.device).contiguous(memory_format=layout), y.to(self.device))
                                               for x, y in validation])
         self.variant = Variant.parse(config.latency_variant)
+        self.profiles = ProfileAhead(config.latency_size, supernet.num_classes, self.supernet.fch,
+                                     self.supernet.space.stem_head_width, config.profile_workers)
         self._warm_up()
 
     def _warm_up(self) -> None:
         """One throw-away latency measurement, so library start-up cost does not land on the first candidate."""
-        smallest = ChildNet.from_supernet(self.supernet, self.supernet.space.smallest())
-        self.latency(smallest, max(1, self.config.latency_warmup), 1)
+        self.latency(self.timed_child(self.supernet.space.smallest()), max(1, self.config.latency_warmup), 1)
+
+    def timed_child(self, arch: Architecture) -> ChildNet:
+        """The ChildNet ``arch`` is timed as: with the supernet's weights on a CPU backend, placeholder constants
+        on a CUDA one (see the class doc)."""
+        return ChildNet.from_supernet(self.supernet, arch, weights=self.config.latency_backend == "cpu")
 
     def latency(self, child: ChildNet, warmup: int, runs: int) -> float:
-        """Median latency (ms) of ``child`` prepared for inference under the configured variant."""
+        """Median latency (ms) of ``child`` prepared for inference under the configured variant; ``child`` itself
+        is prepared (folded, cast) and is of no further use."""
         c = self.config
         example = torch.randn(1, 3, *c.latency_size, device=c.latency_backend)
-        runner = optimise(child, self.variant, example, c.latency_autotune)
+        runner = optimise(child, self.variant, example, c.latency_autotune, inplace=True)
         return measure_latency(runner, c.latency_size, c.latency_backend, warmup, runs,
                                autotune=c.latency_autotune).median_ms
 
     def latency_of(self, arch: Architecture) -> float:
         """Median latency (ms) of ``arch``'s ChildNet under the configured variant and protocol."""
-        return self.latency(ChildNet.from_supernet(self.supernet, arch), self.config.latency_warmup,
-                            self.config.latency_runs)
+        return self.latency(self.timed_child(arch), self.config.latency_warmup, self.config.latency_runs)
+
+    def prefetch(self, archs: Sequence[Architecture]) -> None:
+        """Start counting the profiles of ``archs``, the next candidates to be measured (with ``profile_workers``)."""
+        self.profiles.prefetch(archs)
+
+    def close(self) -> None:
+        """Stop the profile pool."""
+        self.profiles.close()
 
     def __call__(self, arch: Architecture) -> Measurement:
         c, timing = self.config, {}
-        with _timer(timing, "profile"):
-            profile = profile_architecture(arch, c.latency_size, self.supernet.num_classes, fch=self.supernet.fch,
-                                           output_stride=8, stem_head_width=self.supernet.space.stem_head_width)
+        with _timer(timing, "profile"):  # with workers: the wait for a profile counted ahead
+            profile = self.profiles(arch)
         values = {"macs_g": profile.macs_g, "params_m": profile.params_m, "latency_ms": None, "miou": None}
         with _timer(timing, "build"):
-            child = ChildNet.from_supernet(self.supernet, arch)
+            child = self.timed_child(arch)
         with _timer(timing, "latency"):
             values["latency_ms"] = self.latency(child, c.latency_warmup, c.latency_runs)
         del child

@@ -99,17 +99,29 @@ def run_search(supernet: SuperNet, datamodule: L.LightningDataModule, config: Se
         calibration = collect_images(datamodule, "train", config.calibration_images, config.seed, with_masks=False)
         validation = collect_images(datamodule, "val", config.val_images, config.seed, with_masks=True)
         evaluator = SupernetEvaluator(supernet, calibration, validation, config, ignore_index, device)
-        if group is None:
-            return search_with(evaluator, supernet.space, config, journal, out_dir, logger, show_progress)
-        check_spread(evaluator, config, device, group, out_dir if lead else None, spread_check)
-        if not lead:
-            serve(evaluator, group)
-            return None
-        spread = SpreadEvaluator(evaluator, group)
         try:
-            return search_with(spread, supernet.space, config, journal, out_dir, logger, show_progress)
+            return _search_on(evaluator, config, device, group, lead, journal, out_dir, logger, show_progress,
+                              spread_check)
         finally:
-            spread.close()
+            evaluator.close()
+
+
+def _search_on(evaluator: SupernetEvaluator, config: SearchConfig, device: str, group: Optional[dist.ProcessGroup],
+               lead: bool, journal: Optional[Journal], out_dir: Path, logger, show_progress: bool,
+               spread_check: int) -> Optional[SearchResult]:
+    """The search with this process's evaluator: alone, or spread over ``group`` (see :func:`run_search`)."""
+    space = evaluator.supernet.space
+    if group is None:
+        return search_with(evaluator, space, config, journal, out_dir, logger, show_progress)
+    check_spread(evaluator, config, device, group, out_dir if lead else None, spread_check)
+    if not lead:
+        serve(evaluator, group)
+        return None
+    spread = SpreadEvaluator(evaluator, group)
+    try:
+        return search_with(spread, space, config, journal, out_dir, logger, show_progress)
+    finally:
+        spread.close()
 
 
 @contextmanager

@@ -1,0 +1,29 @@
+"""benchmarks/search_throughput.py on the CPU at a tiny size: the per-part table with profiles counted ahead, and the
+same candidates scored with fewer calibration images and timed with and without the supernet's weights."""
+import re
+
+from helpers import run_benchmark
+
+
+def test_search_throughput_reports_parts_and_calibration_counts():
+    done = run_benchmark("search_throughput", "--device", "cpu", "--evals", "3", "--layers", "4", "--fch", "4",
+                         "--classes", "4", "--latency_size", "32", "64", "--size", "32", "64", "--calibration", "6",
+                         "--val", "2", "--batch", "2", "--warmup", "0", "--runs", "1", "--profile_workers", "1",
+                         "--calibration_counts", "2", "4", "--weight_check")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "profiles counted ahead by 1 worker process\n" in out
+    for part in ("profile (the wait for a profile counted ahead)", "build", "latency", "recalibration", "validation",
+                 "**total** (wall time per candidate)"):
+        assert re.search(rf"^\| {re.escape(part)} \| \d+\.\d{{3}} \|", out, re.M), (part, out)
+    rows = re.findall(r"^\| (\d+) \| (\d+\.\d{3}) \| (\d+\.\d{3}) \| (\d+\.\d{3}) \| (\S+) \|$", out, re.M)
+    assert [int(r[0]) for r in rows] == [6, 4, 2], out  # the full set first, then each count, largest first
+    assert float(rows[0][2]) == float(rows[0][3]) == 0.0  # the full set against itself
+    assert re.search(r"with the supernet's weights, per candidate: median \d+\.\d{3}, range", out)
+    drift = float(re.search(r"max abs\. mIoU difference (\S+)", out).group(1))
+    assert drift < 1e-6  # recalibrating on the full set again reproduces the evaluations' scores
+
+
+def test_search_throughput_rejects_counts_beyond_the_calibration_set():
+    done = run_benchmark("search_throughput", "--device", "cpu", "--calibration", "4", "--calibration_counts", "8")
+    assert done.returncode == 2 and "--calibration_counts: each in 1..4" in done.stderr
