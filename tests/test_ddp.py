@@ -126,8 +126,9 @@ def supernet_checkpoint(tmp_path_factory) -> Path:
 def test_search_over_two_processes_killed_and_rerun_gives_the_one_process_front(supernet_checkpoint, tmp_path):
     search = {**json.loads(SEARCH), "population": 6, "generations": 2}
     (tmp_path / "search.yaml").write_text(json.dumps({"search": search}))
-    # the spread search counts each process's profiles ahead in a worker process: the same numbers
-    (tmp_path / "pooled.yaml").write_text(json.dumps({"search": {**search, "profile_workers": 1}}))
+    # the spread search counts each process's profiles ahead in a worker process and builds each candidate's timed
+    # child while the process scores the one before: the same numbers
+    (tmp_path / "pooled.yaml").write_text(json.dumps({"search": {**search, "profile_workers": 1, "build_ahead": True}}))
     args = ["search", "--ckpt", str(supernet_checkpoint), "--device", "cpu"]
     assert main([*args, "--config", str(tmp_path / "search.yaml"), "--out", str(tmp_path / "alone")]) == 0
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}

@@ -322,21 +322,27 @@ def test_stacked_passes_give_the_batch_by_batch_statistics_and_scores(trained):
 def test_evaluator_times_candidates_in_the_configured_variant(trained, monkeypatch):
     module, data, _ = trained
     supernet = module.supernet.eval()
-    seen = []
+    seen, prepared = [], []
 
-    def spy(net, variant, example, autotune, inplace=False):
-        seen.append((variant.name, autotune, inplace))
-        return real(net, variant, example, autotune, inplace)
+    def spy(net, variant, example, autotune, prepared=False):
+        seen.append((variant.name, autotune, prepared))
+        return real(net, variant, example, autotune, prepared=prepared)
 
-    real = evaluator_module.optimise
+    def spy_prepare(net, variant, device, inplace=False):
+        prepared.append((variant.name, inplace))
+        return real_prepare(net, variant, device, inplace)
+
+    real, real_prepare = evaluator_module.optimise, evaluator_module.prepare_network
     monkeypatch.setattr(evaluator_module, "optimise", spy)
+    monkeypatch.setattr(evaluator_module, "prepare_network", spy_prepare)
     evaluator = SupernetEvaluator(supernet, collect_images(data, "train", 16, 0, False),
                                   collect_images(data, "val", 16, 0, True),
                                   fast_config(latency_variant="bf16-fold-cl", latency_autotune=False))
     before = {k: v.clone() for k, v in supernet.state_dict().items()}
     arch = supernet.space.sample(random.Random(2))
     measured = evaluator(arch).values
-    # the timed child is prepared in place: it is built for the timing alone
+    # the timed child is prepared in place (it is built for the timing alone), then timed as prepared
+    assert prepared and set(prepared) == {("bf16-fold-cl", True)}
     assert seen and set(seen) == {("bf16-fold-cl", False, True)} and measured["latency_ms"] > 0
     # BN folding happened on the child: the shared weights are those training left (BN recalibrated only)
     assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items() if "running" not in k
@@ -364,6 +370,85 @@ def test_profiles_counted_ahead_in_a_pool_leave_the_search_unchanged(trained, tm
         timings[workers] = [c.timing for c in found]
     assert len(records[0]) >= 8 and records[1] == records[0]
     assert all(set(t) == {"profile", "build", "latency", "recalibration", "validation"} for t in timings[1])
+
+
+def state_latency(self, net, warmup, runs):
+    """A stand-in latency that depends on every value of the timed network (weights, folded BN statistics)."""
+    return 1.0 + sum(float(t.double().abs().sum()) for t in net.state_dict().values()) / 1e4
+
+
+def test_children_built_ahead_leave_the_search_unchanged(trained, tmp_path, monkeypatch):
+    # the next child is built while the current candidate is scored: on a CPU backend it holds the supernet's
+    # weights and, folded in, the statistics the current candidate's recalibration left, as when built in its own
+    # call; a latency computed from its values, the scores and the journal are the same record by record
+    module, data, _ = trained
+    supernet = module.supernet.eval()
+    monkeypatch.setattr(SupernetEvaluator, "latency", state_latency)
+    calibration, validation = collect_images(data, "train", 32, 0, False), collect_images(data, "val", 16, 0, True)
+    records, timings = {}, {}
+    for ahead in (None, True):  # None: the default, off on a CPU backend
+        config = fast_config(build_ahead=ahead, latency_variant="fp32-fold")
+        evaluator = SupernetEvaluator(supernet, calibration, validation, config)
+        assert evaluator.build_ahead is bool(ahead)
+        folder = tmp_path / str(ahead)
+        search_with(evaluator, supernet.space, config, Journal(folder / "candidates.jsonl"), folder,
+                    show_progress=False)
+        found = Journal(folder / "candidates.jsonl").candidates()
+        records[ahead] = [(c.hash, c.generation, c.feasible, c.measurements) for c in found]
+        timings[ahead] = [c.timing for c in found]
+    assert len(records[None]) >= 8 and records[True] == records[None]
+    assert not any("build_hidden" in t for t in timings[None])
+    built_ahead = [t for t in timings[True] if "build_hidden" in t]  # all but the first of each batch
+    assert len(built_ahead) >= len(timings[True]) - 3
+    assert all(t["build"] >= 0 and t["build_hidden"] >= 0 and t["recalibration"] > 0 for t in built_ahead)
+
+
+def test_a_child_built_ahead_for_another_architecture_is_never_timed(trained, monkeypatch):
+    module, data, _ = trained
+    supernet = module.supernet.eval()
+    timed = []
+    monkeypatch.setattr(SupernetEvaluator, "latency", lambda self, net, warmup, runs: timed.append(net) or 1.0)
+    evaluator = SupernetEvaluator(supernet, collect_images(data, "train", 16, 0, False),
+                                  collect_images(data, "val", 16, 0, True), fast_config(build_ahead=True))
+    rng = random.Random(5)
+    a, b, c = (supernet.space.sample(rng) for _ in range(3))
+    evaluator.prefetch([a, b])
+    evaluator(a)
+    assert evaluator._ahead is not None and evaluator._ahead.hash == b.hash  # b's child, built while a was scored
+    surprise = evaluator(c)  # not the announced b: b's child is dropped, c's built in its own call
+    assert "build_hidden" not in surprise.timing and evaluator._ahead is None
+    expected = evaluator.prepared_child(c)
+    assert {k: v.shape for k, v in timed[-1].state_dict().items()} == {
+        k: v.shape for k, v in expected.state_dict().items()}
+    assert evaluator(b).values["miou"] is not None and evaluator._ahead is None  # b, built in its own call
+
+
+def test_a_candidate_over_the_cap_is_not_scored_with_or_without_a_build_ahead(trained, monkeypatch):
+    module, data, _ = trained
+    supernet = module.supernet.eval()
+    monkeypatch.setattr(SupernetEvaluator, "latency", lambda self, net, warmup, runs: count_params(net) / 1e4)
+    rng = random.Random(6)
+    archs = [supernet.space.sample(rng) for _ in range(5)]
+    latencies = sorted(count_params(ChildNet.from_supernet(supernet, arch)) / 1e4 for arch in archs)
+    cap = (latencies[1] + latencies[2]) / 2  # two candidates under the cap, three over it
+    calibration, validation = collect_images(data, "train", 16, 0, False), collect_images(data, "val", 16, 0, True)
+    results = {}
+    for ahead in (False, True):
+        evaluator = SupernetEvaluator(supernet, calibration, validation,
+                                      fast_config(build_ahead=ahead, latency_cap_ms=cap))
+        calibrated = []
+        monkeypatch.setattr(evaluator.scorer, "calibrate", lambda arch, real=evaluator.scorer.calibrate,
+                            seen=calibrated: seen.append(arch.hash) or real(arch))
+        evaluator.prefetch(archs)
+        measured = [evaluator(arch) for arch in archs]
+        results[ahead] = [m.values for m in measured]
+        over = [arch.hash for arch, v in zip(archs, results[ahead]) if v["latency_ms"] > cap]
+        assert len(over) == 3 and not set(over) & set(calibrated) and len(calibrated) == 2
+        assert all((v["miou"] is None) == (arch.hash in over) for arch, v in zip(archs, results[ahead]))
+        # a child is built ahead only while a candidate is scored: after one over the cap it is built in its call
+        after_scored = [arch.hash not in over for arch in archs[:-1]]
+        assert ["build_hidden" in m.timing for m in measured[1:]] == [ahead and scored for scored in after_scored]
+    assert results[True] == results[False]
 
 
 def test_profile_ahead_gives_the_inline_profiles(caplog):

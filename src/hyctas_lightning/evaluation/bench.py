@@ -124,8 +124,32 @@ class InferenceRunner(nn.Module):
         return self.static_output
 
 
+def prepare_network(net: nn.Module, variant: Variant, device: torch.device | str, inplace: bool = False) -> nn.Module:
+    """``net`` folded, cast, laid out and wrapped for ``torch.compile`` as ``variant`` says, on ``device``: the part
+    of :func:`optimise` that only queues untimed work (a search does it for the next candidate while the GPU scores
+    the current one); ``net`` is untouched unless ``inplace``.
+
+    Args:
+        net: the network.
+        variant: how to run it.
+        device: the timing device.
+        inplace: prepare ``net`` itself (folded, cast, moved) instead of a copy, for a network that is thrown away
+            after (a search's candidate): the deep copy is most of the host time of preparing it.
+    """
+    model = (net if inplace else copy.deepcopy(net)).eval()
+    if variant.fold:
+        fold_batchnorm(model)
+    model = model.to(device=device, dtype=DTYPES[variant.dtype])
+    if variant.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if variant.compile:
+        torch.compiler.reset()  # a fresh cache per network: guards on shared forward code would pile up
+        model = torch.compile(model)
+    return model
+
+
 def optimise(net: nn.Module, variant: Variant, example: torch.Tensor, autotune: bool = True,
-             inplace: bool = False) -> InferenceRunner:
+             inplace: bool = False, prepared: bool = False) -> InferenceRunner:
     """A copy of ``net`` prepared for inference under ``variant`` on ``example``'s device (``net`` is untouched),
     its CUDA graph captured with cuDNN autotuning on unless ``autotune`` is False (see :func:`cudnn_autotune`).
 
@@ -134,20 +158,12 @@ def optimise(net: nn.Module, variant: Variant, example: torch.Tensor, autotune: 
         variant: how to run it.
         example: an fp32 input of the timed size on the timing device.
         autotune: cuDNN autotuning while the graph is captured.
-        inplace: prepare ``net`` itself (folded, cast, moved) instead of a copy, for a network that is thrown away
-            after (a search's candidate): the deep copy is most of the host time of preparing it.
+        inplace: prepare ``net`` itself instead of a copy (see :func:`prepare_network`).
+        prepared: ``net`` comes from :func:`prepare_network` under ``variant`` already: only the runner is made.
     """
     if variant.cuda_graph and example.device.type != "cuda":
         raise ValueError(f"variant '{variant.name}': CUDA graphs need a GPU (--device cuda)")
-    model = (net if inplace else copy.deepcopy(net)).eval()
-    if variant.fold:
-        fold_batchnorm(model)
-    model = model.to(device=example.device, dtype=DTYPES[variant.dtype])
-    if variant.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if variant.compile:
-        torch.compiler.reset()  # a fresh cache per network: guards on shared forward code would pile up
-        model = torch.compile(model)
+    model = net if prepared else prepare_network(net, variant, example.device, inplace)
     with cudnn_autotune(autotune):
         return InferenceRunner(model, variant, example)
 

@@ -160,11 +160,22 @@ class SubnetScorer:
     def miou(self, arch: Architecture, validation: Sequence[Batch]) -> float:
         """mIoU of ``arch`` on ``validation`` (batches as given: see :meth:`passes`) with the BN statistics in place
         (call :meth:`calibrate` first)."""
+        return self.score(self.predict(arch, validation))
+
+    @torch.no_grad()
+    def predict(self, arch: Architecture, validation: Sequence[Batch]) -> List[Batch]:
+        """``arch``'s predicted classes and the masks, per batch of ``validation``, with the BN statistics in place.
+        Nothing here waits for the device: on a GPU the passes are only queued, so the host is free until
+        :meth:`score` reads them (the metric's update synchronises)."""
         self.supernet.eval()
-        metric = self.metric()
         device = next(self.supernet.parameters()).device
-        for images, masks in validation:
-            metric.update(self.supernet(images.to(device), arch).argmax(1), masks.to(device))
+        return [(self.supernet(images.to(device), arch).argmax(1), masks.to(device)) for images, masks in validation]
+
+    def score(self, predictions: Sequence[Batch]) -> float:
+        """mIoU of :meth:`predict`'s ``(predictions, masks)`` batches."""
+        metric = self.metric()
+        for predicted, masks in predictions:
+            metric.update(predicted, masks)
         return float(mean_iou(metric.compute()))
 
     def __call__(self, arch: Architecture, validation: Sequence[Batch], restore: bool = True) -> float:

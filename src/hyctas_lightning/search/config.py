@@ -49,6 +49,10 @@ class SearchConfig:
             ahead, on the host's spare cores, while the device measures the candidates before it (0: counted inline,
             one candidate after another). The counts do not depend on it; a few workers hide the counting on a GPU
             host (it costs ~0.1-0.2 s of host time per candidate).
+        build_ahead: problem (measurement): build and prepare the next candidate's timed ChildNet (host work) while
+            the device recalibrates and validates the current one, and time it when the device is idle again (None:
+            on for a ``cuda`` latency backend; a CPU runs everything on the host, so nothing is gained there). The
+            measurements do not depend on it.
         strategy: algorithm: a registered search strategy: ``nsga2``, or the ablation baselines ``random`` and
             ``local`` (paper section 4.5), or your own (``register_strategy``).
         strategy_args: algorithm: the strategy's own settings (``nsga2``: ``crossover_prob``, the probability of
@@ -84,6 +88,7 @@ class SearchConfig:
     latency_runs: int = 100
     latency_autotune: bool = True
     profile_workers: int = 0
+    build_ahead: Optional[bool] = None
     strategy: str = "nsga2"
     strategy_args: Dict[str, Any] = field(default_factory=dict)
     population: int = 40
