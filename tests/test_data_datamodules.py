@@ -75,3 +75,18 @@ def test_synthetic_data_takes_the_shared_options() -> None:
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (2, 3, 32, 32) and batch["mask"].shape == (2, 32, 32)
     assert dm.test_split == "test" and len(dm.test_dataloader().dataset) == 2
+
+
+def test_epoch_repeats_make_one_epoch_of_several_shuffled_passes(tmp_path: Path) -> None:
+    """A small split in large batches: one epoch (one loader pass, one pipeline start) holds several passes."""
+    fx.camvid(tmp_path)
+    dm = CamVidDataModule(root=str(tmp_path), batch_size=1, epoch_repeats=3, transforms=TransformConfig())
+    loader = dm.train_dataloader()
+    n = len(dm.dataset("train", train=True))
+    assert len(loader) == 3 * n
+    names = [name for batch in loader for name in batch["name"]]
+    assert sorted(names) == sorted(names[:n] * 3)  # every sample once per pass
+    assert len(CamVidDataModule(root=str(tmp_path), batch_size=1).train_dataloader()) == n
+    assert len(dm.val_dataloader()) == len(dm.dataset("val"))  # evaluation splits are read once
+    with pytest.raises(ValueError, match="epoch_repeats"):
+        CamVidDataModule(root=str(tmp_path), epoch_repeats=0)
