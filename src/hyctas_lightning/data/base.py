@@ -333,7 +333,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
                  epoch_repeats: int = 1) -> None:
         super().__init__()
         if epoch_repeats < 1:
-            raise ValueError(f"epoch_repeats: passes over the training split per epoch, at least 1, got {epoch_repeats}")
+            raise ValueError(f"epoch_repeats: passes over the training split per epoch, at least 1, got "
+                             f"{epoch_repeats}")
         self.save_hyperparameters()
         for key in ("transforms", "panoptic"):  # as plain data, so the checkpoints that hold them load without code
             if is_dataclass(self.hparams.get(key)):
@@ -391,7 +392,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         sampler = self._share(dataset) if share else RepeatedRandomSampler(dataset, repeats) if repeats > 1 else None
         return DataLoader(
             dataset, batch_size=self.hparams.batch_size, shuffle=train and sampler is None, sampler=sampler,
-            num_workers=workers, collate_fn=pad_collate, pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
+            num_workers=workers, collate_fn=pad_collate,
+            pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
             drop_last=train and self.hparams.drop_last and len(dataset) * repeats > self.hparams.batch_size,
             persistent_workers=self.hparams.persistent_workers and workers > 0,
             worker_init_fn=partial(reseed_worker, rank=rank()) if workers > 0 else None)
