@@ -388,7 +388,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             self._set_augmentation(train)
 
     def _loader(self, dataset: SegmentationDataset, train: bool, share: bool = False) -> DataLoader:
-        workers, repeats = self.hparams.num_workers, self.hparams.get("epoch_repeats", 1) if train else 1
+        workers, repeats = self.hparams.num_workers, self.hparams.epoch_repeats if train else 1
         sampler = self._share(dataset) if share else RepeatedRandomSampler(dataset, repeats) if repeats > 1 else None
         return DataLoader(
             dataset, batch_size=self.hparams.batch_size, shuffle=train and sampler is None, sampler=sampler,

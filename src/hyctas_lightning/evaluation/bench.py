@@ -149,7 +149,7 @@ def prepare_network(net: nn.Module, variant: Variant, device: torch.device | str
 
 
 def optimise(net: nn.Module, variant: Variant, example: torch.Tensor, autotune: bool = True,
-             inplace: bool = False, prepared: bool = False) -> InferenceRunner:
+             prepared: bool = False) -> InferenceRunner:
     """A copy of ``net`` prepared for inference under ``variant`` on ``example``'s device (``net`` is untouched),
     its CUDA graph captured with cuDNN autotuning on unless ``autotune`` is False (see :func:`cudnn_autotune`).
 
@@ -158,12 +158,11 @@ def optimise(net: nn.Module, variant: Variant, example: torch.Tensor, autotune: 
         variant: how to run it.
         example: an fp32 input of the timed size on the timing device.
         autotune: cuDNN autotuning while the graph is captured.
-        inplace: prepare ``net`` itself instead of a copy (see :func:`prepare_network`).
         prepared: ``net`` comes from :func:`prepare_network` under ``variant`` already: only the runner is made.
     """
     if variant.cuda_graph and example.device.type != "cuda":
         raise ValueError(f"variant '{variant.name}': CUDA graphs need a GPU (--device cuda)")
-    model = net if prepared else prepare_network(net, variant, example.device, inplace)
+    model = net if prepared else prepare_network(net, variant, example.device)
     with cudnn_autotune(autotune):
         return InferenceRunner(model, variant, example)
 
