@@ -54,9 +54,9 @@ from hyctas_lightning.ranking import (
     load_references,
     references_for,
 )
-from hyctas_lightning.ranking.report import DefaultRule, report_markdown, study_report
+from hyctas_lightning.ranking.report import DefaultRule, ablation_means, report_markdown, study_report
 from hyctas_lightning.ranking.surrogate import profile_features
-from hyctas_lightning.search_space import SearchSpace, ranking_panel
+from hyctas_lightning.search_space import SearchSpace, ablation_panel, ranking_panel
 from hyctas_lightning.training import SPLITS, train_standalone
 
 STAGES = ("references", "teacher", "supernets", "estimates", "report")
@@ -291,6 +291,7 @@ class Study:
         """The panel through each trained variant (a split variant: each member through its part's supernet)."""
         for name in self.variants():
             if self.done(name):
+                self.ablate(name)
                 continue
             split = self.specs[name]["split"]
             for part in self.parts(name) or (None,):
@@ -309,11 +310,27 @@ class Study:
                 scores = read_json(self.estimates_path(name))["scores"]
                 randoms = [v for n, v in scores.items() if n.startswith("random")]
                 print(f"estimates {name}: random mean {100 * sum(randoms) / max(1, len(randoms)):.2f}", flush=True)
+                self.ablate(name)
             else:
                 self.incomplete.append(f"estimates of {name} wait for its training")
 
-    def estimate(self, run: Path, path: Path, members: Optional[set]) -> None:
-        """Estimates of the panel (or of ``members`` of it) through the supernet of the run folder ``run``."""
+    def ablations_path(self, name: str) -> Path:
+        return self.out / "variants" / name / "ablations.json"
+
+    def ablate(self, name: str) -> None:
+        """With ``ablations: true`` in the study, the random members' ablations (``search_space.ablation_panel``)
+        through a plain variant's supernet, once, while its finished checkpoint is in ``--work``."""
+        if (not self.config.get("ablations") or self.specs[name]["split"] or self.ablations_path(name).is_file()
+                or not run_finished(self.run_dir(name))):
+            return
+        if (left := self.seconds_left()) is not None and left < 2 * MARGIN_S:
+            self.incomplete.append(f"ablations of {name} left for the next run (time limit)")
+            return
+        self.estimate(self.run_dir(name), self.ablations_path(name), None, ablate=True)
+
+    def estimate(self, run: Path, path: Path, members: Optional[set], ablate: bool = False) -> None:
+        """Estimates of the panel (or of ``members`` of it, or with ``ablate`` of its ablations) through the
+        supernet of the run folder ``run``."""
         from hyctas_lightning.data.registry import build_datamodule
         from hyctas_lightning.training import SupernetModule
 
@@ -321,6 +338,8 @@ class Study:
         module = SupernetModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location=device)
         panel = ranking_panel(module.space, **self.config.get("panel", {}))
         panel = {n: a for n, a in panel.items() if members is None or n in members}
+        if ablate:
+            panel = ablation_panel(panel, module.space.largest())
         start = time.perf_counter()
         scores = estimate_panel(module.supernet, panel, build_datamodule(self.data), module.hparams.num_classes,
                                 module.hparams.ignore_index, seed=self.config.get("panel", {}).get("seed", 0),
@@ -349,10 +368,12 @@ class Study:
         means, ceiling = self.reference_means()
         estimates = {n: read_json(self.estimates_path(n))["scores"] for n in self.variants() if self.done(n)}
         costs = {n: profile_features(a) for n, a in self.panel.items()}
+        ablations = {n: ablation_means(read_json(self.ablations_path(n))["scores"], estimates[n])
+                     for n in estimates if self.ablations_path(n).is_file()}
         candidates = {name: means[a.hash] for name, a in self.candidates.items() if a.hash in means}
         report = study_report(self.panel, estimates, references_for(self.panel, means), costs, self.rule,
                               {n: self.specs[n]["spec"] for n in estimates}, seed_to_seed_tau=ceiling,
-                              reference_seeds=list(self.recipes), largest_candidates=candidates,
+                              reference_seeds=list(self.recipes), largest_candidates=candidates, ablations=ablations,
                               device=device_name(), study=self.args.study)
         text = (report_markdown(report) + f"\nStandalone (mean of seeds {list(self.recipes)}): random members' mean "
                 f"{100 * report['standalone_mean']:.1f} mIoU over {report['references']}; seed-to-seed Kendall tau "

@@ -15,9 +15,9 @@ from hyctas_lightning.cli import main as hyctas_main
 from hyctas_lightning.fileio import write_json
 from hyctas_lightning.ranking import read_rank_study
 from hyctas_lightning.ranking.correlation import kendall_tau
-from hyctas_lightning.ranking.report import DefaultRule, report_markdown, study_report
+from hyctas_lightning.ranking.report import DefaultRule, ablation_means, report_markdown, study_report
 from hyctas_lightning.ranking.surrogate import profile_features
-from hyctas_lightning.search_space import SearchSpace, ranking_panel
+from hyctas_lightning.search_space import ABLATIONS, SearchSpace, ablation_panel, ranking_panel
 from hyctas_lightning.training import SPLITS
 
 bench = load_benchmark("supernet_ranking")
@@ -85,7 +85,29 @@ def test_the_rule_says_plainly_when_weight_sharing_did_not_rank():
     assert empty["default"] is None and empty["variants"] == {} and "no variant" in empty["verdict"]
 
 
-def write_study(tmp_path, variants, panel=3, seeds=(0,), steps=4):
+def test_ablations_swap_one_choice_of_each_random_member_with_the_largest_and_average_per_kind():
+    space = SearchSpace(layers=6, fch=4)
+    panel, largest = ranking_panel(space, 4, seed=0), space.largest()
+    ablated = ablation_panel(panel, largest)
+    assert set(ablated) == {f"random{i}:{k}" for i in range(4) for k in ABLATIONS}
+    top = largest.branches[0]
+    for name in (n for n in panel if n.startswith("random")):
+        member = panel[name]
+        uniform, widths = ablated[f"{name}:genes_largest"], ablated[f"{name}:widths_full"]
+        for mine, new, wide in zip(member.branches, uniform.branches, widths.branches):
+            assert (new.downs, new.nodes) == (mine.downs, mine.nodes)  # the member's topology stays
+            assert new.ops == top.ops and new.widths == top.widths
+            assert wide.ops == mine.ops and wide.widths == top.widths
+        given = ablated[f"{name}:largest_ops"]
+        assert given.num_branches == largest.num_branches and given.branches[0].ops == member.branches[0].ops
+        assert given.branches[0].widths == top.widths
+        assert all(a.validate() for a in (uniform, widths, given))
+    means = ablation_means({"random0:ops_largest": 0.2, "random1:ops_largest": 0.4, "random0:widths_full": 0.1},
+                           {"random0": 0.3, "random1": 0.5, "largest": 0.9})
+    assert means == pytest.approx({"members": 0.4, "ops_largest": 0.3, "widths_full": 0.1})
+
+
+def write_study(tmp_path, variants, panel=3, seeds=(0,), steps=4, ablations=False):
     supernet = tmp_path / "supernet.yaml"
     supernet.write_text(yaml.safe_dump({
         "seed_everything": 0,
@@ -104,7 +126,7 @@ def write_study(tmp_path, variants, panel=3, seeds=(0,), steps=4):
                  "init_args": {"train_samples": 16, "val_samples": 8, "size": [32, 64], "batch_size": 8}},
         "panel": {"random_members": panel, "seed": 0}, "estimates": {"calibration_images": 8},
         "recipe": {"steps": 2, "checkpoint_every": 2}, "reference_seeds": list(seeds),
-        "default_rule": {"min_random_mean": 0.0}, "variants": variants}))
+        "default_rule": {"min_random_mean": 0.0}, "variants": variants, "ablations": ablations}))
     return study
 
 
@@ -232,7 +254,7 @@ def test_the_camvid_studies_hold_the_variants_and_each_parses_as_hyctas_fit(name
 @pytest.mark.slow
 def test_a_tiny_study_with_a_split_runs_end_to_end_and_resumes_from_its_results(tmp_path):
     study_yaml = write_study(tmp_path, {"single": SPLIT_STUDY["single"], "split_branches":
-                                        SPLIT_STUDY["split_branches"]}, panel=3, seeds=(0,))
+                                        SPLIT_STUDY["split_branches"]}, panel=3, seeds=(0,), ablations=True)
     out, work = tmp_path / "out", tmp_path / "work"
     args = ["--study", str(study_yaml), "--out", str(out), "--work", str(work), "--cpu_jobs", "2"]
     with contextlib.redirect_stdout(io.StringIO()):
@@ -249,6 +271,12 @@ def test_a_tiny_study_with_a_split_runs_end_to_end_and_resumes_from_its_results(
         assert set(own["scores"]) == {n for n, a in panel.items() if a.num_branches == part}
     report = json.loads((out / "report.json").read_text())
     assert set(report["variants"]) == {"single", "split_branches"} and report["variants"]["single"]["n"] == 3
+    # the ablations of the plain variant (a split one has no single supernet to ablate)
+    ablated = json.loads((out / "variants" / "single" / "ablations.json").read_text())["scores"]
+    assert set(ablated) == {f"{n}:{k}" for n in panel if n.startswith("random") for k in ABLATIONS}
+    assert not (out / "variants" / "split_branches" / "ablations.json").exists()
+    assert set(report["ablations"]) == {"single"} and set(report["ablations"]["single"]) == {"members", *ABLATIONS}
+    assert "| single |" in (out / "report.md").read_text().split("ablation_panel")[1]
     assert all(p.suffix in (".json", ".md") for p in out.rglob("*") if p.is_file())  # results only: no checkpoints
     # a fresh machine with the results only: nothing is trained again
     (out / "report.json").unlink()

@@ -202,6 +202,20 @@ def _num(value: Optional[float], percent: bool = False) -> str:
     return f"{100 * value:.1f}" if percent else f"{value:.2f}"
 
 
+def ablation_means(ablations: Mapping[str, float], estimates: Mapping[str, float]) -> Dict[str, float]:
+    """Mean supernet mIoU of the random members as they are (``members``) and of each ablation kind (``NAME:KIND``
+    scores of ``search_space.ablation_panel``).
+
+    Args:
+        ablations: ``{"NAME:KIND": supernet mIoU}``.
+        estimates: the variant's ``{name: supernet mIoU}`` of the panel.
+    """
+    kinds: Dict[str, List[float]] = {"members": [v for n, v in estimates.items() if n.startswith("random")]}
+    for key, value in ablations.items():
+        kinds.setdefault(key.split(":", 1)[1], []).append(value)
+    return {kind: sum(values) / len(values) for kind, values in kinds.items() if values}
+
+
 def report_markdown(report: Mapping[str, Any]) -> str:
     """The tables of ``report.json``: one row per variant (supernet mIoU of the random members, largest and
     smallest, Kendall tau with its interval, Spearman rho, tau within each branch count, the surrogate's
@@ -223,11 +237,18 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     b, bb = report["baselines"], report["baselines_by_branches"]
     rows += ["", "| baseline | Kendall tau | tau 1 / 2 / 3 branches |", "|---|---:|---|"]
     rows += [f"| {k} | {_num(b[k])} | {' / '.join(_num(bb[k][str(n)]) for n in BRANCHES)} |" for k in b]
+    if report.get("ablations"):
+        kinds = list(dict.fromkeys(k for means in report["ablations"].values() for k in means))
+        rows += ["", "Random members' mean supernet mIoU as they are and with one choice swapped with the largest's "
+                     "(`search_space.ablation_panel`):", "", "| variant | " + " | ".join(kinds) + " |",
+                 "|---|" + "---:|" * len(kinds)]
+        rows += [f"| {name} | " + " | ".join(_num(means.get(k), True) for k in kinds) + " |"
+                 for name, means in report["ablations"].items()]
     rule = report["default_rule"]
     rows += ["", f"Default (highest tau among variants with random mean >= {100 * rule['min_random_mean']:.0f}): "
                  f"**{report['default']}**. {report['verdict'][0].upper()}{report['verdict'][1:]}."]
     return "\n".join(rows) + "\n"
 
 
-__all__ = ["DefaultRule", "baselines", "report_markdown", "study_report", "surrogate_loo_tau", "taus_by_branches",
-           "variant_entry", "verdict"]
+__all__ = ["DefaultRule", "ablation_means", "baselines", "report_markdown", "study_report", "surrogate_loo_tau",
+           "taus_by_branches", "variant_entry", "verdict"]

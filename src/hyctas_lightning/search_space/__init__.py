@@ -9,9 +9,11 @@ from .architecture import (
     Branch,
     channels,
     estimate_training_memory_gb,
+    regene,
 )
-from .panel import ranking_panel
+from .panel import ABLATIONS, ablation_panel, ranking_panel
 from .space import SearchSpace
 
-__all__ = ["Architecture", "ArchitectureError", "BUILD_SETTINGS", "Branch", "SearchSpace", "channels",
-           "estimate_training_memory_gb", "NODES", "OUTPUT_COMBINATIONS", "SCALES", "ranking_panel"]
+__all__ = ["ABLATIONS", "Architecture", "ArchitectureError", "BUILD_SETTINGS", "Branch", "NODES", "OUTPUT_COMBINATIONS",
+           "SCALES", "SearchSpace", "ablation_panel", "channels", "estimate_training_memory_gb", "ranking_panel",
+           "regene"]

@@ -8,11 +8,12 @@ Branches whose genes agree on layers ``0..l`` are one computation up to ``l`` (H
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Union
 
 from hyctas_lightning.fileio import atomic_write_text
 
@@ -368,3 +369,24 @@ def estimate_training_memory_gb(arch: Architecture, batch_size: int = 16, crop: 
     stem = sum(3 * channels(s, arch.fch) * (h // s) * (w // s) for s in (2, 4, 8))
     head = 4 * channels(8, arch.fch) * (h // 8) * (w // 8) * len(arch.branches)
     return (values + stem + head) * batch_size * bytes_per_value / 2**30
+
+
+def regene(arch: Architecture, new: Callable[[int, int, tuple], Tuple[str, float]]) -> Architecture:
+    """``arch`` with the op and width of every computation replaced by ``new(layer, lead branch, gene)``.
+
+    Branches that are one computation at a layer get the same new genes, so shared prefixes stay shared and the
+    down-sampling constraint (separate paths never down-sample at the same layer) still holds.
+
+    Args:
+        arch: the architecture whose genes are replaced (topology, nodes and build settings stay).
+        new: ``(layer, lead branch, gene) -> (op, width)``; ``gene`` is ``Branch.gene(layer)``.
+    """
+    genes = [list(zip(*(list(b.ops), list(b.widths)))) for b in arch.branches]
+    for layer in range(arch.num_layers):
+        for group in arch.groups(layer):
+            op, width = new(layer, group[0], arch.branches[group[0]].gene(layer))
+            for i in group:
+                genes[i][layer] = (op, width)
+    branches = tuple(Branch(ops=[g[0] for g in genes[i]], widths=[g[1] for g in genes[i]], downs=b.downs,
+                            nodes=b.nodes) for i, b in enumerate(arch.branches))
+    return dataclasses.replace(arch, branches=branches)  # the build settings (fch, head, ...) stay

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from hyctas_lightning.registry import Registry
-from hyctas_lightning.search_space import SCALES, Architecture, ArchitectureError, Branch, SearchSpace
+from hyctas_lightning.search_space import SCALES, Architecture, ArchitectureError, SearchSpace, regene
 
 Draw = List[Tuple[str, Architecture]]
 SAMPLERS: Registry[type] = Registry("supernet sampler")
@@ -353,23 +353,6 @@ class SplitSampler(SubnetSampler):
         return [(f"random{i}", split.sample(self.space, rng, self.part)) for i in range(self.num_random)]
 
 
-def regene(arch: Architecture, new: Callable[[int, int, tuple], Tuple[str, float]]) -> Architecture:
-    """``arch`` with the op and width of every computation replaced by ``new(layer, lead branch, gene)``.
-
-    Branches that are one computation at a layer get the same new genes, so shared prefixes stay shared and the
-    down-sampling constraint (separate paths never down-sample at the same layer) still holds.
-    """
-    genes = [list(zip(*(list(b.ops), list(b.widths)))) for b in arch.branches]
-    for layer in range(arch.num_layers):
-        for group in arch.groups(layer):
-            op, width = new(layer, group[0], arch.branches[group[0]].gene(layer))
-            for i in group:
-                genes[i][layer] = (op, width)
-    branches = tuple(Branch(ops=[g[0] for g in genes[i]], widths=[g[1] for g in genes[i]], downs=b.downs,
-                            nodes=b.nodes) for i, b in enumerate(arch.branches))
-    return dataclasses.replace(arch, branches=branches)  # the build settings (fch, head, ...) stay
-
-
 def branch_frequencies(sampler: SubnetSampler, steps: int, start: int = 0) -> Dict[int, float]:
     """Fraction of trained sub-networks with 1, 2 and 3 branches over ``steps`` steps (documentation, tests)."""
     counts = Counter(arch.num_branches for step in range(start, start + steps) for _, arch in sampler.sample(step))
@@ -385,4 +368,4 @@ def head_updates(sampler: SubnetSampler, steps: int, start: int = 0) -> Dict[Tup
 
 __all__ = ["SAMPLERS", "SPLITS", "BranchSplit", "FairSampler", "OpFamilySplit", "ProgressiveSampler", "SandwichSampler",
            "SinglePathSampler", "SpaceSplit", "SplitSampler", "SubnetSampler", "branch_frequencies", "build_sampler",
-           "first_active_layer", "head_updates", "op_family", "register_sampler", "register_split", "regene"]
+           "first_active_layer", "head_updates", "op_family", "register_sampler", "register_split"]
