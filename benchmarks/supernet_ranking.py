@@ -366,7 +366,10 @@ class Study:
 
     def report(self) -> None:
         means, ceiling = self.reference_means()
-        estimates = {n: read_json(self.estimates_path(n))["scores"] for n in self.variants() if self.done(n)}
+        files = {n: read_json(self.estimates_path(n)) for n in self.variants() if self.done(n)}
+        estimates = {n: f["scores"] for n, f in files.items()}
+        # where the estimates were measured (the report itself needs no GPU and may be written anywhere)
+        device = ", ".join(sorted({f["device"] for f in files.values() if f.get("device")})) or device_name()
         costs = {n: profile_features(a) for n, a in self.panel.items()}
         ablations = {n: ablation_means(read_json(self.ablations_path(n))["scores"], estimates[n])
                      for n in estimates if self.ablations_path(n).is_file()}
@@ -374,10 +377,10 @@ class Study:
         report = study_report(self.panel, estimates, references_for(self.panel, means), costs, self.rule,
                               {n: self.specs[n]["spec"] for n in estimates}, seed_to_seed_tau=ceiling,
                               reference_seeds=list(self.recipes), largest_candidates=candidates, ablations=ablations,
-                              device=device_name(), study=self.args.study)
+                              device=device, study=self.args.study)
         text = (report_markdown(report) + f"\nStandalone (mean of seeds {list(self.recipes)}): random members' mean "
                 f"{100 * report['standalone_mean']:.1f} mIoU over {report['references']}; seed-to-seed Kendall tau "
-                f"{ceiling:.2f} (the ceiling). Report written on {device_name()}.\n")
+                f"{ceiling:.2f} (the ceiling). Estimates measured on {device}.\n")
         if candidates:
             text += ("Standalone mIoU of candidate largest sub-networks: "
                      + "; ".join(f"{n}: {100 * v:.1f}" for n, v in candidates.items()) + ".\n")

@@ -193,3 +193,21 @@ def test_hyctas_rank_reports_estimates_and_tau_against_trained_references(supern
     for name, member in result["members"].items():
         assert member["supernet_miou"] == pytest.approx(estimates[name], abs=1e-6), name
         assert member["standalone_miou"] == (refs[panel[name].hash] if name.startswith("random") else None)
+
+
+def test_reference_key_follows_the_data_not_its_path(tmp_path):
+    """The committed references of a study serve every machine: a data folder is known by what it holds."""
+    def dataset(folder, images):
+        (folder / "train").mkdir(parents=True)
+        for i in range(images):
+            (folder / "train" / f"{i}.png").write_bytes(b"x")
+        (folder / "train.txt").write_text("train/0.png\n")
+        return {"class_path": "hyctas_lightning.data.CamVidDataModule", "init_args": {"root": str(folder)}}
+
+    recipe = StandaloneRecipe(steps=5)
+    here = ReferenceCache(tmp_path / "out", recipe, dataset(tmp_path / "a" / "camvid", 3))
+    copied = ReferenceCache(tmp_path / "out", recipe, dataset(tmp_path / "b" / "camvid", 3))
+    other = ReferenceCache(tmp_path / "out", recipe, dataset(tmp_path / "c" / "camvid", 4))
+    assert here.key == copied.key and here.key != other.key
+    missing = {"class_path": "x", "init_args": {"root": str(tmp_path / "nowhere")}}
+    assert ReferenceCache(tmp_path, recipe, missing).identity["data"]["init_args"]["root"] == str(tmp_path / "nowhere")

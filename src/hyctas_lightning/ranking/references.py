@@ -55,13 +55,32 @@ class StandaloneRecipe:
         return {k: v for k, v in asdict(self).items() if k != "checkpoint_every"}
 
 
+def folder_fingerprint(root: str | Path) -> str:
+    """What a data folder holds, not where it is: a hash of its top-level entries (each file's name and size,
+    each subfolder's name and entry count), so the same data set copied to another machine or path keeps its
+    references and another one at the same path does not; the path itself when it does not exist.
+
+    Args:
+        root: the data set's folder.
+    """
+    folder = Path(root)
+    if not folder.is_dir():
+        return str(root)
+    entries = sorted((p.name, sum(1 for _ in p.iterdir()) if p.is_dir() else p.stat().st_size)
+                     for p in folder.iterdir() if not p.name.startswith("."))
+    return "sha1:" + hashlib.sha1(json.dumps(entries).encode()).hexdigest()[:16]
+
+
 def data_identity(spec: Dict[str, Any]) -> Dict[str, Any]:
-    """What in a data spec changes the result of training (not worker counts or memory pinning).
+    """What in a data spec changes the result of training: not worker counts or memory pinning, and the data
+    folder by its content (:func:`folder_fingerprint`), not its path.
 
     Args:
         spec: ``class_path``/``init_args`` of a data module.
     """
     args = {k: v for k, v in spec.get("init_args", {}).items() if k not in LOADER_ONLY and not k.startswith("_")}
+    if isinstance(args.get("root"), (str, Path)):
+        args["root"] = folder_fingerprint(args["root"])
     return {"class_path": spec["class_path"], "init_args": args}
 
 
