@@ -1,5 +1,6 @@
 """The faster paths compute what the plain ones do: padded attention heads, channels-last resizing and supernets,
-slicing only below full width, momentum buffers made up front for a fused SGD, BN recalibration without syncs."""
+slicing only below full width, momentum buffers made up front for a fused SGD, BN recalibration without syncs, the
+fused convolution + bias (+ residual) + ReLU of the inference path (on the GPU where there is one)."""
 from __future__ import annotations
 
 import copy
@@ -9,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hyctas_lightning.layers import SlimBatchNorm2d, SlimConv2d
-from hyctas_lightning.layers.functional import padded_attention
+from hyctas_lightning.layers import ConvBNAct, SlimBatchNorm2d, SlimConv2d
+from hyctas_lightning.layers.functional import conv2d_add_relu, conv2d_relu, padded_attention, resize_bilinear
 from hyctas_lightning.models import SuperNet
 from hyctas_lightning.search_space import SearchSpace
 from hyctas_lightning.training.optim import prime_momentum
@@ -31,6 +32,55 @@ def test_channels_last_bilinear_resize_gives_the_nchw_numbers():
     cl = F.interpolate(x.contiguous(memory_format=torch.channels_last), size=(22, 30), mode="bilinear",
                        align_corners=False).contiguous()
     torch.testing.assert_close(cl, nchw, rtol=1e-6, atol=1e-6)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# the fused cuDNN kernels run for half precision on the GPU; everywhere else the plain ops
+FUSED_CASES = [("cpu", torch.float32)] + [("cuda", d) for d in (torch.float32, torch.float16) if "cuda" in DEVICES]
+
+
+@pytest.mark.parametrize("device,dtype", FUSED_CASES)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_fused_conv_relu_gives_the_plain_numbers(device, dtype, memory_format):
+    g = torch.Generator().manual_seed(0)
+    x, z = torch.randn(2, 16, 20, 24, generator=g), torch.randn(2, 32, 10, 12, generator=g)
+    w, b = torch.randn(32, 16, 3, 3, generator=g) / 12, torch.randn(32, generator=g)
+    x, z, w, b = (t.to(device, dtype).contiguous(memory_format=memory_format) if t.dim() == 4 else t.to(device, dtype)
+                  for t in (x, z, w, b))
+    plain = F.conv2d(x.float(), w.float(), b.float(), 2, 1)
+    tol = dict(rtol=1e-2, atol=1e-2) if dtype == torch.float16 else dict(rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(conv2d_relu(x, w, b, (2, 2), (1, 1), (1, 1)).float(), plain.relu(), **tol)
+    torch.testing.assert_close(conv2d_add_relu(x, w, b, z, (2, 2), (1, 1), (1, 1)).float(), (plain + z.float()).relu(),
+                               **tol)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_residual_sum_of_a_layer_is_its_output_plus_the_branch(training):
+    layer = ConvBNAct(8, 12, 1, act=False).train(training)
+    with torch.no_grad():
+        layer.bn.running_mean.uniform_(-1, 1), layer.bn.running_var.uniform_(0.5, 2)
+    x, z = torch.randn(2, 8, 9, 9, requires_grad=training), torch.randn(2, 12, 9, 9)
+    with torch.set_grad_enabled(training):
+        expected = (layer(x) + z).relu()
+        out = layer.add_relu(x, z.clone())
+    torch.testing.assert_close(out, expected)
+    if training:
+        out.sum().backward()
+        assert x.grad is not None and layer.conv.weight.grad is not None
+    with pytest.raises(ValueError, match="act=False"):
+        ConvBNAct(8, 12, 1).add_relu(x, z)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_large_resizes_outside_autograd_give_the_same_numbers(device):
+    """Outside autograd a resize to many pixels takes the NCHW kernel, also for a channels-last input."""
+    x = torch.randn(1, 19, 96, 128, device=device)
+    expected = F.interpolate(x, size=(768, 1024), mode="bilinear", align_corners=False)
+    for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+        with torch.no_grad():
+            torch.testing.assert_close(resize_bilinear(inp, (768, 1024)), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(resize_bilinear(inp.requires_grad_(), (768, 1024)), expected, rtol=1e-5,
+                                   atol=1e-5)
 
 
 def test_channels_last_supernet_matches_nchw():

@@ -58,8 +58,10 @@ def test_flip_and_multiscale_keep_shapes_and_keep_or_improve_miou(run):
                 metric.update(out.argmax(1), batch["mask"])
         scores[name] = mean_iou(metric.compute()).item()
     assert scores["single"] > 0.2, scores  # four times chance: training worked
-    assert scores["flip"] >= scores["single"] - 0.005, scores
-    assert scores["ms+flip"] >= scores["single"] - 0.005, scores
+    # a network of 12 short epochs gains little from test-time augmentation, but a misaligned flip or scale (the
+    # faults this guards against) costs it many points: allow one point of noise
+    assert scores["flip"] >= scores["single"] - 0.01, scores
+    assert scores["ms+flip"] >= scores["single"] - 0.01, scores
 
 
 def test_hyctas_test_prints_the_per_class_table(run, capfd, caplog, monkeypatch):

@@ -2,9 +2,14 @@
 
 - ``resize_bilinear``: PyTorch's bilinear kernel for contiguous (NCHW) CUDA tensors gives each thread one output
   pixel and loops over batch and channels, so a map with many channels and few pixels (a cell's up-sampling, the
-  logits brought to the input size) runs far below memory speed; its channels-last kernel spreads every element.
-  NCHW CUDA maps are therefore resized channels-last and handed back NCHW: the same numbers, two cheap copies.
-  On the meta device, where multiply-adds are counted, only the output's shape is made.
+  logits of a training batch) runs far below memory speed; its channels-last kernel spreads every element. NCHW
+  CUDA maps are therefore resized channels-last and handed back NCHW: the same numbers, two cheap copies. Outside
+  autograd an output of many pixels (``PIXEL_PARALLEL``, e.g. one image's logits at the input size) gives the NCHW
+  kernel threads enough; there a channels-last input is made NCHW instead, so only the small side is copied. On the
+  meta device, where multiply-adds are counted, only the output's shape is made.
+- ``conv2d_relu`` and ``conv2d_add_relu``: a convolution with its bias, a residual sum and the ReLU after it in one
+  cuDNN kernel for half-precision CUDA maps, where PyTorch runs three (the bias add, the sum, the ReLU), each a
+  pass over memory; the plain ops elsewhere. Used on the inference path of layers whose BatchNorm is folded.
 - ``attention``: ``scaled_dot_product_attention`` takes its fused kernels only when the per-head dimensions are
   multiples of 8 (16-bit) or 4 (fp32); slimmed cells ask for query/key heads of 2 or 6 channels, which fall back to
   the math path that materialises the (pixels x pixels) scores. On the GPU such heads get zero channels appended,
@@ -20,6 +25,10 @@ import torch
 import torch.nn.functional as F
 
 HEAD_ALIGN = 8
+# output pixels (batch x height x width) from which the NCHW bilinear kernel, one thread per pixel, fills the GPU
+PIXEL_PARALLEL = 1 << 19
+# dtypes whose convolution + bias (+ residual) + ReLU run as one cuDNN kernel (fp32 keeps PyTorch's ops)
+FUSED_CONV_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def resize_bilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -34,12 +43,56 @@ def resize_bilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         return x
     if x.is_meta:  # only the shape exists (multiply-adds are counted): skip PyTorch's slow decomposition
         return x.new_empty((*x.shape[:-2], *size))
-    nchw_cuda = x.is_cuda and x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous()
-    if not nchw_cuda or torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if not x.is_cuda or x.dim() != 4 or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    recorded = torch.is_grad_enabled() and x.requires_grad
+    if not recorded and x.shape[0] * size[0] * size[1] >= PIXEL_PARALLEL:
+        return F.interpolate(x.contiguous(), size=size, mode="bilinear", align_corners=False)
+    if x.shape[1] == 1 or not x.is_contiguous():
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     y = F.interpolate(x.contiguous(memory_format=torch.channels_last), size=size, mode="bilinear",
                       align_corners=False)
     return y.contiguous()
+
+
+def _fuses(x: torch.Tensor) -> bool:
+    return x.is_cuda and x.dtype in FUSED_CONV_DTYPES and torch.backends.cudnn.enabled
+
+
+def conv2d_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: Sequence[int],
+                padding: Sequence[int], dilation: Sequence[int]) -> torch.Tensor:
+    """``relu(conv2d(x, weight) + bias)`` (no autograd: an inference shortcut).
+
+    Args:
+        x: the input map.
+        weight: the convolution's weight.
+        bias: its bias.
+        stride: its stride.
+        padding: its padding.
+        dilation: its dilation.
+    """
+    if _fuses(x):
+        return torch.cudnn_convolution_relu(x, weight, bias, stride, padding, dilation, 1)
+    return F.conv2d(x, weight, bias, stride, padding, dilation).relu_()
+
+
+def conv2d_add_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, z: torch.Tensor,
+                    stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]) -> torch.Tensor:
+    """``relu(conv2d(x, weight) + bias + z)``, the residual sum that ends a block (no autograd: an inference
+    shortcut).
+
+    Args:
+        x: the input map.
+        weight: the convolution's weight.
+        bias: its bias.
+        z: the map added to the convolution's output (its shape).
+        stride: its stride.
+        padding: its padding.
+        dilation: its dilation.
+    """
+    if _fuses(x) and z.dtype == x.dtype:
+        return torch.cudnn_convolution_add_relu(x, weight, z, 1.0, bias, stride, padding, dilation, 1)
+    return F.conv2d(x, weight, bias, stride, padding, dilation).add_(z).relu_()
 
 
 def _pad_heads(t: torch.Tensor) -> torch.Tensor:

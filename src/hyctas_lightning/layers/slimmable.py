@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from .functional import resize_bilinear
+from .functional import conv2d_add_relu, conv2d_relu, resize_bilinear
 from .inference import DerivedWeights, DerivedWeightsOwner, inference_shortcuts
 
 
@@ -131,8 +131,10 @@ class ConvBNAct(DerivedWeightsOwner):
     """Slimmable conv -> BN -> optional ReLU, the building brick of every op.
 
     At its full width in eval mode without autograd it runs as one conv with the BatchNorm folded in (weights
-    derived once and kept until a parameter or statistic changes, :mod:`.inference`) and an in-place ReLU: two ops
-    where the plain path has a BN with its slicing and an out-of-place ReLU.
+    derived once and kept until a parameter or statistic changes, :mod:`.inference`) and the ReLU, fused with it
+    where the GPU can (:func:`.functional.conv2d_relu`): one or two ops where the plain path has a BN with its
+    slicing and an out-of-place ReLU. A layer without ReLU that ends a residual block computes the block's sum and
+    ReLU with ``add_relu``.
 
     Args:
         c_in: input channels at full width.
@@ -191,10 +193,29 @@ class ConvBNAct(DerivedWeightsOwner):
         folded = self.inference_weights() if self.runs_folded(x, out_channels, in_index) else None
         if folded is not None:
             conv = self._modules["conv"]
+            if self.act and folded[1] is not None:
+                return conv2d_relu(x, *folded, conv.stride, conv.padding, conv.dilation)
             y = F.conv2d(x, *folded, conv.stride, conv.padding, conv.dilation)
             return y.relu_() if self.act else y
         y = self.bn(self.conv(x, out_channels, in_index))
         return F.relu(y) if self.act else y
+
+    def add_relu(self, x: torch.Tensor, z: torch.Tensor, out_channels: Optional[int] = None) -> torch.Tensor:
+        """``relu(self(x) + z)``: the sum and ReLU that end a residual block, with this layer (no ReLU of its own)
+        as one branch; on the folded path one fused kernel where the GPU has it.
+
+        Args:
+            x: this layer's input.
+            z: the other branch, of the output's shape.
+            out_channels: the output channels asked for (None: full width).
+        """
+        if self.act:
+            raise ValueError("ConvBNAct.add_relu: the layer must not end with its own ReLU (act=False)")
+        folded = self.inference_weights() if self.runs_folded(x, out_channels) else None
+        if folded is not None and folded[1] is not None:
+            conv = self._modules["conv"]
+            return conv2d_add_relu(x, *folded, z, conv.stride, conv.padding, conv.dilation)
+        return self(x, out_channels).add_(z).relu_()
 
 
 def half_size(size: Sequence[int]) -> tuple[int, int]:

@@ -29,7 +29,7 @@ class ResidualBlock(nn.Module):
         self.shortcut = ConvBNAct(c_in, c_out, 1, stride, act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.conv1(x)).add_(self.shortcut(x)).relu_()
+        return self.shortcut.add_relu(x, self.conv2(self.conv1(x)))
 
 
 class Stem(nn.Module):

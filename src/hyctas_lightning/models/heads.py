@@ -244,7 +244,7 @@ class PooledAttention(DerivedWeightsOwner):
         b, c, hp, wp = r.shape
         q, k, v = (t.flatten(2).transpose(1, 2).unsqueeze(1).contiguous() for t in self.project(r))
         a = attention(q, k, v).squeeze(1).transpose(1, 2).reshape(b, c, hp, wp)
-        return self.expand(resize(r + a, (h, w))).add_(x).relu_()
+        return self.expand.add_relu(resize(r + a, (h, w)), x)
 
 
 @register_classifier("attention")

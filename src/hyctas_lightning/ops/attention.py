@@ -78,7 +78,7 @@ class MemoryEfficientSelfAttention(DerivedWeightsOwner):
                    for t in self.project(r, c_qk, c_b))
         a = attention(q, k, v)  # (b, heads, h*w, c_b / heads)
         a = a.transpose(-1, -2).reshape(b, c_b, h, w)
-        return self.drop_path(self.expand(a, out_channels)).add_(self.bypass(x, out_channels)).relu_()
+        return self.bypass.add_relu(x, self.drop_path(self.expand(a, out_channels)), out_channels)
 
     def project(self, r: torch.Tensor, c_qk: int, c_b: int) -> Sequence[torch.Tensor]:
         """Query, key and value maps of the bottleneck ``r``: at full width in eval mode one conv whose weights

@@ -78,9 +78,8 @@ class ZoomedConv(nn.Module):
         y = bilinear_half(x)
         for conv in self.convs:
             y = conv(y, out_channels)
-        if self.bypass is not None:  # in place: every operand is a fresh tensor that autograd does not keep
-            y = self.drop_path(resize_bilinear(y, size))
-            y = y.add_(self.bypass(x, out_channels))
+        if self.bypass is not None:
+            return self.bypass.add_relu(x, self.drop_path(resize_bilinear(y, size)), out_channels)
         return y.relu_()
 
 
