@@ -54,6 +54,7 @@ from hyctas_lightning.ranking import (
     load_references,
     references_for,
 )
+from hyctas_lightning.ranking.finetune import finetune_from
 from hyctas_lightning.ranking.report import DefaultRule, ablation_means, report_markdown, study_report
 from hyctas_lightning.ranking.surrogate import profile_features
 from hyctas_lightning.search_space import SearchSpace, ablation_panel, ranking_panel
@@ -194,8 +195,12 @@ class Study:
         unknown = [v for v in wanted if v not in self.specs]
         if unknown:
             raise SystemExit(f"--variants: {unknown} not in the study's variants {list(self.specs)}")
-        bases = [self.specs[n]["split"]["from"] for n in wanted if self.specs[n]["split"]]
-        return list(dict.fromkeys(bases + wanted))
+        return list(dict.fromkeys([b for n in wanted if (b := self.base(n))] + wanted))
+
+    def base(self, name: str) -> Optional[str]:
+        """The variant whose supernet a split or estimate variant starts from (None for a plain one)."""
+        spec = self.specs[name]
+        return (spec["split"] or spec["estimate"] or {}).get("from")
 
     def overrides(self, name: str) -> List[str]:
         teacher = str(self.teacher_path())
@@ -218,9 +223,9 @@ class Study:
         return self.estimates_path(name, part).is_file()
 
     def bases_needed(self) -> set:
-        """Variants whose checkpoint an unfinished split part still starts from."""
-        return {self.specs[n]["split"]["from"] for n in self.variants() if self.specs[n]["split"]
-                and not all(self.done(n, p) for p in self.parts(n))}
+        """Variants whose checkpoint an unfinished split part or estimate variant still starts from."""
+        return {self.base(n) for n in self.variants() if self.base(n)
+                and not all(self.done(n, p) for p in (self.parts(n) or (None,)))}
 
     def fit_job(self, name: str, overrides: List[str], folder: Path) -> Job:
         argv = [sys.executable, "-m", "hyctas_lightning.cli", "fit", "--config", self.config["supernet_config"],
@@ -233,6 +238,8 @@ class Study:
         jobs, needed = [], self.bases_needed()
         for name in self.variants():
             spec, overrides = self.specs[name], self.overrides(name)
+            if spec["estimate"]:  # trains nothing: estimated through its base's supernet
+                continue
             if spec["split"]:
                 base = self.run_dir(spec["split"]["from"])
                 if not run_finished(base):  # loads the base checkpoint: once per variant, not per part
@@ -284,6 +291,8 @@ class Study:
         """Whether a variant (every part of a split one) is trained or already estimated."""
         if self.specs[name]["split"]:
             return all(self.done(name, p) or run_finished(self.run_dir(name, p)) for p in self.parts(name))
+        if self.specs[name]["estimate"]:
+            return self.done(name) or run_finished(self.run_dir(self.base(name)))
         return self.done(name) or run_finished(self.run_dir(name))
 
     # ------------------------------------------------------------------ estimates and report
@@ -293,16 +302,18 @@ class Study:
             if self.done(name):
                 self.ablate(name)
                 continue
-            split = self.specs[name]["split"]
+            split, estimate = self.specs[name]["split"], self.specs[name]["estimate"]
             for part in self.parts(name) or (None,):
-                if self.done(name, part) or not run_finished(self.run_dir(name, part)):
+                run = self.run_dir(estimate["from"]) if estimate else self.run_dir(name, part)
+                if self.done(name, part) or not run_finished(run):
                     continue
                 if (left := self.seconds_left()) is not None and left < 2 * MARGIN_S:
                     self.incomplete.append("estimates left for the next run (time limit)")
                     return
                 members = None if part is None else {n for n, a in self.panel.items()
                                                      if SPLITS.get(split["key"]).part_of(a) == part}
-                self.estimate(self.run_dir(name, part), self.estimates_path(name, part), members)
+                self.estimate(run, self.estimates_path(name, part), members,
+                              finetune=estimate["finetune"] if estimate else None)
             if split and all(self.done(name, p) for p in self.parts(name)):
                 merge_parts([read_json(self.estimates_path(name, p)) for p in self.parts(name)],
                             self.estimates_path(name))
@@ -320,7 +331,8 @@ class Study:
     def ablate(self, name: str) -> None:
         """With ``ablations: true`` in the study, the random members' ablations (``search_space.ablation_panel``)
         through a plain variant's supernet, once, while its finished checkpoint is in ``--work``."""
-        if (not self.config.get("ablations") or self.specs[name]["split"] or self.ablations_path(name).is_file()
+        if (not self.config.get("ablations") or self.specs[name]["split"] or self.specs[name]["estimate"]
+                or self.ablations_path(name).is_file()
                 or not run_finished(self.run_dir(name))):
             return
         if (left := self.seconds_left()) is not None and left < 2 * MARGIN_S:
@@ -328,9 +340,10 @@ class Study:
             return
         self.estimate(self.run_dir(name), self.ablations_path(name), None, ablate=True)
 
-    def estimate(self, run: Path, path: Path, members: Optional[set], ablate: bool = False) -> None:
+    def estimate(self, run: Path, path: Path, members: Optional[set], ablate: bool = False,
+                 finetune: Optional[Dict[str, Any]] = None) -> None:
         """Estimates of the panel (or of ``members`` of it, or with ``ablate`` of its ablations) through the
-        supernet of the run folder ``run``."""
+        supernet of the run folder ``run``, each member fine-tuned first with ``finetune`` settings."""
         from hyctas_lightning.data.registry import build_datamodule
         from hyctas_lightning.training import SupernetModule
 
@@ -343,7 +356,7 @@ class Study:
         start = time.perf_counter()
         scores = estimate_panel(module.supernet, panel, build_datamodule(self.data), module.hparams.num_classes,
                                 module.hparams.ignore_index, seed=self.config.get("panel", {}).get("seed", 0),
-                                **self.config.get("estimates", {}))
+                                finetune=finetune_from(finetune), **self.config.get("estimates", {}))
         write_json(path, {"scores": scores, "panel": {n: a.to_dict() for n, a in panel.items()},
                           "seconds": time.perf_counter() - start, "device": device_name()})
 
@@ -390,12 +403,16 @@ class Study:
 
 
 def variant_spec(name: str, spec: Any, variants: Dict[str, Any]) -> Dict[str, Any]:
-    """A study variant as ``{overrides, split, spec}``, checked: overrides a list, a split's ``key`` registered
-    and its ``from`` a plain variant of the study."""
+    """A study variant as ``{overrides, split, estimate, spec}``, checked: overrides a list, a split's ``key``
+    registered and its ``from`` a plain variant of the study, an estimate's ``from`` a plain variant and its
+    ``finetune`` settings known."""
     if spec is None or isinstance(spec, list):
-        return {"overrides": list(spec or []), "split": None, "spec": spec or []}
-    if not isinstance(spec, dict) or set(spec) - {"overrides", "split"}:
-        raise SystemExit(f"variants.{name}: a list of overrides, or a mapping with overrides and split")
+        return {"overrides": list(spec or []), "split": None, "estimate": None, "spec": spec or []}
+    if not isinstance(spec, dict) or set(spec) - {"overrides", "split", "estimate"}:
+        raise SystemExit(f"variants.{name}: a list of overrides, or a mapping with overrides and split, or with "
+                         f"estimate alone")
+    if "estimate" in spec:
+        return {"overrides": [], "split": None, "estimate": estimate_spec(name, spec, variants), "spec": spec}
     split = dict(spec.get("split") or {})
     if split:
         if split.get("key") not in SPLITS or set(split) - {"key", "from", "num_random"}:
@@ -405,7 +422,24 @@ def variant_spec(name: str, spec: Any, variants: Dict[str, Any]) -> Dict[str, An
         if not (start is None or isinstance(start, list)):
             raise SystemExit(f"variants.{name}.split.from: '{split.get('from')}' must name a variant of the study that "
                              f"is no split itself")
-    return {"overrides": list(spec.get("overrides") or []), "split": split or None, "spec": spec}
+    return {"overrides": list(spec.get("overrides") or []), "split": split or None, "estimate": None, "spec": spec}
+
+
+def estimate_spec(name: str, spec: Dict[str, Any], variants: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``estimate`` of a variant that trains nothing: ``{from: VARIANT, finetune: {steps, lr, ...}}``, the
+    panel estimated through the finished supernet of the plain variant ``from`` with the fine-tuned estimate."""
+    estimate = spec["estimate"]
+    if set(spec) != {"estimate"} or not isinstance(estimate, dict) or set(estimate) != {"from", "finetune"}:
+        raise SystemExit(f"variants.{name}: {{estimate: {{from: VARIANT, finetune: {{steps: N, lr: X}}}}}} and "
+                         f"nothing else, got {spec}")
+    start = variants.get(estimate["from"], "missing")
+    if not (start is None or isinstance(start, list)):
+        raise SystemExit(f"variants.{name}.estimate.from: '{estimate['from']}' must name a plain variant of the study")
+    try:
+        finetune_from(estimate["finetune"])
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"variants.{name}.estimate.finetune: {e}") from None
+    return dict(estimate)
 
 
 def split_overrides(split: Dict[str, Any], part: Any, base: Path) -> List[str]:

@@ -10,13 +10,17 @@ import torch
 
 from hyctas_lightning.cli import main as hyctas_main
 from hyctas_lightning.data import SyntheticStreetDataModule, datamodule_spec
+from hyctas_lightning.models import ChildNet
 from hyctas_lightning.ranking import (
+    Finetune,
+    FinetuneScorer,
     RankingCallback,
     RankingReport,
     ReferenceCache,
     StandaloneRecipe,
     correlate,
     estimate_panel,
+    finetune_from,
     load_references,
     references_for,
 )
@@ -211,3 +215,28 @@ def test_reference_key_follows_the_data_not_its_path(tmp_path):
     assert here.key == copied.key and here.key != other.key
     missing = {"class_path": "x", "init_args": {"root": str(tmp_path / "nowhere")}}
     assert ReferenceCache(tmp_path, recipe, missing).identity["data"]["init_args"]["root"] == str(tmp_path / "nowhere")
+
+
+def test_finetuned_estimates_train_a_copy_of_each_member_and_leave_the_supernet_alone(supernet):
+    module, data, _ = supernet
+    before = {k: v.clone() for k, v in module.supernet.state_dict().items()}
+    train = collect_images(data, "train", 16, 1, with_masks=True)
+    calibration = collect_images(data, "train", 16, 0, with_masks=False)
+    validation = collect_images(data, "val", None, 0, with_masks=True)
+    arch = module.val_archs["random1"]
+    scorer = FinetuneScorer(module.supernet, train, calibration, 8, finetune=Finetune(steps=3, lr=0.05, images=16))
+    inherited = ChildNet.from_supernet(module.supernet, arch)
+    trained = scorer.train(arch)
+    moved = [n for n, p in trained.named_parameters() if not torch.equal(p, inherited.get_parameter(n))]
+    assert moved and len(moved) > len(list(trained.parameters())) // 2  # trained, from the inherited weights
+    first = scorer(arch, validation)
+    assert 0 <= first <= 1 and scorer(arch, validation) == pytest.approx(first, abs=1e-6)  # the same every time
+    assert all(torch.equal(v, before[k]) for k, v in module.supernet.state_dict().items())
+    panel = {n: module.val_archs[n] for n in ("largest", "random1")}
+    scores = estimate_panel(module.supernet, panel, data, 8, calibration_images=16, seed=0,
+                            finetune=Finetune(steps=3, lr=0.05, images=16))
+    assert set(scores) == set(panel) and scores["random1"] == pytest.approx(first, abs=1e-6)
+    with pytest.raises(ValueError, match="unknown settings"):
+        finetune_from({"steps": 3, "epochs": 2})
+    with pytest.raises(ValueError, match="steps >= 1"):
+        Finetune(steps=0)

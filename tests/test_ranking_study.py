@@ -175,9 +175,32 @@ def test_split_parts_start_after_their_base_and_a_fresh_machine_resumes_from_the
                                     str(out)])).variants() == ["single", "split_branches"]
 
 
+def test_an_estimate_variant_trains_nothing_and_waits_for_the_supernet_it_estimates_through(tmp_path):
+    variants = {"sandwich": [], "sandwich_ft": {"estimate": {"from": "sandwich", "finetune": {"steps": 2}}}}
+    study_yaml = write_study(tmp_path, variants)
+    out, work = tmp_path / "out", tmp_path / "work"
+    study = bench.Study(bench.parse(["--study", str(study_yaml), "--out", str(out), "--work", str(work)]))
+    assert [j[0] for j in study.supernet_jobs()] == ["supernet sandwich"] and not study.trained("sandwich_ft")
+    assert bench.Study(bench.parse(["--study", str(study_yaml), "--variants", "sandwich_ft", "--out",
+                                    str(out)])).variants() == ["sandwich", "sandwich_ft"]
+    finish(work / "variants" / "sandwich", 4)
+    assert study.supernet_jobs() == [] and study.trained("sandwich_ft")
+    # a fresh machine: the base's estimates are committed, the fine-tuned ones are not, so the base trains again
+    (out / "variants" / "sandwich").mkdir(parents=True)
+    (out / "variants" / "sandwich" / "estimates.json").write_text("{}")
+    (work / "variants" / "sandwich" / "checkpoints" / "last.ckpt").unlink()
+    assert [j[0] for j in study.supernet_jobs()] == ["supernet sandwich"]
+    (out / "variants" / "sandwich_ft").mkdir(parents=True)
+    (out / "variants" / "sandwich_ft" / "estimates.json").write_text("{}")
+    assert study.supernet_jobs() == [] and study.trained("sandwich_ft")
+
+
 def test_a_study_refuses_a_split_of_an_unknown_key_or_base(tmp_path):
     for spec, message in (({"split": {"key": "depth", "from": "single"}}, "split: {key: one of"),
-                          ({"split": {"key": "branches", "from": "nowhere"}}, "split.from: 'nowhere'")):
+                          ({"split": {"key": "branches", "from": "nowhere"}}, "split.from: 'nowhere'"),
+                          ({"estimate": {"from": "nowhere", "finetune": {}}}, "estimate.from: 'nowhere'"),
+                          ({"estimate": {"from": "single", "finetune": {"epochs": 3}}}, "unknown settings"),
+                          ({"estimate": {"from": "single"}}, "and nothing else")):
         study = write_study(tmp_path, {"single": [], "bad": spec})
         with pytest.raises(SystemExit, match=message):
             bench.Study(bench.parse(["--study", str(study), "--out", str(tmp_path / "out")]))
@@ -237,6 +260,9 @@ def test_the_camvid_studies_hold_the_variants_and_each_parses_as_hyctas_fit(name
     assert larger and study.max_steps(study.fit_job(larger[0], study.overrides(larger[0]), tmp_path)[1]) > \
         study.max_steps(study.fit_job("sandwich", [], tmp_path)[1])
     for variant in specs:
+        if specs[variant]["estimate"]:  # trains nothing: estimated through another variant's supernet
+            assert specs[variant]["estimate"]["from"] in specs
+            continue
         overrides = study.overrides(variant)
         if specs[variant]["split"]:
             split = specs[variant]["split"]
@@ -254,7 +280,9 @@ def test_the_camvid_studies_hold_the_variants_and_each_parses_as_hyctas_fit(name
 @pytest.mark.slow
 def test_a_tiny_study_with_a_split_runs_end_to_end_and_resumes_from_its_results(tmp_path):
     study_yaml = write_study(tmp_path, {"single": SPLIT_STUDY["single"], "split_branches":
-                                        SPLIT_STUDY["split_branches"]}, panel=3, seeds=(0,), ablations=True)
+                                        SPLIT_STUDY["split_branches"], "single_ft": {"estimate": {
+                                            "from": "single", "finetune": {"steps": 2, "images": 8}}}},
+                             panel=3, seeds=(0,), ablations=True)
     out, work = tmp_path / "out", tmp_path / "work"
     args = ["--study", str(study_yaml), "--out", str(out), "--work", str(work), "--cpu_jobs", "2"]
     with contextlib.redirect_stdout(io.StringIO()):
@@ -270,7 +298,10 @@ def test_a_tiny_study_with_a_split_runs_end_to_end_and_resumes_from_its_results(
         own = json.loads((out / "variants" / "split_branches" / "parts" / str(part) / "estimates.json").read_text())
         assert set(own["scores"]) == {n for n, a in panel.items() if a.num_branches == part}
     report = json.loads((out / "report.json").read_text())
-    assert set(report["variants"]) == {"single", "split_branches"} and report["variants"]["single"]["n"] == 3
+    assert set(report["variants"]) == {"single", "split_branches", "single_ft"}
+    assert report["variants"]["single"]["n"] == report["variants"]["single_ft"]["n"] == 3
+    assert not (work / "variants" / "single_ft").exists()  # estimated through single's supernet, nothing trained
+    assert not (out / "variants" / "single_ft" / "ablations.json").exists()
     # the ablations of the plain variant (a split one has no single supernet to ablate)
     ablated = json.loads((out / "variants" / "single" / "ablations.json").read_text())["scores"]
     assert set(ablated) == {f"{n}:{k}" for n in panel if n.startswith("random") for k in ABLATIONS}

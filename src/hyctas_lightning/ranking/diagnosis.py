@@ -21,6 +21,7 @@ from hyctas_lightning.evaluation.weight_sharing import SubnetScorer, collect_ima
 from hyctas_lightning.search_space import Architecture
 
 from .correlation import RankCorrelation, rank_correlation
+from .finetune import Finetune, FinetuneScorer
 from .references import load_references
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ Folder = Union[str, Path]
 
 def estimate_panel(supernet: nn.Module, panel: Dict[str, Architecture], datamodule: Any, num_classes: int,
                    ignore_index: int = 255, calibration_images: int = 64, val_images: Optional[int] = None,
-                   seed: int = 0) -> Dict[str, float]:
+                   seed: int = 0, finetune: Optional[Finetune] = None) -> Dict[str, float]:
     """Supernet mIoU of every panel member, each after BN recalibration on the same training images.
 
     Args:
@@ -41,10 +42,16 @@ def estimate_panel(supernet: nn.Module, panel: Dict[str, Architecture], datamodu
         calibration_images: training images for BN recalibration.
         val_images: validation images (None: the whole split).
         seed: seed of the calibration images' draw.
+        finetune: train each member briefly from its inherited weights before it is scored (:mod:`.finetune`), on
+            training crops drawn with ``seed + 1``; None: the plain estimate.
     """
     calibration = collect_images(datamodule, "train", calibration_images, seed, with_masks=False)
     validation = collect_images(datamodule, "val", val_images, seed, with_masks=True)
-    scorer = SubnetScorer(supernet, calibration, num_classes, ignore_index)
+    if finetune is None:
+        scorer = SubnetScorer(supernet, calibration, num_classes, ignore_index)
+    else:
+        train = collect_images(datamodule, "train", finetune.images, seed + 1, with_masks=True)
+        scorer = FinetuneScorer(supernet, train, calibration, num_classes, ignore_index, finetune)
     return scorer.score_all(panel, validation, progress=lambda name, miou: log.info("%s: %.4f", name, miou))
 
 
