@@ -217,8 +217,8 @@ def test_reference_key_follows_the_data_not_its_path(tmp_path):
     assert ReferenceCache(tmp_path, recipe, missing).identity["data"]["init_args"]["root"] == str(tmp_path / "nowhere")
 
 
-def test_finetuned_estimates_train_a_copy_of_each_member_and_leave_the_supernet_alone(supernet):
-    module, data, _ = supernet
+def test_finetuned_estimates_train_a_copy_of_each_member_and_leave_the_supernet_alone(supernet, tmp_path):
+    module, data, ckpt = supernet
     before = {k: v.clone() for k, v in module.supernet.state_dict().items()}
     train = collect_images(data, "train", 16, 1, with_masks=True)
     calibration = collect_images(data, "train", 16, 0, with_masks=False)
@@ -236,6 +236,12 @@ def test_finetuned_estimates_train_a_copy_of_each_member_and_leave_the_supernet_
     scores = estimate_panel(module.supernet, panel, data, 8, calibration_images=16, seed=0,
                             finetune=Finetune(steps=3, lr=0.05, images=16))
     assert set(scores) == set(panel) and scores["random1"] == pytest.approx(first, abs=1e-6)
+    out = tmp_path / "rank"  # the same estimate from the command line
+    assert hyctas_main(["rank", "--ckpt", str(ckpt), "--out", str(out), "--random_members", "3",
+                        "--calibration_images", "16", "--device", "cpu", "--finetune.steps", "3",
+                        "--finetune.lr", "0.05", "--finetune.images", "16"]) == 0
+    members = json.loads((out / "ranking.json").read_text())["members"]
+    assert members["random1"]["supernet_miou"] == pytest.approx(first, abs=1e-6)
     with pytest.raises(ValueError, match="unknown settings"):
         finetune_from({"steps": 3, "epochs": 2})
     with pytest.raises(ValueError, match="steps >= 1"):

@@ -1,7 +1,8 @@
-"""``hyctas rank --ckpt supernet.ckpt [--references DIR | --train true]``: does the supernet rank? BN
-recalibrated per sub-network, val mIoU of a fixed panel (largest, smallest, random sub-networks over 1, 2 and 3
-branches), and Kendall tau / Spearman rho of the random members against the same architectures trained alone
-(read from a reference folder, or trained under ``--recipe`` and cached in ``OUT/references``)."""
+"""``hyctas rank --ckpt supernet.ckpt [--references DIR | --train true] [--finetune.steps N]``: does the supernet
+rank? BN recalibrated per sub-network (after a short training from the inherited weights with ``--finetune``), val
+mIoU of a fixed panel (largest, smallest, random sub-networks over 1, 2 and 3 branches), and Kendall tau / Spearman
+rho of the random members against the same architectures trained alone (read from a reference folder, or trained
+under ``--recipe`` and cached in ``OUT/references``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,7 @@ from .common import add_supernet_arguments, supernet_from_args
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    from hyctas_lightning.ranking import StandaloneRecipe
+    from hyctas_lightning.ranking import Finetune, StandaloneRecipe
 
     parser.add_argument("--config", action="config", help="YAML with any of the options below")
     add_supernet_arguments(parser)
@@ -28,6 +29,9 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="folder of standalone results (HASH.json with 'miou'), e.g. OUT/references/KEY")
     parser.add_argument("--train", type=bool, default=False,
                         help="train the random members that have no reference alone under --recipe (slow)")
+    parser.add_argument("--finetune", type=Optional[Finetune], default=None,
+                        help="the fine-tuned estimate: each member trains --finetune.steps steps from the inherited "
+                             "weights before it is scored (e.g. --finetune.steps 100; default: the plain estimate)")
     parser.add_dataclass_arguments(StandaloneRecipe, "recipe")
 
 
@@ -60,7 +64,7 @@ def run(args: Namespace) -> int:
     out = Path(args.out or Path("runs/rank") / ckpt.parent.parent.name)
     report = diagnose(supernet.to(device), data_spec, ranking_panel(supernet.space, args.random_members, args.seed),
                       (meta.get("data") or {}).get("ignore_index", 255), args.calibration_images, args.val_images,
-                      args.seed, [args.references] if args.references else [])
+                      args.seed, [args.references] if args.references else [], finetune=args.finetune)
     if args.train:
         train_references(report, ReferenceCache(out, args.recipe, data_spec),
                          accelerator="gpu" if device.type == "cuda" else "cpu")

@@ -158,7 +158,7 @@ class RankingReport:
 
 def diagnose(supernet: nn.Module, data_spec: Dict[str, Any], panel: Dict[str, Architecture],
              ignore_index: int = 255, calibration_images: int = 64, val_images: Optional[int] = None,
-             seed: int = 0, references: Sequence[Folder] = ()) -> RankingReport:
+             seed: int = 0, references: Sequence[Folder] = (), finetune: Optional[Finetune] = None) -> RankingReport:
     """The supernet diagnostic: estimates of ``panel`` through ``supernet`` against the standalone references
     found in ``references`` (the first folder holding a member's result counts). Members still without one can
     be trained alone with ``training.standalone.train_references``.
@@ -172,10 +172,11 @@ def diagnose(supernet: nn.Module, data_spec: Dict[str, Any], panel: Dict[str, Ar
         val_images: validation images (None: the whole split).
         seed: seed of the calibration images' draw.
         references: reference folders (``ROOT/references/KEY``) to read standalone results from.
+        finetune: the fine-tuned estimate's training (None: the plain estimate).
     """
     found = [load_references(folder) for folder in references]  # a broken file stops us before the work
     estimates = estimate_panel(supernet, panel, build_datamodule(data_spec), supernet.num_classes, ignore_index,
-                               calibration_images, val_images, seed)
+                               calibration_images, val_images, seed, finetune)
     report = RankingReport(panel, estimates)
     for results in found:
         report.add_references(results)
