@@ -54,6 +54,21 @@ def test_fused_conv_relu_gives_the_plain_numbers(device, dtype, memory_format):
                                **tol)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_inference_path_under_autocast_casts_like_the_plain_ops(device):
+    """Validation of a mixed-precision training runs eval-mode layers under autocast: fp32 weights, half inputs."""
+    layer = ConvBNAct(8, 12, 3, act=True).eval().to(device)
+    block = ConvBNAct(8, 12, 1, act=False).eval().to(device)
+    x = torch.randn(2, 8, 16, 16, device=device)
+    dtype = torch.bfloat16
+    with torch.no_grad(), torch.autocast(device, dtype):
+        half = layer(x.to(dtype))  # a half map and fp32 weights: the plain ops, cast by autocast
+        summed = block.add_relu(x.to(dtype), half)
+        expected = F.relu(F.conv2d(x.to(dtype), *layer.inference_weights(), padding=1))
+    assert half.dtype == expected.dtype and summed.shape == half.shape
+    torch.testing.assert_close(half.float(), expected.float(), rtol=2e-2, atol=2e-2)
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_residual_sum_of_a_layer_is_its_output_plus_the_branch(training):
     layer = ConvBNAct(8, 12, 1, act=False).train(training)

@@ -55,8 +55,10 @@ def resize_bilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return y.contiguous()
 
 
-def _fuses(x: torch.Tensor) -> bool:
-    return x.is_cuda and x.dtype in FUSED_CONV_DTYPES and torch.backends.cudnn.enabled
+def _fuses(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether cuDNN's fused kernels take this convolution: a half-precision GPU map and weights of its dtype (under
+    autocast the weights stay fp32 and ``F.conv2d`` casts them; the fused ops do not)."""
+    return x.is_cuda and x.dtype in FUSED_CONV_DTYPES and weight.dtype == x.dtype and torch.backends.cudnn.enabled
 
 
 def conv2d_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: Sequence[int],
@@ -71,7 +73,7 @@ def conv2d_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, strid
         padding: its padding.
         dilation: its dilation.
     """
-    if _fuses(x):
+    if _fuses(x, weight):
         return torch.cudnn_convolution_relu(x, weight, bias, stride, padding, dilation, 1)
     return F.conv2d(x, weight, bias, stride, padding, dilation).relu_()
 
@@ -90,7 +92,7 @@ def conv2d_add_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, z
         padding: its padding.
         dilation: its dilation.
     """
-    if _fuses(x) and z.dtype == x.dtype:
+    if _fuses(x, weight) and z.dtype == x.dtype:
         return torch.cudnn_convolution_add_relu(x, weight, z, 1.0, bias, stride, padding, dilation, 1)
     return F.conv2d(x, weight, bias, stride, padding, dilation).add_(z).relu_()
 
