@@ -87,12 +87,15 @@ def conv2d_add_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, z
         x: the input map.
         weight: the convolution's weight.
         bias: its bias.
-        z: the map added to the convolution's output (its shape).
+        z: the map added to the convolution's output (its shape; fused where it has the input's dtype and
+            memory format).
         stride: its stride.
         padding: its padding.
         dilation: its dilation.
     """
-    if _fuses(x, weight) and z.dtype == x.dtype:
+    channels_last = torch.channels_last
+    if (_fuses(x, weight) and z.dtype == x.dtype
+            and z.is_contiguous(memory_format=channels_last) == x.is_contiguous(memory_format=channels_last)):
         return torch.cudnn_convolution_add_relu(x, weight, z, 1.0, bias, stride, padding, dilation, 1)
     return F.conv2d(x, weight, bias, stride, padding, dilation).add_(z).relu_()
 
