@@ -236,6 +236,13 @@ def test_finetuned_estimates_train_a_copy_of_each_member_and_leave_the_supernet_
     scores = estimate_panel(module.supernet, panel, data, 8, calibration_images=16, seed=0,
                             finetune=Finetune(steps=3, lr=0.05, images=16))
     assert set(scores) == set(panel) and scores["random1"] == pytest.approx(first, abs=1e-6)
+    # the control: the same training from a fresh initialisation, the same one every time
+    fresh = FinetuneScorer(module.supernet, train, calibration, 8,
+                           finetune=Finetune(steps=3, lr=0.05, images=16, inherit=False))
+    a, b = fresh.start(arch), fresh.start(arch)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not all(torch.equal(p, inherited.get_parameter(n)) for n, p in a.named_parameters())
+    assert 0 <= fresh(arch, validation) <= 1
     out = tmp_path / "rank"  # the same estimate from the command line
     assert hyctas_main(["rank", "--ckpt", str(ckpt), "--out", str(out), "--random_members", "3",
                         "--calibration_images", "16", "--device", "cpu", "--finetune.steps", "3",

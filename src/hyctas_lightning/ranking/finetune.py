@@ -35,6 +35,8 @@ class Finetune:
         momentum: SGD momentum.
         weight_decay: SGD weight decay.
         images: training crops drawn once (seeded, augmented as in training) and cycled by every candidate.
+        inherit: start from the supernet's weights; False starts each candidate from a fresh, seeded initialisation
+            (the control: what the same short training ranks without the shared weights).
     """
 
     steps: int = 100
@@ -42,6 +44,7 @@ class Finetune:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     images: int = 512
+    inherit: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.lr <= 0 or self.images < 1:
@@ -77,9 +80,21 @@ class FinetuneScorer(SubnetScorer):
         self.train_batches = [(x.to(self.device), y.to(self.device)) for x, y in train]
         self.finetune = finetune
 
+    def start(self, arch: Architecture) -> ChildNet:
+        """``arch``'s child before the training: the supernet's weights, or (``inherit`` off) a fresh
+        initialisation from a fixed seed."""
+        if self.finetune.inherit:
+            return ChildNet.from_supernet(self.supernet, arch)
+        space = self.supernet.space
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            child = ChildNet(arch, self.supernet.num_classes, fch=self.supernet.fch, output_stride=8,
+                             stem_head_width=space.stem_head_width)
+        return child.to(self.device)
+
     def train(self, arch: Architecture) -> ChildNet:
-        """``arch``'s child with the inherited weights after the fine-tuning (training mode)."""
-        child = ChildNet.from_supernet(self.supernet, arch).train()
+        """``arch``'s child after the fine-tuning (training mode)."""
+        child = self.start(arch).train()
         recipe = self.finetune
         optimizer = torch.optim.SGD(child.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                     weight_decay=recipe.weight_decay)
