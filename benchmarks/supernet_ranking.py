@@ -54,7 +54,7 @@ from hyctas_lightning.ranking import (
     load_references,
     references_for,
 )
-from hyctas_lightning.ranking.finetune import finetune_from
+from hyctas_lightning.ranking.finetune import Finetune, finetune_from
 from hyctas_lightning.ranking.report import DefaultRule, ablation_means, report_markdown, study_report
 from hyctas_lightning.ranking.surrogate import profile_features
 from hyctas_lightning.search_space import SearchSpace, ablation_panel, ranking_panel
@@ -304,7 +304,7 @@ class Study:
                 continue
             split, estimate = self.specs[name]["split"], self.specs[name]["estimate"]
             for part in self.parts(name) or (None,):
-                run = self.run_dir(estimate["from"]) if estimate else self.run_dir(name, part)
+                run = self.run_dir(self.base(name)) if estimate else self.run_dir(name, part)
                 if self.done(name, part) or not run_finished(run):
                     continue
                 if (left := self.seconds_left()) is not None and left < 2 * MARGIN_S:
@@ -341,9 +341,9 @@ class Study:
         self.estimate(self.run_dir(name), self.ablations_path(name), None, ablate=True)
 
     def estimate(self, run: Path, path: Path, members: Optional[set], ablate: bool = False,
-                 finetune: Optional[Dict[str, Any]] = None) -> None:
+                 finetune: Optional[Finetune] = None) -> None:
         """Estimates of the panel (or of ``members`` of it, or with ``ablate`` of its ablations) through the
-        supernet of the run folder ``run``, each member fine-tuned first with ``finetune`` settings."""
+        supernet of the run folder ``run``, each member fine-tuned first with ``finetune``."""
         from hyctas_lightning.data.registry import build_datamodule
         from hyctas_lightning.training import SupernetModule
 
@@ -356,7 +356,7 @@ class Study:
         start = time.perf_counter()
         scores = estimate_panel(module.supernet, panel, build_datamodule(self.data), module.hparams.num_classes,
                                 module.hparams.ignore_index, seed=self.config.get("panel", {}).get("seed", 0),
-                                finetune=finetune_from(finetune), **self.config.get("estimates", {}))
+                                finetune=finetune, **self.config.get("estimates", {}))
         write_json(path, {"scores": scores, "panel": {n: a.to_dict() for n, a in panel.items()},
                           "seconds": time.perf_counter() - start, "device": device_name()})
 
@@ -426,8 +426,9 @@ def variant_spec(name: str, spec: Any, variants: Dict[str, Any]) -> Dict[str, An
 
 
 def estimate_spec(name: str, spec: Dict[str, Any], variants: Dict[str, Any]) -> Dict[str, Any]:
-    """The ``estimate`` of a variant that trains nothing: ``{from: VARIANT, finetune: {steps, lr, ...}}``, the
-    panel estimated through the finished supernet of the plain variant ``from`` with the fine-tuned estimate."""
+    """The ``estimate`` of a variant that trains nothing, ``{from: VARIANT, finetune: {steps, lr, ...}}`` (returned
+    with ``finetune`` parsed into a :class:`Finetune`): the panel estimated through the finished supernet of the
+    plain variant ``from`` with the fine-tuned estimate."""
     estimate = spec["estimate"]
     if set(spec) != {"estimate"} or not isinstance(estimate, dict) or set(estimate) != {"from", "finetune"}:
         raise SystemExit(f"variants.{name}: {{estimate: {{from: VARIANT, finetune: {{steps: N, lr: X}}}}}} and "
@@ -436,10 +437,9 @@ def estimate_spec(name: str, spec: Dict[str, Any], variants: Dict[str, Any]) -> 
     if not (start is None or isinstance(start, list)):
         raise SystemExit(f"variants.{name}.estimate.from: '{estimate['from']}' must name a plain variant of the study")
     try:
-        finetune_from(estimate["finetune"])
+        return {**estimate, "finetune": finetune_from(estimate["finetune"])}
     except (TypeError, ValueError) as e:
         raise SystemExit(f"variants.{name}.estimate.finetune: {e}") from None
-    return dict(estimate)
 
 
 def split_overrides(split: Dict[str, Any], part: Any, base: Path) -> List[str]:

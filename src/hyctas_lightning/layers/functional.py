@@ -44,15 +44,17 @@ def resize_bilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     if x.is_meta:  # only the shape exists (multiply-adds are counted): skip PyTorch's slow decomposition
         return x.new_empty((*x.shape[:-2], *size))
     if not x.is_cuda or x.dim() != 4 or torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return _bilinear(x, size)
     recorded = torch.is_grad_enabled() and x.requires_grad
     if not recorded and x.shape[0] * size[0] * size[1] >= PIXEL_PARALLEL:
-        return F.interpolate(x.contiguous(), size=size, mode="bilinear", align_corners=False)
+        return _bilinear(x.contiguous(), size)
     if x.shape[1] == 1 or not x.is_contiguous():
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    y = F.interpolate(x.contiguous(memory_format=torch.channels_last), size=size, mode="bilinear",
-                      align_corners=False)
-    return y.contiguous()
+        return _bilinear(x, size)
+    return _bilinear(x.contiguous(memory_format=torch.channels_last), size).contiguous()
+
+
+def _bilinear(x: torch.Tensor, size: tuple) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 def _fuses(x: torch.Tensor, weight: torch.Tensor) -> bool:
