@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hyctas_lightning.evaluation.batchnorm import recalibrate_bn
@@ -92,19 +93,17 @@ class FinetuneScorer(SubnetScorer):
 
     def train(self, arch: Architecture) -> ChildNet:
         """``arch``'s child after the fine-tuning (training mode)."""
-        # retraining's schedule and loss (imported here: training's standalone references import this package)
-        from hyctas_lightning.training import PolyWarmupLR, segmentation_loss
-
         child = self.start(arch).train()
         recipe = self.finetune
         optimizer = torch.optim.SGD(child.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                     weight_decay=recipe.weight_decay)
-        schedule = PolyWarmupLR(optimizer, recipe.steps)
+        # retraining's poly rule (training.PolyWarmupLR; the training layer sits above this one)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / recipe.steps) ** 0.9)
         for step in range(recipe.steps):
             images, masks = self.train_batches[step % len(self.train_batches)]
             with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
                 logits = child(images)
-            loss = segmentation_loss(logits.float(), masks.long(), self.ignore_index)
+            loss = F.cross_entropy(logits.float(), masks.long(), ignore_index=self.ignore_index)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
