@@ -26,7 +26,9 @@ results folder can be committed and a study on a fresh machine never redoes a fi
 Stages (``--stages``, in order): ``references`` (``train_standalone`` per member and seed), ``teacher`` (for
 ``distill: teacher`` variants: ``{teacher}`` in their overrides), ``supernets`` (``hyctas fit`` of each variant
 and of each split part once its ``from`` variant is finished), all in one pool of concurrent processes
-(``--jobs_per_gpu`` per visible GPU, or ``--cpu_jobs``); then ``estimates`` and ``report``. Every stage skips
+(``--jobs_per_gpu`` per visible GPU, or ``--cpu_jobs``); then ``estimates`` (also after each pool of trainings,
+for the variants it finished, so their results are written before the next pool starts; ablations last) and
+``report``. Every stage skips
 finished work and resumes unfinished work, so with ``--time_limit`` (seconds for this command) the study is cut
 into commands of bounded length; a line ``study incomplete`` at the end means: run it again.
 """
@@ -278,6 +280,8 @@ class Study:
                 break
             started |= {job[0] for job in jobs}
             self.run_pool(jobs)
+            if "estimates" in stages:
+                self.estimate_trained()
         missing = sum(self.cache(s).get(a) is None for s in self.recipes for a in self.panel.values())
         if "references" in stages and missing:
             self.incomplete.append(f"{missing} standalone references unfinished")
@@ -297,10 +301,21 @@ class Study:
 
     # ------------------------------------------------------------------ estimates and report
     def estimates(self) -> None:
-        """The panel through each trained variant (a split variant: each member through its part's supernet)."""
+        """The panel through each trained variant (a split variant: each member through its part's supernet);
+        then, with every estimate written, the ablations (the lesser result waits when time runs short)."""
+        self.estimate_trained()
+        for name in self.variants():
+            if not self.done(name):
+                self.incomplete.append(f"estimates of {name} wait for its training")
         for name in self.variants():
             if self.done(name):
                 self.ablate(name)
+
+    def estimate_trained(self) -> None:
+        """Estimates of every variant (and split part) whose supernet is finished and that has none yet: run after
+        each pool of trainings too, so a finished unit is written (and can be committed) before the next pool."""
+        for name in self.variants():
+            if self.done(name):
                 continue
             split, estimate = self.specs[name]["split"], self.specs[name]["estimate"]
             for part in self.parts(name) or (None,):
@@ -308,7 +323,8 @@ class Study:
                 if self.done(name, part) or not run_finished(run):
                     continue
                 if (left := self.seconds_left()) is not None and left < 2 * MARGIN_S:
-                    self.incomplete.append("estimates left for the next run (time limit)")
+                    if "estimates left for the next run (time limit)" not in self.incomplete:
+                        self.incomplete.append("estimates left for the next run (time limit)")
                     return
                 members = None if part is None else {n for n, a in self.panel.items()
                                                      if SPLITS.get(split["key"]).part_of(a) == part}
@@ -321,9 +337,6 @@ class Study:
                 scores = read_json(self.estimates_path(name))["scores"]
                 randoms = [v for n, v in scores.items() if n.startswith("random")]
                 print(f"estimates {name}: random mean {100 * sum(randoms) / max(1, len(randoms)):.2f}", flush=True)
-                self.ablate(name)
-            else:
-                self.incomplete.append(f"estimates of {name} wait for its training")
 
     def ablations_path(self, name: str) -> Path:
         return self.out / "variants" / name / "ablations.json"

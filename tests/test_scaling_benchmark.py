@@ -22,7 +22,7 @@ def test_fit_config_times_the_last_steps_with_one_monitor_and_no_validation(tmp_
     assert trainer["max_steps"] == 10 and trainer["limit_val_batches"] == 0 and trainer["log_every_n_steps"] == 1
     assert trainer["logger"]["init_args"]["save_dir"] == str(tmp_path)
     assert [c["class_path"] for c in trainer["callbacks"]].count(scaling.LAST_CHECKPOINT) == 1
-    assert base["trainer"]["max_epochs"] == 50  # the config itself untouched
+    assert base["trainer"]["max_epochs"] == 6  # the config itself untouched
 
 
 def write_search(folder: Path, generations: list) -> None:

@@ -8,8 +8,10 @@
   kernel threads enough; there a channels-last input is made NCHW instead, so only the small side is copied. On the
   meta device, where multiply-adds are counted, only the output's shape is made.
 - ``conv2d_relu`` and ``conv2d_add_relu``: a convolution with its bias, a residual sum and the ReLU after it in one
-  cuDNN kernel for half-precision CUDA maps, where PyTorch runs three (the bias add, the sum, the ReLU), each a
-  pass over memory; the plain ops elsewhere. Used on the inference path of layers whose BatchNorm is folded.
+  cuDNN call for CUDA maps, where PyTorch runs three (the bias add, the sum, the ReLU), each a pass over memory
+  and, at batch 1, a kernel launch the host must pay for (eager fp32 networks here are bound by launches: the
+  fusion removes about a third of them); the plain ops elsewhere. Used on the inference path of layers whose
+  BatchNorm is folded.
 - ``attention``: ``scaled_dot_product_attention`` takes its fused kernels only when the per-head dimensions are
   multiples of 8 (16-bit) or 4 (fp32); slimmed cells ask for query/key heads of 2 or 6 channels, which fall back to
   the math path that materialises the (pixels x pixels) scores. On the GPU such heads get zero channels appended,
@@ -27,8 +29,8 @@ import torch.nn.functional as F
 HEAD_ALIGN = 8
 # output pixels (batch x height x width) from which the NCHW bilinear kernel, one thread per pixel, fills the GPU
 PIXEL_PARALLEL = 1 << 19
-# dtypes whose convolution + bias (+ residual) + ReLU run as one cuDNN kernel (fp32 keeps PyTorch's ops)
-FUSED_CONV_DTYPES = (torch.float16, torch.bfloat16)
+# dtypes whose convolution + bias (+ residual) + ReLU run as one cuDNN call
+FUSED_CONV_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def resize_bilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -58,8 +60,8 @@ def _bilinear(x: torch.Tensor, size: tuple) -> torch.Tensor:
 
 
 def _fuses(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether cuDNN's fused kernels take this convolution: a half-precision GPU map and weights of its dtype (under
-    autocast the weights stay fp32 and ``F.conv2d`` casts them; the fused ops do not)."""
+    """Whether cuDNN's fused kernels take this convolution: a GPU map and weights of its dtype (under autocast the
+    weights stay fp32 and ``F.conv2d`` casts them; the fused ops do not)."""
     return x.is_cuda and x.dtype in FUSED_CONV_DTYPES and weight.dtype == x.dtype and torch.backends.cudnn.enabled
 
 
