@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,6 +194,37 @@ def test_an_estimate_variant_trains_nothing_and_waits_for_the_supernet_it_estima
     (out / "variants" / "sandwich_ft").mkdir(parents=True)
     (out / "variants" / "sandwich_ft" / "estimates.json").write_text("{}")
     assert study.supernet_jobs() == [] and study.trained("sandwich_ft")
+
+
+def test_a_finished_variant_is_estimated_before_the_next_pool_of_trainings_and_ablations_come_last(tmp_path,
+                                                                                                 monkeypatch):
+    study_yaml = write_study(tmp_path, SPLIT_STUDY, ablations=True)
+    out, work = tmp_path / "out", tmp_path / "work"
+    study = bench.Study(bench.parse(["--study", str(study_yaml), "--out", str(out), "--work", str(work),
+                                     "--stages", "supernets,estimates"]))
+    events = []
+
+    def run_pool(jobs):  # trains by writing finished run folders; records what was estimated when each pool began
+        events.append(("pool", sorted(j[0] for j in jobs), sorted(p.parent.name for p in out.rglob("estimates.json"))))
+        for label, argv, log in jobs:
+            finish(Path(argv[argv.index("--trainer.default_root_dir") + 1]), study.max_steps(argv))
+
+    def estimate(run, path, members, ablate=False, finetune=None):
+        events.append(("ablate" if ablate else "estimate", path.parent.name))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"scores": {}, "panel": {}, "seconds": 0.0}')
+
+    monkeypatch.setattr(study, "run_pool", run_pool)
+    monkeypatch.setattr(study, "estimate", estimate)
+    study.train(["supernets", "estimates"])
+    pools = [e for e in events if e[0] == "pool"]
+    assert pools[0][1] == ["supernet sandwich", "supernet single"] and pools[0][2] == []
+    # the split parts' pool starts with both plain variants already estimated (their results can be committed)
+    assert {"sandwich", "single"} <= set(pools[1][2]) and all("split_branches" in j for j in pools[1][1])
+    study.estimates()
+    kinds = [e[0] for e in events if e[0] != "pool"]
+    assert "ablate" in kinds and kinds.index("ablate") > max(i for i, k in enumerate(kinds) if k == "estimate")
+    assert (out / "variants" / "split_branches" / "estimates.json").is_file()
 
 
 def test_a_study_refuses_a_split_of_an_unknown_key_or_base(tmp_path):
