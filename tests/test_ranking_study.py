@@ -206,7 +206,7 @@ def test_a_finished_variant_is_estimated_before_the_next_pool_of_trainings_and_a
 
     def run_pool(jobs):  # trains by writing finished run folders; records what was estimated when each pool began
         events.append(("pool", sorted(j[0] for j in jobs), sorted(p.parent.name for p in out.rglob("estimates.json"))))
-        for label, argv, log in jobs:
+        for _label, argv, _log in jobs:
             finish(Path(argv[argv.index("--trainer.default_root_dir") + 1]), study.max_steps(argv))
 
     def estimate(run, path, members, ablate=False, finetune=None):
