@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import load_benchmark
 from hyctas_lightning.cli import main
 from hyctas_lightning.cli.errors import EXIT_FILES
 from hyctas_lightning.deploy import optimize
@@ -223,3 +224,13 @@ def test_inference_profile_counts_the_ops_of_a_pass_on_cpu(tmp_path, capsys):
     assert s["top_cpu"][0]["cpu_ms"] >= s["top_cpu"][-1]["cpu_ms"]
     text = capsys.readouterr().out
     assert "| hyctas_s | 32x64 | fp32 | " in text and "top ops per forward" in text
+
+
+def test_the_fusion_ab_table_gives_each_arm_its_median_over_repeats_and_the_speed_up_over_the_reference():
+    ab = load_benchmark("fused_inference_ab")
+    rows = [{"repeat": k, "size": [8, 8], "network": name, "fused_fp32": fused, "ms": ms}
+            for k, (name, fused, ms) in enumerate([("net", True, 1.0), ("net", True, 3.0), ("net", True, 2.0),
+                                                   ("net", False, 4.0), (ab.REFERENCE, True, 6.0)])]
+    lines = ab.table(rows).splitlines()
+    assert lines[2] == "| 8x8 | net | fused | 2.000 | 1.00, 3.00, 2.00 | 3.00 |"
+    assert lines[3] == "| 8x8 | net | unfused | 4.000 | 4.00 | 1.50 |"
