@@ -228,9 +228,23 @@ def test_inference_profile_counts_the_ops_of_a_pass_on_cpu(tmp_path, capsys):
 
 def test_the_fusion_ab_table_gives_each_arm_its_median_over_repeats_and_the_speed_up_over_the_reference():
     ab = load_benchmark("fused_inference_ab")
-    rows = [{"repeat": k, "size": [8, 8], "network": name, "fused_fp32": fused, "ms": ms}
-            for k, (name, fused, ms) in enumerate([("net", True, 1.0), ("net", True, 3.0), ("net", True, 2.0),
-                                                   ("net", False, 4.0), (ab.REFERENCE, True, 6.0)])]
+    rows = [{"repeat": k, "size": [8, 8], "network": name, "arm": arm, "ms": ms}
+            for k, (name, arm, ms) in enumerate([("net", "default", 1.0), ("net", "default", 3.0),
+                                                 ("net", "default", 2.0), ("net", "nchw_resize", 4.0),
+                                                 (ab.REFERENCE, "default", 6.0)])]
     lines = ab.table(rows).splitlines()
-    assert lines[2] == "| 8x8 | net | fused | 2.000 | 1.00, 3.00, 2.00 | 3.00 |"
-    assert lines[3] == "| 8x8 | net | unfused | 4.000 | 4.00 | 1.50 |"
+    assert lines[2] == "| 8x8 | net | default | 2.000 | 1.00, 3.00, 2.00 | 3.00 |"
+    assert lines[3] == "| 8x8 | net | nchw_resize | 4.000 | 4.00 | 1.50 |"
+
+
+def test_each_fusion_ab_arm_sets_its_switches_and_the_default_restores_them():
+    ab = load_benchmark("fused_inference_ab")
+    from hyctas_lightning.layers import functional
+    try:
+        ab.set_arm("nchw_resize")
+        assert functional.PIXEL_PARALLEL == 0 and torch.float32 in functional.FUSED_CONV_DTYPES
+        ab.set_arm("unfused_fp32")
+        assert functional.PIXEL_PARALLEL == 1 << 19 and torch.float32 not in functional.FUSED_CONV_DTYPES
+    finally:
+        ab.set_arm("default")
+    assert functional.PIXEL_PARALLEL == 1 << 19 and torch.float32 in functional.FUSED_CONV_DTYPES
