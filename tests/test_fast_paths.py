@@ -35,7 +35,7 @@ def test_channels_last_bilinear_resize_gives_the_nchw_numbers():
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-# the fused cuDNN kernels run for half precision on the GPU; everywhere else the plain ops
+# the fused cuDNN calls run on the GPU (fp32 and half precision); on the CPU the plain ops
 FUSED_CASES = [("cpu", torch.float32)] + [("cuda", d) for d in (torch.float32, torch.float16) if "cuda" in DEVICES]
 
 
@@ -48,7 +48,9 @@ def test_fused_conv_relu_gives_the_plain_numbers(device, dtype, memory_format):
     x, z, w, b = (t.to(device, dtype).contiguous(memory_format=memory_format) if t.dim() == 4 else t.to(device, dtype)
                   for t in (x, z, w, b))
     plain = F.conv2d(x.float(), w.float(), b.float(), 2, 1)
-    tol = dict(rtol=1e-2, atol=1e-2) if dtype == torch.float16 else dict(rtol=1e-4, atol=1e-4)
+    # cuDNN may run fp32 convolutions in TF32 (PyTorch's default), the fused call with other kernels than the plain one
+    tol = dict(rtol=1e-2, atol=1e-2) if dtype == torch.float16 else (
+        dict(rtol=2e-3, atol=2e-3) if device == "cuda" else dict(rtol=1e-4, atol=1e-4))
     torch.testing.assert_close(conv2d_relu(x, w, b, (2, 2), (1, 1), (1, 1)).float(), plain.relu(), **tol)
     torch.testing.assert_close(conv2d_add_relu(x, w, b, z, (2, 2), (1, 1), (1, 1)).float(), (plain + z.float()).relu(),
                                **tol)

@@ -329,6 +329,40 @@ def test_nan_in_the_supernet_names_the_sub_network(tmp_path, capsys):
           "at step 1 (epoch 0), sub-network 'largest'")
 
 
+def test_nan_under_a_fused_optimiser_is_read_a_step_late_and_the_device_skips_its_update(tmp_path, capsys):
+    # a fused SGD skips its own step where the loss was not finite, so the guard reads the verdict a step later
+    # instead of waiting for the GPU at every step; the message still names the step and the sub-network
+    line = fails(capsys, ["fit", *SUPERNET, "--trainer.max_epochs=2", "--optimizer.init_args.lr=1e12",
+                          "--optimizer.init_args.fused=true", f"--trainer.default_root_dir={tmp_path}"],
+                 E.EXIT_DIVERGED, "at step 1 (epoch 0), sub-network 'largest' (3 branch(es)")
+    assert "the optimiser skipped that step on the device, so no NaN reached the weights" in line
+    for path in tmp_path.rglob("*.ckpt"):
+        state = torch.load(path, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()), path
+
+
+def test_a_deferred_verdict_skips_the_update_on_the_device_and_raises_at_the_next_step():
+    guard, model = DivergenceGuard(), BoringModel()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+        optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = SimpleNamespace(global_step=3, current_epoch=0, world_size=1, precision_plugin=None)
+    guard.on_before_backward(trainer, model, torch.tensor(float("nan")))
+    guard.on_before_optimizer_step(trainer, model, optimizer)  # no verdict read yet: the device skips the step
+    optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    trainer.global_step = 4
+    guard.on_before_backward(trainer, model, torch.tensor(1.0))
+    with pytest.raises(TrainingDiverged, match=r"the loss is nan at step 3 .*the optimiser skipped that step"):
+        guard.on_before_optimizer_step(trainer, model, optimizer)
+    guard.on_before_backward(trainer, model, torch.tensor(1.0))  # a finite step after: the device applies it
+    guard.on_before_optimizer_step(trainer, model, optimizer)
+    optimizer.step()
+    assert not any(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
 def test_guard_refuses_to_write_non_finite_weights(tmp_path):
     model = BoringModel()
     with torch.no_grad():
