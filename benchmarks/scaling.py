@@ -53,7 +53,7 @@ from hyctas_lightning.training.curves import last_value, read_curves
 from hyctas_lightning.training.throughput import THROUGHPUT_METRICS
 
 PARTS = ("profile", "build", "latency", "recalibration", "validation")
-MONITOR = "lightning.pytorch.callbacks.ThroughputMonitor"
+MONITOR = "hyctas_lightning.training.TrainingThroughput"
 LAST_CHECKPOINT = "hyctas_lightning.training.LastCheckpoint"
 RESULT = "result.json"
 MIN_STAGE_SECONDS = 20  # a stage is not started with less time left than this
@@ -127,14 +127,14 @@ def class_path(callback) -> str:
 
 def fit_config(base: dict, run: Path, warmup: int, steps: int) -> dict:
     """``base`` (a ``hyctas fit`` config) as a throughput run: ``warmup + steps`` steps, no validation, metrics in
-    ``run/metrics.csv``, one ``ThroughputMonitor`` whose window holds the last ``steps`` batches, ``last.ckpt``."""
+    ``run/metrics.csv``, one ``TrainingThroughput`` whose window holds the last ``steps`` batches, ``last.ckpt``."""
     config = copy.deepcopy(base)
     trainer = config.setdefault("trainer", {})
-    callbacks = [c for c in trainer.get("callbacks") or [] if not class_path(c).endswith("ThroughputMonitor")]
+    callbacks = [c for c in trainer.get("callbacks") or [] if not class_path(c).endswith(("ThroughputMonitor",
+                                                                                          "TrainingThroughput"))]
     if not any(class_path(c).endswith("LastCheckpoint") for c in callbacks):
         callbacks.append({"class_path": LAST_CHECKPOINT})
-    callbacks.append({"class_path": MONITOR, "init_args": {
-        "batch_size_fn": "hyctas_lightning.training.throughput.images_in_batch", "window_size": steps + 1}})
+    callbacks.append({"class_path": MONITOR, "init_args": {"window_size": steps + 1}})
     trainer.update(callbacks=callbacks, max_steps=warmup + steps, max_epochs=-1, limit_val_batches=0,
                    num_sanity_val_steps=0, log_every_n_steps=1, enable_progress_bar=False, default_root_dir=str(run),
                    logger={"class_path": "lightning.pytorch.loggers.CSVLogger",

@@ -67,8 +67,7 @@ def test_two_process_supernet_fit_as_typed_then_resumed_on_one(tmp_path):
     probe = ["--trainer.callbacks+=ddp_probe.Probe", "--trainer.callbacks.out=probe"]
     search = ["--trainer.callbacks+=hyctas_lightning.search.SearchCallback", f"--trainer.callbacks.config={SEARCH}",
               "--trainer.callbacks.out_dir=search"]
-    throughput = ["--trainer.callbacks+=lightning.pytorch.callbacks.ThroughputMonitor", "--trainer.log_every_n_steps=1",
-                  "--trainer.callbacks.batch_size_fn=hyctas_lightning.training.throughput.images_in_batch",
+    throughput = ["--trainer.callbacks+=hyctas_lightning.training.TrainingThroughput", "--trainer.log_every_n_steps=1",
                   "--trainer.callbacks.window_size=2"]
     fit = hyctas("fit", *FIT, "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_epochs=2",
                  "--trainer.default_root_dir=run", *probe, *throughput, *search, cwd=tmp_path)

@@ -6,7 +6,7 @@ from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from hyctas_lightning.training.throughput import THROUGHPUT_METRICS, images_in_batch
+from hyctas_lightning.training.throughput import THROUGHPUT_METRICS, TrainingThroughput, images_in_batch
 
 
 class Tiny(L.LightningModule):
@@ -41,3 +41,17 @@ def test_lightnings_throughput_monitor_counts_our_images(tmp_path):
     speeds = [float(r[THROUGHPUT_METRICS[1]]) for r in rows if r.get(THROUGHPUT_METRICS[1])]
     assert len(speeds) == 2 * 5 - 2 and min(speeds) > 0  # from the third batch on (a window of three)
     assert THROUGHPUT_METRICS[0] not in rows[0]  # the all-processes figure only on several
+
+
+def test_our_throughput_logs_the_same_figures_without_a_device_synchronisation(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: (_ for _ in ()).throw(AssertionError("synchronised")))
+    trainer = L.Trainer(max_epochs=2, callbacks=[TrainingThroughput(window_size=3)], log_every_n_steps=2,
+                        logger=CSVLogger(tmp_path, name="", version=""), enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(Tiny(), loader(5, 4))
+    trainer.logger.finalize("success")
+    rows = [r for r in csv.DictReader((tmp_path / "metrics.csv").open()) if r.get("train/samples")]
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 8, 10]  # every log_every_n_steps optimiser steps
+    assert float(rows[-1]["train/samples"]) == 2 * 5 * 4
+    assert rows[0][THROUGHPUT_METRICS[1]] == ""  # two batches: the window of three is not full yet
+    assert all(float(r[THROUGHPUT_METRICS[1]]) > 0 for r in rows[1:]) and THROUGHPUT_METRICS[0] not in rows[0]

@@ -12,9 +12,10 @@ from .schedules import PolyWarmup, PolyWarmupLR
 from .segmentation import SegmentationModule
 from .standalone import train_references, train_standalone
 from .supernet import ComplexityScale, SupernetModule, WarmStart
+from .throughput import TrainingThroughput
 
 __all__ = ["AsyncAtomicCheckpointIO", "AtomicCheckpointIO", "ComplexityScale", "Deadline", "DivergenceGuard", "GpuBusy",
            "LastCheckpoint", "PanopticModule", "PanopticWriter", "PolyWarmup", "PolyWarmupLR", "RandomStateCheckpoint",
            "SAMPLERS", "SPLITS", "SandwichSampler", "SegmentationModule", "SegmentationWriter", "SupernetModule",
-           "TrainingEfficiency", "WarmStart", "build_sampler", "distillation_loss", "register_sampler",
-           "register_split", "segmentation_loss", "train_references", "train_standalone"]
+           "TrainingEfficiency", "TrainingThroughput", "WarmStart", "build_sampler", "distillation_loss",
+           "register_sampler", "register_split", "segmentation_loss", "train_references", "train_standalone"]

@@ -77,7 +77,7 @@ class SegmentationModule(L.LightningModule):
     """
 
     checkpoint_kind = SEGMENTATION_KIND
-    flops_per_batch = None  # read by ThroughputMonitor (model FLOPs utilisation), not counted here
+    flops_per_batch = None  # read by Lightning's ThroughputMonitor, if a config uses it: not counted here
 
     def __init__(self, arch: Optional[Union[str, Dict[str, Any]]] = None, network: Optional[str] = None,
                  num_classes: int = 19, fch: Optional[int] = None, output_stride: Optional[int] = None,

@@ -71,7 +71,7 @@ class SupernetModule(L.LightningModule):
     """
 
     checkpoint_kind = SUPERNET_KIND
-    flops_per_batch = None  # read by ThroughputMonitor (model FLOPs utilisation): the sub-networks change every step
+    flops_per_batch = None  # read by Lightning's ThroughputMonitor where a config has it: sub-networks change
 
     def __init__(self, space: Optional[SearchSpace] = None, num_classes: int = 19, sampling: str = "sandwich",
                  num_random: int = 2, sampler_args: Optional[Dict[str, Any]] = None, distill: Optional[str] = None,
