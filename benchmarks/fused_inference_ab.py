@@ -27,9 +27,9 @@ from typing import Dict, List
 
 import torch
 
-from hyctas_lightning import create_network
 from hyctas_lightning.evaluation.latency import measure_latency
 from hyctas_lightning.layers import functional
+from inference_profile import SIZES, load, parse_size
 
 REFERENCE = "lraspp_mobilenet_v3_large"
 DEFAULTS = {"FUSED_CONV_DTYPES": functional.FUSED_CONV_DTYPES, "PIXEL_PARALLEL": functional.PIXEL_PARALLEL}
@@ -41,11 +41,6 @@ ARMS = {"default": {},
 def set_arm(name: str) -> None:
     for key, value in {**DEFAULTS, **ARMS[name]}.items():
         setattr(functional, key, value)
-
-
-def build(name: str) -> torch.nn.Module:
-    """A preset or registered name, or a retrain checkpoint (``.ckpt``)."""
-    return create_network(checkpoint=name) if name.endswith(".ckpt") else create_network(name, num_classes=19)
 
 
 def rounds(nets: Dict[str, torch.nn.Module], sizes: List[tuple], args: argparse.Namespace) -> List[dict]:
@@ -82,7 +77,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--networks", nargs="+", default=["hyctas_s", "hyctas_m",
                                                           "model_zoo/camvid/searched_camvid.ckpt"])
-    parser.add_argument("--sizes", nargs="+", default=["1024x2048", "360x480"], help="HxW")
+    parser.add_argument("--sizes", nargs="+", type=parse_size, default=[parse_size(s) for s in SIZES], help="HxW")
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=30)
@@ -91,9 +86,8 @@ def main() -> int:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         parser.error("needs a GPU: the fused calls are cuDNN's")
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
-    nets = {name: build(name) for name in [*args.networks, REFERENCE]}
-    rows = rounds(nets, sizes, args)
+    nets = {name: load(name, num_classes=19) for name in [*args.networks, REFERENCE]}
+    rows = rounds(nets, args.sizes, args)
     command = f"python {shlex.join(sys.argv)}"
     print(f"command: {command}\ndevice: {torch.cuda.get_device_name()}; torch {torch.__version__}\n{table(rows)}")
     if args.json:

@@ -323,8 +323,8 @@ class Study:
                 if self.done(name, part) or not run_finished(run):
                     continue
                 if (left := self.seconds_left()) is not None and left < 2 * MARGIN_S:
-                    if "estimates left for the next run (time limit)" not in self.incomplete:
-                        self.incomplete.append("estimates left for the next run (time limit)")
+                    note = "estimates left for the next run (time limit)"
+                    self.incomplete += [note] if note not in self.incomplete else []
                     return
                 members = None if part is None else {n for n, a in self.panel.items()
                                                      if SPLITS.get(split["key"]).part_of(a) == part}

@@ -98,11 +98,12 @@ class DivergenceGuard(L.Callback):
         self._settle(trainer, pl_module)
         losses, self._losses = self._losses, []
         finite = torch.stack([torch.isfinite(loss).all() for *_, loss in losses]).all() if losses else None
-        if finite is not None and trainer.world_size == 1 and skips_on_device(optimizer) and not _scales(trainer):
+        scaled = _scales(trainer)
+        if finite is not None and trainer.world_size == 1 and skips_on_device(optimizer) and not scaled:
             optimizer.found_inf = (~finite).float()
             self._pending = _Verdict(losses, trainer.current_epoch, finite)
             return
-        if getattr(optimizer, "found_inf", None) is not None and not _scales(trainer):
+        if not scaled and getattr(optimizer, "found_inf", None) is not None:
             optimizer.found_inf = None  # a verdict of an earlier step must not skip this one
         if not any_process(finite is not None and not bool(finite)):  # on several processes, all stop together
             return

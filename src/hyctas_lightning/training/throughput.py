@@ -71,7 +71,7 @@ class TrainingThroughput(L.Callback):
         if trainer.logger is not None and step % trainer.log_every_n_steps == 0 and step != self._logged_step:
             self._logged_step = step
             metrics = {f"train/{k}": v for k, v in self._throughput.compute().items()}
-            trainer.logger.log_metrics(metrics, step=trainer.global_step)
+            trainer.logger.log_metrics(metrics, step=step)
 
     @rank_zero_only
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
